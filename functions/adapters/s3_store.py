@@ -1,0 +1,80 @@
+"""ObjectStore on boto3: paginated listing, batched deletes, bounded retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.core.config import Settings
+from functions.core.errors import DependencyUnavailable, InvalidDataset
+from functions.core.models import ObjectInfo
+
+# S3 DeleteObjects takes at most this many keys per call.
+DELETE_BATCH = 1000
+
+
+def s3_client(settings: Settings) -> Any:
+    """One client per process; short timeouts so an outage answers 503 quickly."""
+    config = Config(
+        connect_timeout=3,
+        read_timeout=20,
+        retries={"max_attempts": 2, "mode": "standard"},
+        max_pool_connections=32,
+    )
+    return boto3.client(
+        "s3",
+        region_name=settings.aws_region,
+        endpoint_url=settings.s3_endpoint_url or None,
+        config=config,
+    )
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"NoSuchBucket", "AccessDenied", "403", "404"}:
+                raise InvalidDataset(f"{what}: {code} for bucket {kwargs.get('Bucket')!r}") from exc
+            raise DependencyUnavailable(f"S3 {what} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(f"S3 is unreachable ({what}): {exc}") from exc
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._call("list", self._client.list_objects_v2, **kwargs)
+            for item in page.get("Contents", []):
+                yield ObjectInfo(key=item["Key"], size=int(item["Size"]))
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = [info.key for info in self.list_objects(bucket, prefix)]
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
+            self._call(
+                "delete",
+                self._client.delete_objects,
+                Bucket=bucket,
+                Delete={"Objects": batch, "Quiet": True},
+            )
+        return len(keys)
+
+    def ping(self, bucket: str) -> None:
+        try:
+            self._client.head_bucket(Bucket=bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable(f"S3 bucket {bucket!r} is unreachable: {exc}") from exc

@@ -1,0 +1,30 @@
+"""create_app(settings): the FastAPI application, cheap to build (no heavy imports)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from functions.api.deps import Services
+from functions.api.errors import install_error_handlers
+from functions.api.routes import deletes, health, status, training
+from functions.core.config import Settings, get_settings
+
+DESCRIPTION = """Train text classifiers on labelled S3 folders (`<dataset>/<label>/<doc>`) and
+manage their MLflow runs. Responses use the envelope
+`{status{code,message}, data, error, number_documents_treated, number_documents_non_treated,
+list_id_not_treated}`; status listings and deletes answer as the original service did."""
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the app; `services` lets tests and the local runner inject their adapters."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Custom Classifier",
+        version="0.1.0",
+        description=DESCRIPTION,
+    )
+    app.state.services = services or Services(settings)
+    install_error_handlers(app)
+    for module in (training, status, deletes, health):
+        app.include_router(module.router)
+    return app

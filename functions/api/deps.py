@@ -1,0 +1,89 @@
+"""Dependencies: settings and adapters, built lazily once per process and injectable in tests."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from functions.core.config import Settings
+from functions.core.ports import JobLauncher, ObjectStore, Tracking
+
+
+class Services:
+    """The adapters of one app. Heavy clients (boto3, MLflow) load on first use, not at import."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore | None = None,
+        tracking: Tracking | None = None,
+        launcher: JobLauncher | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._tracking = tracking
+        self._launcher = launcher
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> ObjectStore:
+        with self._lock:
+            if self._store is None:
+                from functions.adapters.s3_store import S3ObjectStore, s3_client
+
+                self._store = S3ObjectStore(s3_client(self.settings))
+            return self._store
+
+    @property
+    def tracking(self) -> Tracking:
+        with self._lock:
+            if self._tracking is None:
+                from functions.adapters.mlflow_tracking import MlflowTracking
+
+                self._tracking = MlflowTracking(self.settings)
+            return self._tracking
+
+    @property
+    def launcher(self) -> JobLauncher:
+        with self._lock:
+            if self._launcher is None:
+                self._launcher = build_launcher(self.settings)
+            return self._launcher
+
+
+def build_launcher(settings: Settings) -> JobLauncher:
+    if settings.launcher == "local":
+        from functions.adapters.local_launcher import LocalProcessLauncher
+
+        return LocalProcessLauncher(settings)
+    raise ValueError(f"unknown launcher {settings.launcher!r} (CC_LAUNCHER); known: local")
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_settings(request: Request) -> Settings:
+    return _services(request).settings
+
+
+def get_store(request: Request) -> ObjectStore:
+    return _services(request).store
+
+
+def get_tracking(request: Request) -> Tracking:
+    return _services(request).tracking
+
+
+def get_launcher(request: Request) -> JobLauncher:
+    return _services(request).launcher
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+TrackingDep = Annotated[Tracking, Depends(get_tracking)]
+LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
+JSONDict = dict[str, Any]

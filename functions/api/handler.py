@@ -1,0 +1,35 @@
+"""The Lambda entrypoint: the FastAPI app behind API Gateway, through Mangum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mangum import Mangum
+
+from functions.api.app import create_app
+from functions.core.config import Settings, get_settings
+
+
+def with_root_path(app: Any, root_path: str) -> Any:
+    """Tell the app it is served under an API Gateway stage, so /docs finds openapi.json."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in {"http", "websocket"}:
+            scope = {**scope, "root_path": root_path}
+        await app(scope, receive, send)
+
+    return asgi
+
+
+def build_handler(settings: Settings) -> Mangum:
+    # lifespan="off": nothing heavy runs per invocation; adapters load on first use.
+    base = settings.api_base_path.rstrip("/")
+    app = create_app(settings)
+    return Mangum(
+        with_root_path(app, base) if base else app,
+        lifespan="off",
+        api_gateway_base_path=base or "/",
+    )
+
+
+handler = build_handler(get_settings())

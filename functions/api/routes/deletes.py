@@ -1,0 +1,33 @@
+"""Soft and hard deletes; each answers {"status": "<what happened>"}."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.deps import SettingsDep, StoreDep, TrackingDep
+from functions.api.schemas import DeleteStatus, ExperimentRequest, RunRequest
+from functions.core.deletion import hard_delete_experiment, soft_delete_experiment, soft_delete_run
+
+router = APIRouter(prefix="/custom_classifier", tags=["deletes"])
+
+
+@router.post("/experiment/soft_delete", response_model=DeleteStatus)
+def experiment_soft_delete(body: ExperimentRequest, tracking: TrackingDep) -> DeleteStatus:
+    """Hide an experiment (MLflow's deleted lifecycle stage); nothing is removed."""
+    return DeleteStatus(status=soft_delete_experiment(tracking, body.experiment_name))
+
+
+@router.post("/experiment/hard_delete", response_model=DeleteStatus)
+def experiment_hard_delete(
+    body: ExperimentRequest, tracking: TrackingDep, store: StoreDep, settings: SettingsDep
+) -> DeleteStatus:
+    """Remove an experiment, its runs, registered versions, logged models and S3 artifacts."""
+    return DeleteStatus(
+        status=hard_delete_experiment(tracking, store, settings, body.experiment_name)
+    )
+
+
+@router.post("/run/soft_delete", response_model=DeleteStatus)
+def run_soft_delete(body: RunRequest, tracking: TrackingDep) -> DeleteStatus:
+    """Hide one run (MLflow's deleted lifecycle stage); its artifacts stay."""
+    return DeleteStatus(status=soft_delete_run(tracking, body.run_id))

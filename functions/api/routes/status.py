@@ -1,0 +1,56 @@
+"""Run status: the last runs of an experiment, and the last runs overall."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from functions.api.deps import TrackingDep
+from functions.api.schemas import ExperimentRequest, LastRunItem, RunStatusItem
+from functions.core.models import RunSummary
+from functions.core.runs import experiment_runs, latest_runs
+
+router = APIRouter(prefix="/custom_classifier", tags=["status"])
+
+TAG_REGISTERED = "custom_classifier.registered_model"
+TAG_FAILURE = "custom_classifier.failure_reason"
+
+
+def _status_item(run: RunSummary) -> RunStatusItem:
+    registered = run.tags.get(TAG_REGISTERED)
+    return RunStatusItem(
+        run_id=run.run_id,
+        status=run.status,
+        label2id=run.params.get("label2id"),
+        id2label=run.params.get("id2label"),
+        run_name=run.run_name,
+        macro_f1=run.metrics.get("test_macro_f1"),
+        accuracy=run.metrics.get("test_accuracy"),
+        registered=registered is not None,
+        registered_model=registered,
+        failure_reason=run.tags.get(TAG_FAILURE),
+    )
+
+
+@router.post("/job_status", response_model=list[RunStatusItem])
+def job_status(body: ExperimentRequest, tracking: TrackingDep) -> list[RunStatusItem]:
+    """The last 3 runs of an experiment, newest first."""
+    return [_status_item(run) for run in experiment_runs(tracking, body.experiment_name)]
+
+
+@router.get("/runid/status", response_model=list[RunStatusItem])
+def runid_status(
+    tracking: TrackingDep, experiment_name: str = Query(max_length=2048)
+) -> list[RunStatusItem]:
+    """The last 3 runs of an experiment, newest first (GET form)."""
+    return [_status_item(run) for run in experiment_runs(tracking, experiment_name)]
+
+
+@router.get("/all_experiments/last_run", response_model=list[LastRunItem])
+def all_experiments_last_run(tracking: TrackingDep) -> list[LastRunItem]:
+    """The last 10 runs across all experiments, newest first."""
+    return [
+        LastRunItem(
+            run_id=run.run_id, status=run.status, experiment_name=name, run_name=run.run_name
+        )
+        for run, name in latest_runs(tracking)
+    ]

@@ -1,0 +1,53 @@
+"""POST /custom_classifier/process: validate, open the run, launch the job."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TrackingDep
+from functions.api.schemas import (
+    DatasetReport,
+    Envelope,
+    NotTreatedDocument,
+    ProcessData,
+    ProcessRequest,
+    Status,
+)
+from functions.core.models import TrainingRequest
+from functions.core.training import start_training
+
+router = APIRouter(prefix="/custom_classifier", tags=["training"])
+
+
+@router.post("/process", response_model=Envelope[ProcessData])
+def process(
+    body: ProcessRequest,
+    store: StoreDep,
+    tracking: TrackingDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
+) -> Envelope[ProcessData]:
+    """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING)."""
+    request = TrainingRequest(body.labels, body.path, body.experiment_name)
+    started = start_training(request, store, tracking, launcher, settings)
+    dataset = started.dataset
+    not_treated = [
+        NotTreatedDocument(key=d.key, label=d.label, reason=d.reason) for d in dataset.not_treated
+    ]
+    data = ProcessData(
+        info=started.run.document["info"],
+        data=started.run.document.get("data", {}),
+        dataset=DatasetReport(
+            data_uri=dataset.location.uri,
+            documents_per_label=dataset.documents_per_label,
+            not_treated=not_treated,
+        ),
+        job_id=started.job_id,
+    )
+    return Envelope(
+        status=Status(code=200, message="Success"),
+        data=data,
+        number_documents_treated=dataset.number_treated,
+        number_documents_non_treated=len(not_treated),
+        list_id_not_treated=[d.key for d in not_treated],
+    )

@@ -1,0 +1,97 @@
+"""Request and response bodies, shaped as the seed contract shows them."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+MAX_LABELS_IN_BODY = 1000
+MAX_TEXT_FIELD = 2048
+
+
+class Status(BaseModel):
+    code: int
+    message: str
+
+
+class Envelope(BaseModel, Generic[T]):
+    """The seed's response envelope."""
+
+    status: Status
+    data: T | None = None
+    error: str = ""
+    number_documents_treated: int = 0
+    number_documents_non_treated: int = 0
+    list_id_not_treated: list[str] = Field(default_factory=list)
+
+
+class ProcessRequest(BaseModel):
+    labels: list[str] = Field(max_length=MAX_LABELS_IN_BODY, examples=[["business", "sport"]])
+    path: str = Field(max_length=MAX_TEXT_FIELD, examples=["demo-bbc"])
+    experiment_name: str = Field(max_length=MAX_TEXT_FIELD, examples=["Custom_Classifier"])
+
+
+class ExperimentRequest(BaseModel):
+    experiment_name: str = Field(max_length=MAX_TEXT_FIELD)
+
+
+class RunRequest(BaseModel):
+    run_id: str = Field(max_length=MAX_TEXT_FIELD)
+
+
+class NotTreatedDocument(BaseModel):
+    key: str
+    label: str
+    reason: str
+
+
+class DatasetReport(BaseModel):
+    data_uri: str
+    documents_per_label: dict[str, int]
+    not_treated: list[NotTreatedDocument]
+
+
+class ProcessData(BaseModel):
+    """MLflow's run ({info, data}) as the seed returns it, plus the dataset check and job id."""
+
+    info: dict[str, Any]
+    data: dict[str, Any]
+    dataset: DatasetReport
+    job_id: str
+
+
+class RunStatusItem(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    run_id: str
+    status: str
+    label2id: str | None = Field(default=None, alias="params.label2id")
+    id2label: str | None = Field(default=None, alias="params.id2label")
+    run_name: str | None = Field(default=None, alias="tags.mlflow.runName")
+    macro_f1: float | None = Field(default=None, alias="metrics.test_macro_f1")
+    accuracy: float | None = Field(default=None, alias="metrics.test_accuracy")
+    registered: bool = False
+    registered_model: str | None = None
+    failure_reason: str | None = None
+
+
+class LastRunItem(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    run_id: str
+    status: str
+    experiment_name: str
+    run_name: str | None = Field(default=None, alias="tags.mlflow.runName")
+
+
+class DeleteStatus(BaseModel):
+    status: str
+
+
+class Health(BaseModel):
+    status: str
+    s3: str
+    mlflow: str

@@ -1,0 +1,63 @@
+"""The one settings class: every knob of the service, read once from CC_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CC_"
+
+
+class Settings(BaseSettings):
+    """Defaults are the local stack's (`make up`); AWS deployments set CC_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    # Object storage.
+    data_bucket: str = "cc-data"
+    artifacts_bucket: str = "cc-artifacts"
+    # Buckets besides data_bucket that `s3://` paths may name (comma-separated in the env).
+    allowed_buckets: list[str] = Field(default_factory=list)
+    # "" in AWS; the local stack serves S3 from moto here.
+    s3_endpoint_url: str = "http://127.0.0.1:4566"
+    aws_region: str = "us-east-1"
+
+    # MLflow.
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    # Needed only by hard delete, to purge rows with `mlflow gc` (a SQLAlchemy URI).
+    mlflow_backend_store_uri: str = ""
+    mlflow_timeout_seconds: int = 10
+
+    # Dataset validation.
+    min_docs_per_label: int = 8
+    max_document_bytes: int = 1_048_576
+    max_labels: int = 100
+    max_name_length: int = 200
+
+    # Training jobs.
+    launcher: str = "local"
+    work_dir: Path = Path(".local/jobs")
+    training_python: str = ""
+    min_macro_f1: float = 0.7
+    # Base encoder for training jobs ("" = the packaged all-MiniLM-L6-v2).
+    base_model: str = ""
+    # Extra job hyperparameters for every run, e.g. {"epochs": "2"}.
+    training_defaults: dict[str, str] = Field(default_factory=dict)
+
+    # HTTP.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # The API Gateway stage path the app is deployed under (e.g. "/prod"), if any.
+    api_base_path: str = ""
+
+    def readable_buckets(self) -> set[str]:
+        return {self.data_bucket, *self.allowed_buckets}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

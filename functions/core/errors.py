@@ -1,0 +1,38 @@
+"""Domain errors. The API maps each to a status code in one place (functions/api/errors.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error the service reports to a caller."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(DomainError):
+    """The request itself is malformed (names, labels, paths)."""
+
+
+class InvalidDataset(DomainError):
+    """The dataset the request names cannot be trained on."""
+
+
+class ExperimentNotFound(DomainError):
+    pass
+
+
+class RunNotFound(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    """The request is valid but clashes with the current state (e.g. a deleted experiment)."""
+
+
+class DependencyUnavailable(DomainError):
+    """S3, MLflow or the job launcher cannot be reached."""

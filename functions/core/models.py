@@ -1,0 +1,107 @@
+"""Domain records passed between use cases and ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DatasetLocation:
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def label_prefix(self, label: str) -> str:
+        return f"{self.prefix}/{label}/"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class NotTreated:
+    key: str
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What the validation saw under each label folder (from the listing, not the content)."""
+
+    location: DatasetLocation
+    documents_per_label: dict[str, int]
+    not_treated: list[NotTreated]
+
+    @property
+    def number_treated(self) -> int:
+        return sum(self.documents_per_label.values())
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    labels: list[str]
+    path: str
+    experiment_name: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    lifecycle_stage: str
+
+    @property
+    def active(self) -> bool:
+        return self.lifecycle_stage == "active"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One MLflow run; `document` is the run as MLflow renders it ({info, data})."""
+
+    run_id: str
+    experiment_id: str
+    status: str
+    start_time: int
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str | None:
+        return self.tags.get("mlflow.runName")
+
+
+@dataclass(frozen=True)
+class TrainingJobSpec:
+    """What a launcher needs: a deterministic job name and the job's hyperparameters."""
+
+    job_name: str
+    run_id: str
+    hyperparameters: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StartedTraining:
+    run: RunSummary
+    dataset: DatasetSummary
+    job_id: str
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What a hard delete removed from MLflow."""
+
+    runs: int
+    model_versions: int
+    logged_models: int
+    rows_purged: bool

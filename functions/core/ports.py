@@ -1,0 +1,68 @@
+"""The ports: how the domain talks to storage, tracking and job execution."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from functions.core.models import (
+    Experiment,
+    ObjectInfo,
+    PurgeReport,
+    RunSummary,
+    TrainingJobSpec,
+)
+
+
+class ObjectStore(Protocol):
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under the prefix (all pages)."""
+        ...
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under the prefix; returns how many were deleted."""
+        ...
+
+    def ping(self, bucket: str) -> None:
+        """Raise DependencyUnavailable if the bucket cannot be reached."""
+        ...
+
+
+class Tracking(Protocol):
+    def get_experiment(self, name: str) -> Experiment | None: ...
+
+    def create_experiment(self, name: str) -> str: ...
+
+    def list_experiments(self) -> list[Experiment]:
+        """Active experiments."""
+        ...
+
+    def create_run(
+        self, experiment_id: str, run_name: str, params: dict[str, str], tags: dict[str, str]
+    ) -> RunSummary: ...
+
+    def get_run(self, run_id: str) -> RunSummary:
+        """Raise RunNotFound for an unknown id."""
+        ...
+
+    def fail_run(self, run_id: str, reason: str) -> None: ...
+
+    def search_runs(self, experiment_ids: list[str], max_results: int) -> list[RunSummary]:
+        """Active runs, newest first."""
+        ...
+
+    def delete_experiment(self, experiment_id: str) -> None: ...
+
+    def delete_run(self, run_id: str) -> None: ...
+
+    def purge_experiment(self, experiment: Experiment) -> PurgeReport:
+        """Remove registry versions, logged models, runs and rows of an experiment."""
+        ...
+
+    def ping(self) -> None: ...
+
+
+class JobLauncher(Protocol):
+    def launch(self, spec: TrainingJobSpec) -> str:
+        """Start the training job; returns its id. Launching the same job name twice is a no-op."""
+        ...

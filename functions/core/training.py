@@ -1,0 +1,76 @@
+"""Use case: validate a training request, open its MLflow run and launch the job."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from functions.core.config import Settings
+from functions.core.errors import Conflict, DependencyUnavailable
+from functions.core.models import StartedTraining, TrainingJobSpec, TrainingRequest
+from functions.core.ports import JobLauncher, ObjectStore, Tracking
+from functions.core.validation import validate_training_request
+
+TAG_JOB_ID = "custom_classifier.job_id"
+TAG_LAUNCHER = "custom_classifier.launcher"
+TAG_DATA_URI = "custom_classifier.data_uri"
+
+
+def label_maps(labels: list[str]) -> tuple[str, str]:
+    """label2id and id2label in the seed's format: Python dict reprs."""
+    return str({label: i for i, label in enumerate(labels)}), str(dict(enumerate(labels)))
+
+
+def training_run_name(now: float | None = None) -> str:
+    return time.strftime("training_classifier%Y-%m-%d_%H%M%S", time.gmtime(now))
+
+
+def _experiment_id(tracking: Tracking, name: str) -> str:
+    experiment = tracking.get_experiment(name)
+    if experiment is None:
+        return tracking.create_experiment(name)
+    if not experiment.active:
+        raise Conflict(
+            f"experiment {name!r} is soft-deleted; hard delete it to reuse the name, "
+            "or choose another name"
+        )
+    return experiment.experiment_id
+
+
+def start_training(
+    request: TrainingRequest,
+    store: ObjectStore,
+    tracking: Tracking,
+    launcher: JobLauncher,
+    settings: Settings,
+) -> StartedTraining:
+    """Validate first (nothing is created for a bad request), then run + job."""
+    labels, experiment_name, dataset = validate_training_request(request, store, settings)
+    experiment_id = _experiment_id(tracking, experiment_name)
+    label2id, id2label = label_maps(labels)
+    run = tracking.create_run(
+        experiment_id,
+        training_run_name(),
+        params={"label2id": label2id, "id2label": id2label},
+        tags={TAG_DATA_URI: dataset.location.uri, TAG_LAUNCHER: settings.launcher},
+    )
+    spec = TrainingJobSpec(
+        job_name=f"cc-{run.run_id}",
+        run_id=run.run_id,
+        hyperparameters={
+            **settings.training_defaults,
+            **({"base_model": settings.base_model} if settings.base_model else {}),
+            "labels": json.dumps(labels),
+            "data_uri": dataset.location.uri,
+            "experiment_name": experiment_name,
+            "run_id": run.run_id,
+            "tracking_uri": settings.mlflow_tracking_uri,
+            "min_macro_f1": str(settings.min_macro_f1),
+        },
+    )
+    try:
+        job_id = launcher.launch(spec)
+    except Exception as exc:  # the run must not stay RUNNING without a job behind it
+        tracking.fail_run(run.run_id, f"job launch failed: {exc}")
+        raise DependencyUnavailable(f"could not launch the training job: {exc}") from exc
+    return StartedTraining(run=run, dataset=dataset, job_id=job_id)

@@ -1,0 +1,125 @@
+"""Validate a training request before anything is created.
+
+The API judges documents from the listing alone (name and size), so it stays fast on large
+datasets; the training job reads the content and reports binary or undecodable files.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+
+from functions.core.config import Settings
+from functions.core.errors import InvalidDataset, InvalidRequest
+from functions.core.models import DatasetLocation, DatasetSummary, NotTreated, TrainingRequest
+from functions.core.ports import ObjectStore
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in text)
+
+
+def check_name(kind: str, value: str, max_length: int) -> str:
+    """A printable, non-blank name of bounded length (experiment names, run ids)."""
+    name = value.strip()
+    if not name:
+        raise InvalidRequest(f"{kind} must not be empty")
+    if len(name) > max_length:
+        raise InvalidRequest(f"{kind} is longer than {max_length} characters")
+    if _has_control_chars(name):
+        raise InvalidRequest(f"{kind} contains control characters")
+    return name
+
+
+def check_labels(labels: list[str], max_labels: int) -> list[str]:
+    """At least two distinct labels, each usable as one S3 folder name."""
+    cleaned = [label.strip() for label in labels]
+    problems = []
+    for label in cleaned:
+        if not label:
+            problems.append("labels must not be empty")
+        elif "/" in label or label in {".", ".."} or _has_control_chars(label):
+            problems.append(f"label {label!r} is not a valid folder name")
+    duplicates = sorted(label for label, n in Counter(cleaned).items() if n > 1 and label)
+    if duplicates:
+        problems.append(f"labels must be distinct; repeated: {', '.join(duplicates)}")
+    if len(set(cleaned)) < 2:
+        problems.append("at least two distinct labels are needed")
+    if len(cleaned) > max_labels:
+        problems.append(f"at most {max_labels} labels are supported")
+    if problems:
+        raise InvalidRequest("; ".join(dict.fromkeys(problems)))
+    return cleaned
+
+
+def resolve_location(path: str, settings: Settings) -> DatasetLocation:
+    """`prefix` in the data bucket, or `s3://bucket/prefix` in an allowed bucket."""
+    raw = path.strip()
+    bucket = settings.data_bucket
+    if raw.startswith("s3://"):
+        bucket, _, raw = raw[len("s3://") :].partition("/")
+        if bucket not in settings.readable_buckets():
+            raise InvalidRequest(f"bucket {bucket!r} is not one this service may read")
+    elif "://" in raw:
+        raise InvalidRequest("path must be a prefix in the data bucket or an s3:// URI")
+    if _has_control_chars(raw):
+        raise InvalidRequest("path contains control characters")
+    parts = [part for part in raw.strip("/").split("/") if part]
+    if any(part in {".", ".."} for part in parts):
+        raise InvalidRequest("path must not contain '.' or '..' segments")
+    if not parts:
+        raise InvalidRequest("path must name a dataset folder, not the bucket root")
+    return DatasetLocation(bucket=bucket, prefix="/".join(parts))
+
+
+def _classify(key: str, size: int, max_bytes: int) -> str | None:
+    name = key.rsplit("/", 1)[-1]
+    if name.startswith("."):
+        return "hidden file"
+    if size == 0:
+        return "empty"
+    if size > max_bytes:
+        return f"larger than {max_bytes} bytes"
+    return None
+
+
+def survey_dataset(
+    store: ObjectStore, location: DatasetLocation, labels: list[str], settings: Settings
+) -> DatasetSummary:
+    """Count usable documents per label from the listing; list the ones that cannot be used."""
+    counts: dict[str, int] = {}
+    not_treated: list[NotTreated] = []
+    for label in labels:
+        counts[label] = 0
+        for info in store.list_objects(location.bucket, location.label_prefix(label)):
+            if info.key.endswith("/"):
+                continue  # a folder marker, not a document
+            reason = _classify(info.key, info.size, settings.max_document_bytes)
+            if reason is None:
+                counts[label] += 1
+            else:
+                not_treated.append(NotTreated(info.key, label, reason))
+    return DatasetSummary(location, counts, not_treated)
+
+
+def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
+    short = {label: n for label, n in summary.documents_per_label.items() if n < minimum}
+    if short:
+        detail = ", ".join(f"{label!r} has {n}" for label, n in short.items())
+        raise InvalidDataset(
+            f"each label needs at least {minimum} usable documents under "
+            f"{summary.location.uri}/<label>/: {detail}",
+            summary=summary,
+        )
+
+
+def validate_training_request(
+    request: TrainingRequest, store: ObjectStore, settings: Settings
+) -> tuple[list[str], str, DatasetSummary]:
+    """Labels, experiment name and dataset summary of a valid request, or a domain error."""
+    labels = check_labels(request.labels, settings.max_labels)
+    experiment = check_name("experiment_name", request.experiment_name, settings.max_name_length)
+    location = resolve_location(request.path, settings)
+    summary = survey_dataset(store, location, labels, settings)
+    require_enough_documents(summary, settings.min_docs_per_label)
+    return labels, experiment, summary

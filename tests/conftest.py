@@ -1,0 +1,214 @@
+"""Real components for the tests: moto's S3 server and an `mlflow server`, on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from fastapi.testclient import TestClient
+
+from functions.api.app import create_app
+from functions.api.handler import build_handler
+from functions.core.config import Settings
+from tests.support import (
+    ARTIFACTS_BUCKET,
+    DATA_BUCKET,
+    LambdaApi,
+    wait_until,
+)
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    """Dummy credentials so nothing in the tests can reach a real AWS account."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server; AWS_ENDPOINT_URL points every boto3 client at it."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(endpoint, timeout=1).ok, timeout=30, what="moto server")
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    client = boto3.client("s3", endpoint_url=endpoint)
+    for bucket in (DATA_BUCKET, ARTIFACTS_BUCKET):
+        client.create_bucket(Bucket=bucket)
+    yield endpoint
+    if saved is None:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+    else:
+        os.environ["AWS_ENDPOINT_URL"] = saved
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def s3(s3_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    uri: str
+    backend_store_uri: str
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    """A real `mlflow server`: sqlite backend store, artifacts proxied to moto S3."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    backend = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            f"s3://{ARTIFACTS_BUCKET}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(f"{uri}/health", timeout=1).ok, timeout=90, what="mlflow")
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield MlflowServer(uri, backend)
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+    os.killpg(process.pid, 15)  # the server's workers live in its process group
+    process.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(mlflow_server: MlflowServer) -> str:
+    return mlflow_server.uri
+
+
+@pytest.fixture
+def dataset_prefix() -> str:
+    return f"ds-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def experiment_name() -> str:
+    return f"exp-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 1-layer BERT with the real tokenizer: trains in well under a second per epoch."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from training_job.modeling import resolve_base_model
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(""))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def settings(
+    s3_endpoint: str, mlflow_server: MlflowServer, tmp_path: Path, tiny_base_model: str
+) -> Settings:
+    """The service's settings for the test stack; jobs train the tiny model."""
+    return Settings(
+        data_bucket=DATA_BUCKET,
+        artifacts_bucket=ARTIFACTS_BUCKET,
+        s3_endpoint_url=s3_endpoint,
+        mlflow_tracking_uri=mlflow_server.uri,
+        mlflow_backend_store_uri=mlflow_server.backend_store_uri,
+        work_dir=tmp_path / "jobs",
+        base_model=tiny_base_model,
+        # The tiny model learns keyword datasets with a high rate and no early stop.
+        training_defaults={
+            "learning_rate": "0.003",
+            "min_train_steps": "60",
+            "max_epochs": "60",
+            "early_stopping_patience": "100",
+        },
+        # Plumbing, not quality, is under test here: every finished run registers.
+        min_macro_f1=0.0,
+    )
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def lambda_api(settings: Settings) -> LambdaApi:
+    """The Mangum handler, deployed under the `prod` stage, fed real API Gateway events."""
+    return LambdaApi(build_handler(settings.model_copy(update={"api_base_path": "/prod"})))

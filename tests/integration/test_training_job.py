@@ -1,0 +1,241 @@
+"""The training job against moto S3 and a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tests.support import (
+    ARTIFACTS_BUCKET,
+    BBC_LABELS,
+    DATA_BUCKET,
+    bbc_slice,
+    keyword_tree,
+    list_keys,
+    upload_tree,
+    wait_until,
+)
+from training_job.__main__ import main
+from training_job.tracking import CHAMPION_ALIAS, TAG_FAILURE, TAG_GATE, TAG_PHASE
+
+# The end-to-end slice is small (20 documents a label), so the stated floor is modest;
+# bench/train_bbc.py measures the full corpus.
+E2E_MACRO_F1_FLOOR = 0.8
+JUNK_BINARY = bytes(range(256)) * 8
+SPORTS = {
+    "sports": ["football", "goal", "match", "striker"],
+    "weather": ["rain", "storm", "sunny", "forecast"],
+}
+
+
+def _job_args(prefix: str, labels: list[str], experiment: str, **extra: Any) -> list[str]:
+    args = [
+        "train",
+        "--data_uri",
+        f"s3://{DATA_BUCKET}/{prefix}",
+        "--labels",
+        json.dumps(labels),
+        "--experiment_name",
+        experiment,
+    ]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+@pytest.fixture
+def sm_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SageMaker's /opt/ml, moved into a temp folder."""
+    monkeypatch.setenv("SM_ROOT", str(tmp_path / "opt-ml"))
+    return tmp_path / "opt-ml"
+
+
+def _only_run(experiment: str) -> Any:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def _artifact_json(run_id: str, path: str) -> Any:
+    return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{path}"))
+
+
+@pytest.mark.usefixtures("mlflow_uri")
+def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: a BBC slice with its latin-1 file, a binary file and an empty file
+    tree = bbc_slice(20, extra=("sports/199.txt",))
+    tree["tech"]["junk.bin"] = JUNK_BINARY
+    tree["business"]["empty.txt"] = b""
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
+
+    # when
+    code = main(_job_args(dataset_prefix, BBC_LABELS, experiment_name, min_train_steps=60))
+
+    # then: the run finished with metrics above the floor
+    assert code == 0
+    run = _only_run(experiment_name)
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    for name in ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_f1_tech"):
+        assert name in metrics
+    assert metrics["test_macro_f1"] >= E2E_MACRO_F1_FLOOR
+    assert run.data.params["label2id"] == str({label: i for i, label in enumerate(BBC_LABELS)})
+    assert run.data.params["id2label"] == str(dict(enumerate(BBC_LABELS)))
+    assert len(run.data.params["dataset_sha256"]) == 64
+    assert run.data.tags[TAG_GATE] == "passed"
+    # and: the confusion matrix and the report are objects on S3
+    keys = list_keys(s3, ARTIFACTS_BUCKET)
+    run_keys = [k for k in keys if f"/{run.info.run_id}/artifacts/" in k]
+    assert any(k.endswith("evaluation/confusion_matrix.png") for k in run_keys)
+    assert any(k.endswith("evaluation/classification_report.json") for k in run_keys)
+    # and: unusable documents are counted and listed, the latin-1 one was decoded
+    report = _artifact_json(run.info.run_id, "dataset/data_report.json")
+    not_treated = {item["key"]: item["reason"] for item in report["list_id_not_treated"]}
+    assert not_treated == {
+        f"{dataset_prefix}/tech/junk.bin": "binary",
+        f"{dataset_prefix}/business/empty.txt": "empty",
+    }
+    assert report["number_documents_treated"] == 101
+    assert report["decoded_with_fallback"] == [f"{dataset_prefix}/sports/199.txt"]
+    manifest = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/dataset/manifest.jsonl")
+    assert len(manifest.strip().splitlines()) == 101
+    # and: the registered champion is this run's model, and it predicts a known label
+    name = f"{experiment_name}-classifier"
+    champion = MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS)
+    assert champion.run_id == run.info.run_id
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    predicted = model.predict(["The striker scored twice as the league leaders won the match."])
+    row = predicted.iloc[0]
+    assert row["label"] in BBC_LABELS
+    assert row["label"] == BBC_LABELS[int(row["prediction"])]
+    assert 0.0 < row["score"] <= 1.0
+    assert not (sm_root / "output" / "failure").exists()
+
+
+def _assert_failed(experiment: str, sm_root: Path, reason_part: str) -> None:
+    run = _only_run(experiment)
+    assert run.info.status == "FAILED"
+    assert reason_part in run.data.tags[TAG_FAILURE]
+    assert reason_part in (sm_root / "output" / "failure").read_text()
+    name = f"{experiment}-classifier"
+    assert MlflowClient().search_model_versions(f"name='{name}'") == []
+
+
+@pytest.mark.usefixtures("mlflow_uri")
+def test_one_label_fails_the_run(
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(SPORTS, 6))
+    code = main(_job_args(dataset_prefix, ["sports"], experiment_name))
+    assert code == 1
+    _assert_failed(experiment_name, sm_root, "at least two distinct labels")
+
+
+@pytest.mark.usefixtures("mlflow_uri")
+def test_missing_label_folder_fails_the_run_naming_it(
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(SPORTS, 6))
+    code = main(_job_args(dataset_prefix, ["sports", "weather", "politics"], experiment_name))
+    assert code == 1
+    _assert_failed(experiment_name, sm_root, "'politics': 0")
+
+
+@pytest.mark.usefixtures("mlflow_uri")
+def test_all_junk_documents_fail_the_run_and_are_listed(
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    tree = {label: {f"{i}.bin": JUNK_BINARY for i in range(4)} for label in SPORTS}
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
+    code = main(_job_args(dataset_prefix, list(SPORTS), experiment_name))
+    assert code == 1
+    _assert_failed(experiment_name, sm_root, "too few")
+    run = _only_run(experiment_name)
+    report = _artifact_json(run.info.run_id, "dataset/data_report.json")
+    assert report["number_documents_non_treated"] == 8
+
+
+@pytest.mark.usefixtures("mlflow_uri")
+def test_job_logs_into_the_run_it_is_given_and_fails_the_gate_without_registering(
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str, tiny_base_model: str
+) -> None:
+    # given: a run created beforehand (as the API does) and an unreachable bar
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(SPORTS, 8))
+    client = MlflowClient()
+    experiment_id = client.create_experiment(experiment_name)
+    run_id = client.create_run(experiment_id, run_name="training_classifier-test").info.run_id
+    client.log_param(run_id, "label2id", str({"sports": 0, "weather": 1}))
+    # when
+    code = main(
+        _job_args(
+            dataset_prefix,
+            list(SPORTS),
+            experiment_name,
+            run_id=run_id,
+            base_model=tiny_base_model,
+            min_macro_f1=1.01,
+            epochs=2,
+            min_train_steps=0,
+        )
+    )
+    # then: the run is FINISHED, says why it was not registered, and nothing is registered
+    assert code == 0
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[TAG_GATE] == "failed"
+    assert "below the bar" in run.data.tags["custom_classifier.gate_reason"]
+    assert client.search_model_versions(f"name='{experiment_name}-classifier'") == []
+    assert (sm_root / "model" / "classifier" / "classifier.json").is_file()
+
+
+def test_job_killed_mid_training_ends_failed_with_reason(
+    s3: Any,
+    mlflow_uri: str,
+    tmp_path: Path,
+    dataset_prefix: str,
+    experiment_name: str,
+    tiny_base_model: str,
+) -> None:
+    # given: a job running as its own process, with far more epochs than it will get
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(SPORTS, 8))
+    env = {**os.environ, "SM_ROOT": str(tmp_path / "opt-ml")}
+    args = _job_args(
+        dataset_prefix,
+        list(SPORTS),
+        experiment_name,
+        base_model=tiny_base_model,
+        epochs=100000,
+        max_epochs=100000,
+        early_stopping_patience=100000,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training_job", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = MlflowClient()
+
+    def training_started() -> bool:
+        exp = client.get_experiment_by_name(experiment_name)
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return bool(runs) and runs[0].data.tags.get(TAG_PHASE) == "training"
+
+    wait_until(training_started, timeout=120, what="training phase")
+    # when: SageMaker stops the job (SIGTERM)
+    process.terminate()
+    # then
+    assert process.wait(timeout=60) == 1
+    _assert_failed(experiment_name, tmp_path / "opt-ml", "terminated by signal 15")

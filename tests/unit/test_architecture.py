@@ -1,0 +1,60 @@
+"""The dependency rules of STYLE.md, checked on the source and on a fresh interpreter."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "transformers", "mlflow", "boto3", "botocore")
+
+
+def _imports(folder: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in folder.rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_core_imports_no_framework_cloud_or_ml_library() -> None:
+    banned = {
+        "fastapi",
+        "starlette",
+        "mangum",
+        "boto3",
+        "botocore",
+        "mlflow",
+        "torch",
+        "transformers",
+        "requests",
+    }
+    for module, names in _imports(ROOT / "functions" / "core").items():
+        assert not names & banned, f"{module} imports {names & banned}"
+
+
+def test_training_job_imports_nothing_from_functions() -> None:
+    for module, names in _imports(ROOT / "training_job").items():
+        assert "functions" not in names, module
+
+
+def test_control_plane_imports_without_heavy_libraries() -> None:
+    # given a fresh interpreter, when the Lambda handler and the routes are imported
+    code = (
+        "import sys, json;"
+        "import functions.api.handler, functions.core.training, functions.core.deletion;"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    # then none of torch, transformers, mlflow or boto3 has been loaded
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,57 @@
+"""Hyperparameters and paths as the SageMaker contract hands them over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training_job.config import Hyperparameters, JobPaths, load_hyperparameters, parse_args
+
+
+def test_sagemaker_string_hyperparameters_are_coerced() -> None:
+    hp = Hyperparameters.from_mapping(
+        {"labels": '["a", "b"]', "epochs": "5", "learning_rate": "3e-5", "seed": "7"}
+    )
+    assert hp.labels == ["a", "b"]
+    assert (hp.epochs, hp.learning_rate, hp.seed) == (5, 3e-5, 7)
+
+
+def test_unknown_or_unreadable_hyperparameters_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown hyperparameters: colour"):
+        Hyperparameters.from_mapping({"colour": "red"})
+    with pytest.raises(ValueError, match="'epochs'"):
+        Hyperparameters.from_mapping({"epochs": "many"})
+    with pytest.raises(ValueError, match="'labels'"):
+        Hyperparameters.from_mapping({"labels": '{"a": 1}'})
+
+
+def test_file_then_sm_hps_then_arguments_win_in_that_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SM_ROOT", str(tmp_path))
+    paths = JobPaths.from_env()
+    paths.hyperparameters.parent.mkdir(parents=True)
+    paths.hyperparameters.write_text(json.dumps({"epochs": "1", "seed": "1", "batch_size": "4"}))
+    monkeypatch.setenv("SM_HPS", json.dumps({"seed": 2, "batch_size": 8}))
+    hp = load_hyperparameters(paths, parse_args(["train", "--batch_size", "32"]))
+    assert (hp.epochs, hp.seed, hp.batch_size) == (1, 2, 32)
+    assert paths.model_dir == tmp_path / "model"
+    assert paths.failure_file == tmp_path / "output" / "failure"
+
+
+def test_channel_and_model_dir_follow_sagemaker_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SM_CHANNEL_TRAINING", "/data/in")
+    monkeypatch.setenv("SM_MODEL_DIR", "/data/model")
+    paths = JobPaths.from_env()
+    assert paths.channel == Path("/data/in")
+    assert paths.model_dir == Path("/data/model")
+
+
+def test_argument_forms() -> None:
+    assert parse_args(["--a=1", "--b-c", "2"]) == {"a": "1", "b_c": "2"}
+    with pytest.raises(ValueError, match="missing value for --a"):
+        parse_args(["--a"])
+    with pytest.raises(ValueError, match="unexpected argument"):
+        parse_args(["stray"])

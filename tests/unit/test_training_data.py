@@ -1,0 +1,124 @@
+"""Dataset reading, decoding and splitting, through the job's public functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from training_job.data import (
+    DatasetError,
+    Document,
+    FolderSource,
+    S3Source,
+    check_trainable,
+    decode_document,
+    read_dataset,
+)
+from training_job.split import stratified_split
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", "empty"),
+        (b"  \n\t ", "empty"),
+        (b"\x00\x01\x02binary", "binary"),
+        (bytes(range(1, 32)) * 10, "binary"),
+        ("caf\u00e9 na\u00efve".encode(), ("caf\u00e9 na\u00efve", "utf-8")),
+        ("\ufeffwith bom".encode(), ("with bom", "utf-8")),
+        ("\u00a3100 profit".encode("latin-1"), ("\u00a3100 profit", "cp1252")),
+        (b"\x81\x8d odd bytes", ("\x81\x8d odd bytes", "latin-1")),
+    ],
+)
+def test_decode_document_classifies_bytes(raw: bytes, expected: object) -> None:
+    assert decode_document(raw) == expected
+
+
+def _write(root: Path, relative: str, body: bytes) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+
+
+def test_folder_source_reads_nested_unicode_names_and_lists_unusable(tmp_path: Path) -> None:
+    # given
+    _write(tmp_path, "pos/a.txt", b"good film")
+    _write(tmp_path, "pos/sub/\u00e9t\u00e9.txt", "tr\u00e8s bien".encode())
+    _write(tmp_path, "pos/.DS_Store", b"meta")
+    _write(tmp_path, "neg/b.txt", b"bad film")
+    _write(tmp_path, "neg/big.txt", b"x" * 200)
+    _write(tmp_path, "neg/empty.txt", b"")
+    _write(tmp_path, "other/c.txt", b"not requested")
+    # when
+    dataset = read_dataset(FolderSource(tmp_path, key_prefix="ds"), ["pos", "neg"], max_bytes=100)
+    # then
+    assert dataset.counts() == {"pos": 2, "neg": 1}
+    assert {(r.key, r.reason) for r in dataset.rejected} == {
+        ("ds/pos/.DS_Store", "hidden file"),
+        ("ds/neg/big.txt", "larger than 100 bytes"),
+        ("ds/neg/empty.txt", "empty"),
+    }
+    assert "ds/pos/sub/\u00e9t\u00e9.txt" in {d.key for d in dataset.documents}
+    report = dataset.report()
+    assert report["number_documents_treated"] == 3
+    assert report["number_documents_non_treated"] == 3
+
+
+def test_fingerprint_changes_when_a_document_changes(tmp_path: Path) -> None:
+    _write(tmp_path, "a/1.txt", b"one")
+    _write(tmp_path, "b/1.txt", b"two")
+    first = read_dataset(FolderSource(tmp_path), ["a", "b"], 100).fingerprint()
+    assert read_dataset(FolderSource(tmp_path), ["a", "b"], 100).fingerprint() == first
+    _write(tmp_path, "b/1.txt", b"three")
+    assert read_dataset(FolderSource(tmp_path), ["a", "b"], 100).fingerprint() != first
+
+
+@mock_aws
+def test_s3_source_pages_through_more_than_a_thousand_keys() -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket="data")
+    for i in range(1005):
+        client.put_object(Bucket="data", Key=f"set/pos/{i:04d}.txt", Body=b"text %d" % i)
+    client.put_object(Bucket="data", Key="set/neg/", Body=b"")  # a folder marker
+    client.put_object(Bucket="data", Key="set/neg/1.txt", Body=b"other")
+    source = S3Source.from_uri(client, "s3://data/set/")
+    dataset = read_dataset(source, ["pos", "neg"], max_bytes=1000, workers=8)
+    assert dataset.counts() == {"pos": 1005, "neg": 1}
+    assert dataset.rejected == []
+
+
+def test_s3_source_rejects_a_non_s3_uri() -> None:
+    with pytest.raises(DatasetError, match="s3://bucket/prefix"):
+        S3Source.from_uri(None, "/local/path")
+
+
+def _docs(counts: dict[str, int]) -> list[Document]:
+    return [
+        Document(f"{label}/{i}", label, f"text {i}", 1, "0", "utf-8")
+        for label, n in counts.items()
+        for i in range(n)
+    ]
+
+
+def test_split_is_stratified_deterministic_and_keeps_a_test_doc_per_label() -> None:
+    docs = _docs({"big": 100, "small": 3, "mid": 10})
+    split = stratified_split(docs, 0.15, 0.15, seed=7)
+    again = stratified_split(list(reversed(docs)), 0.15, 0.15, seed=7)
+    assert [d.key for d in split.test] == [d.key for d in again.test]
+    for part in (split.train, split.validation, split.test):
+        assert {d.label for d in part} == {"big", "small", "mid"}
+    assert sum(split.sizes().values()) == len(docs)
+    assert sum(1 for d in split.test if d.label == "big") == 15
+
+
+def test_check_trainable_names_short_labels() -> None:
+    from training_job.data import Dataset
+
+    dataset = Dataset(labels=["a", "b"], documents=_docs({"a": 5, "b": 2}))
+    with pytest.raises(DatasetError, match="'b': 2"):
+        check_trainable(dataset, 3)
+    with pytest.raises(DatasetError, match="two distinct labels"):
+        check_trainable(Dataset(labels=["a", "a"]), 3)

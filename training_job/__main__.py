@@ -1,0 +1,66 @@
+"""Entrypoint of the training image: `python -m training_job [train] [--name value ...]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import traceback
+from types import FrameType
+
+from training_job.config import JobPaths, load_hyperparameters, parse_args
+from training_job.job import run_job
+from training_job.tracking import RunTracker
+
+
+class JobTerminated(Exception):
+    """SIGTERM arrived (SageMaker stop, spot interruption, container shutdown)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise JobTerminated(f"terminated by signal {signum}")
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def write_failure(paths: JobPaths, reason: str) -> None:
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    paths.failure_file.write_text(reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one training job; returns the process exit code (0 success, 1 failure)."""
+    _configure_logging()
+    paths = JobPaths.from_env()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    tracker: RunTracker | None = None
+    try:
+        hp = load_hyperparameters(paths, parse_args(argv))
+        tracker = RunTracker(hp)
+        tracker.open()
+        result = run_job(hp, paths, tracker)
+        tracker.finish()
+        print(json.dumps({"run_id": result.run_id, "passed_gate": result.passed_gate}))
+        return 0
+    except (Exception, JobTerminated) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        logging.getLogger("training_job").error(
+            "job failed: %s\n%s", reason, traceback.format_exc()
+        )
+        write_failure(paths, reason)
+        if tracker is not None:
+            tracker.fail(reason)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""Job configuration: the SageMaker container contract plus typed hyperparameters.
+
+SageMaker hands every hyperparameter over as a string, so each field is coerced from
+text to its declared type here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+SM_PREFIX = "/opt/ml"
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where the job reads its inputs and writes its outputs (SageMaker layout by default)."""
+
+    hyperparameters: Path
+    channel: Path
+    model_dir: Path
+    output_dir: Path
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> JobPaths:
+        env = dict(os.environ if env is None else env)
+        root = Path(env.get("SM_ROOT", SM_PREFIX))
+        return cls(
+            hyperparameters=Path(
+                env.get("SM_HP_FILE", root / "input" / "config" / "hyperparameters.json")
+            ),
+            channel=Path(env.get("SM_CHANNEL_TRAINING", root / "input" / "data" / "training")),
+            model_dir=Path(env.get("SM_MODEL_DIR", root / "model")),
+            output_dir=Path(env.get("SM_OUTPUT_DIR", root / "output")),
+        )
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Everything the API (or a user) can set for one training run."""
+
+    # What to train on, and where to log.
+    labels: list[str] = field(default_factory=list)
+    data_uri: str = ""
+    experiment_name: str = "custom-classifier"
+    run_id: str = ""
+    tracking_uri: str = ""
+    registered_model_name: str = ""
+    # Base encoder: a local folder, or a hub name where the deployment has a hub.
+    base_model: str = ""
+    # Optimisation (defaults sized for a 2-core CPU).
+    epochs: int = 2
+    # Small datasets get more epochs so the model sees at least this many optimiser steps.
+    min_train_steps: int = 100
+    max_epochs: int = 30
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    early_stopping_patience: int = 2
+    seed: int = 42
+    # Long documents: overlapping windows at evaluation and prediction time.
+    window_overlap: int = 32
+    max_windows: int = 32
+    # Training sees at most this many windows per document (1 = the opening window).
+    train_windows: int = 1
+    # Data splitting and reading.
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_document_bytes: int = 1_048_576
+    read_workers: int = 16
+    # The evaluation bar for registration.
+    min_macro_f1: float = 0.7
+    num_threads: int = 0
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any]) -> Hyperparameters:
+        """Build from a mapping whose values may be strings (SageMaker) or typed (JSON)."""
+        hints = get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}")
+        values = {name: _coerce(name, hints[name], raw[name]) for name in raw}
+        return cls(**values)
+
+
+def _coerce(name: str, annotation: Any, value: Any) -> Any:
+    text = str(annotation)
+    try:
+        if text.startswith("list"):
+            parsed = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(parsed, list):
+                raise ValueError("expected a JSON list")
+            return [str(item) for item in parsed]
+        if annotation is int:
+            return int(value)
+        if annotation is float:
+            return float(value)
+        if annotation is bool:
+            return str(value).lower() in {"1", "true", "yes"}
+        return str(value)
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"hyperparameter {name!r}: cannot read {value!r} ({exc})") from exc
+
+
+def load_hyperparameters(paths: JobPaths, overrides: dict[str, str]) -> Hyperparameters:
+    """Merge the hyperparameters file, SM_HPS, then command-line overrides (last wins)."""
+    raw: dict[str, Any] = {}
+    if paths.hyperparameters.is_file():
+        raw.update(json.loads(paths.hyperparameters.read_text()))
+    if os.environ.get("SM_HPS"):
+        raw.update(json.loads(os.environ["SM_HPS"]))
+    raw.update(overrides)
+    return Hyperparameters.from_mapping(raw)
+
+
+def parse_args(argv: list[str] | None) -> dict[str, str]:
+    """`--name value` / `--name=value` overrides; SageMaker's leading `train` is skipped."""
+    tokens = list(argv or [])
+    if tokens and tokens[0] == "train":
+        tokens = tokens[1:]
+    overrides: dict[str, str] = {}
+    key = None
+    for token in tokens:
+        if token.startswith("--"):
+            if key is not None:
+                raise ValueError(f"missing value for --{key}")
+            name, sep, value = token[2:].partition("=")
+            name = name.replace("-", "_")
+            if sep:
+                overrides[name] = value
+            else:
+                key = name
+        elif key is not None:
+            overrides[key] = token
+            key = None
+        else:
+            raise ValueError(f"unexpected argument {token!r}")
+    if key is not None:
+        raise ValueError(f"missing value for --{key}")
+    return overrides

@@ -1,0 +1,136 @@
+"""The training job from dataset to registered model, as one function."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from training_job.config import Hyperparameters, JobPaths
+from training_job.data import (
+    Dataset,
+    DatasetError,
+    DocumentSource,
+    FolderSource,
+    S3Source,
+    check_trainable,
+    read_dataset,
+)
+from training_job.evaluate import evaluate, plot_confusion, write_report
+from training_job.modeling import IMBALANCE_STRATEGY, fine_tune, resolve_base_model, save_classifier
+from training_job.split import MIN_DOCS_PER_LABEL, stratified_split
+from training_job.tracking import (
+    TAG_GATE,
+    TAG_GATE_REASON,
+    RunTracker,
+    label_maps,
+    registered_model_name,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    run_id: str
+    metrics: dict[str, float]
+    passed_gate: bool
+    registered_version: str | None
+    dataset: Dataset
+
+
+def open_source(hp: Hyperparameters, paths: JobPaths) -> DocumentSource:
+    """The SageMaker channel when it holds data, else the S3 prefix itself."""
+    if paths.channel.is_dir() and any(paths.channel.iterdir()):
+        key_prefix = urlparse(hp.data_uri).path.strip("/") if hp.data_uri else ""
+        return FolderSource(paths.channel, key_prefix=key_prefix)
+    if not hp.data_uri:
+        raise DatasetError("no data: set data_uri (s3://bucket/prefix) or fill the channel")
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(max_pool_connections=max(10, hp.read_workers)))
+    return S3Source.from_uri(client, hp.data_uri)
+
+
+def gate(metrics: dict[str, float], hp: Hyperparameters) -> tuple[bool, str]:
+    score = metrics["test_macro_f1"]
+    if score >= hp.min_macro_f1:
+        return True, f"test macro-F1 {score:.4f} meets the bar {hp.min_macro_f1:.4f}"
+    return False, f"test macro-F1 {score:.4f} is below the bar {hp.min_macro_f1:.4f}"
+
+
+def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobResult:
+    """Read, split, fine-tune, evaluate, log and (if it passes the bar) register."""
+    labels = list(dict.fromkeys(hp.labels))
+    label2id, id2label = label_maps(labels)
+    tracker.log_params({"label2id": label2id, "id2label": id2label})
+    tracker.phase("reading")
+    started = time.monotonic()
+    dataset = read_dataset(open_source(hp, paths), labels, hp.max_document_bytes, hp.read_workers)
+    tracker.log_dataset(dataset)
+    tracker.log_metrics(
+        {
+            "documents_treated": len(dataset.documents),
+            "documents_not_treated": len(dataset.rejected),
+            "read_seconds": time.monotonic() - started,
+        }
+    )
+    check_trainable(dataset, MIN_DOCS_PER_LABEL)
+    split = stratified_split(dataset.documents, hp.val_fraction, hp.test_fraction, hp.seed)
+    tracker.log_params(
+        {
+            "dataset_sha256": dataset.fingerprint(),
+            "data_uri": hp.data_uri,
+            "base_model": resolve_base_model(hp.base_model),
+            "imbalance_strategy": IMBALANCE_STRATEGY,
+            **{f"n_{name}": size for name, size in split.sizes().items()},
+            **{
+                name: getattr(hp, name)
+                for name in (
+                    "epochs",
+                    "learning_rate",
+                    "batch_size",
+                    "max_length",
+                    "seed",
+                    "window_overlap",
+                    "max_windows",
+                    "train_windows",
+                    "min_macro_f1",
+                )
+            },
+        }
+    )
+    tracker.phase("training")
+    outcome = fine_tune(hp, labels, split, on_epoch=lambda e, m: tracker.log_metrics(m, step=e))
+    tracker.log_params({"class_weights": str(outcome.class_weights)})
+    tracker.phase("evaluating")
+    classifier = outcome.classifier
+    truth = np.array([labels.index(d.label) for d in split.test])
+    evaluation = evaluate(classifier.probabilities([d.text for d in split.test]), truth, labels)
+    metrics = {
+        **evaluation.metrics,
+        "best_epoch": float(outcome.best_epoch),
+        "epochs_run": float(outcome.epochs_run),
+        "train_seconds": outcome.seconds,
+        "temperature": classifier.config.temperature,
+    }
+    tracker.log_metrics(metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tracker.log_files(
+            [write_report(evaluation, folder), plot_confusion(evaluation, labels, folder)],
+            artifact_path="evaluation",
+        )
+    tracker.phase("logging_model")
+    model_uri = tracker.log_model(save_classifier(classifier, paths.model_dir))
+    passed, reason = gate(metrics, hp)
+    tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
+    version = tracker.register(model_uri, registered_model_name(hp)) if passed else None
+    log.info("run %s: %s; registered version %s", tracker.run_id, reason, version)
+    return JobResult(tracker.run_id, metrics, passed, version, dataset)

@@ -1,0 +1,188 @@
+"""The trained classifier as it is served: windowed inference over long texts.
+
+This module ships inside the MLflow model (code_paths), so it imports only torch,
+transformers, numpy and pandas. Evaluation in the job uses the same code, so what is
+measured is what is served.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+CONFIG_FILE = "classifier.json"
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """How the served model turns text into windows and logits into calibrated scores."""
+
+    id2label: dict[int, str]
+    max_length: int
+    window_overlap: int
+    max_windows: int
+    temperature: float = 1.0
+    batch_size: int = 32
+
+    @classmethod
+    def read(cls, folder: Path) -> ClassifierConfig:
+        raw = json.loads((folder / CONFIG_FILE).read_text())
+        raw["id2label"] = {int(k): v for k, v in raw["id2label"].items()}
+        return cls(**raw)
+
+    def write(self, folder: Path) -> None:
+        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    prediction: int
+    score: float
+
+
+def select_windows(count: int, limit: int) -> list[int]:
+    """Indices of the windows to keep: all, or `limit` spread evenly from first to last."""
+    if count <= limit:
+        return list(range(count))
+    step = (count - 1) / (limit - 1) if limit > 1 else 0.0
+    return sorted({round(i * step) for i in range(limit)})
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return result
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Temperature minimising validation negative log-likelihood (a 1-D grid search)."""
+    best_t, best_nll = 1.0, math.inf
+    for t in np.exp(np.linspace(math.log(0.05), math.log(20.0), 241)):
+        probs = softmax(logits, float(t))
+        nll = -float(np.mean(np.log(probs[np.arange(len(targets)), targets] + 1e-12)))
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+class WindowedClassifier:
+    """A sequence classifier that reads texts longer than its window as overlapping windows."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+
+    @classmethod
+    def load(cls, folder: Path | str) -> WindowedClassifier:
+        folder = Path(folder)
+        config = ClassifierConfig.read(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model.eval()
+        return cls(model, tokenizer, config)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.config.write(folder)
+
+    def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Token windows for all texts and, for each window, the index of its text."""
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.config.max_length,
+            stride=self.config.window_overlap,
+            return_overflowing_tokens=True,
+            padding=False,
+        )
+        per_text: dict[int, list[list[int]]] = {}
+        for ids, owner in zip(
+            encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True
+        ):
+            per_text.setdefault(int(owner), []).append(ids)
+        windows: list[list[int]] = []
+        owners: list[int] = []
+        for owner in range(len(texts)):
+            found = per_text.get(owner, [])
+            for index in select_windows(len(found), self.config.max_windows):
+                windows.append(found[index])
+                owners.append(owner)
+        return windows, owners
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Mean window logits per text (before temperature)."""
+        windows, owners = self.windows(texts)
+        num_labels = len(self.config.id2label)
+        totals = np.zeros((len(texts), num_labels), dtype=np.float64)
+        counts = np.zeros(len(texts), dtype=np.float64)
+        # Longest first so each batch pads little.
+        order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+        pad_id = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(order), self.config.batch_size):
+                batch = order[start : start + self.config.batch_size]
+                width = len(windows[batch[0]])
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, index in enumerate(batch):
+                    seq = windows[index]
+                    ids[row, : len(seq)] = torch.tensor(seq)
+                    mask[row, : len(seq)] = 1
+                out = self.model(input_ids=ids, attention_mask=mask).logits.float().numpy()
+                for row, index in enumerate(batch):
+                    totals[owners[index]] += out[row]
+                    counts[owners[index]] += 1
+        return totals / np.maximum(counts, 1)[:, None]
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        return softmax(self.logits(texts), self.config.temperature)
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        probs = self.probabilities(texts)
+        best = probs.argmax(axis=1)
+        return [
+            Prediction(self.config.id2label[int(i)], int(i), float(probs[row, i]))
+            for row, i in enumerate(best)
+        ]
+
+
+def _texts_from(model_input: Any) -> list[str]:
+    if hasattr(model_input, "columns"):
+        column = "text" if "text" in model_input.columns else model_input.columns[0]
+        return [str(t) for t in model_input[column].tolist()]
+    if isinstance(model_input, str):
+        return [model_input]
+    return [str(t) for t in model_input]
+
+
+try:  # the MLflow wrapper exists only where mlflow is installed (the job, the predict API)
+    import mlflow.pyfunc
+
+    class TextClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
+        """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score)."""
+
+        def load_context(self, context: Any) -> None:
+            self.classifier = WindowedClassifier.load(context.artifacts["classifier"])
+
+        # No type hints here: MLflow reads them as an input schema and warns about Any.
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            import pandas as pd
+
+            rows = [asdict(p) for p in self.classifier.predict(_texts_from(model_input))]
+            return pd.DataFrame(rows, columns=["label", "prediction", "score"])
+
+except ImportError:  # pragma: no cover - serving without mlflow
+    pass

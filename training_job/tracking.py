@@ -1,0 +1,153 @@
+"""Everything the job writes to MLflow: params, metrics, artifacts, model, registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+
+from training_job.config import Hyperparameters
+from training_job.data import Dataset
+
+log = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+MODEL_NAME = "model"
+TAG_PHASE = "custom_classifier.phase"
+TAG_FAILURE = "custom_classifier.failure_reason"
+TAG_GATE = "custom_classifier.gate"
+TAG_GATE_REASON = "custom_classifier.gate_reason"
+TAG_REGISTERED = "custom_classifier.registered_model"
+# The pyfunc environment: what a serving process needs to load the model.
+SERVING_REQUIREMENTS = ["torch==2.13.0", "transformers==5.23.0", "numpy", "pandas"]
+
+
+def label_maps(labels: list[str]) -> tuple[str, str]:
+    """label2id and id2label exactly as the seed shows them: Python dict reprs."""
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    return str(label2id), str(id2label)
+
+
+def registered_model_name(hp: Hyperparameters) -> str:
+    """The registry name: set explicitly, or derived from the experiment name."""
+    if hp.registered_model_name:
+        return hp.registered_model_name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", hp.experiment_name).strip("-.") or "experiment"
+    return f"{slug}-classifier"
+
+
+def training_run_name() -> str:
+    return time.strftime("training_classifier%Y-%m-%d_%H%M%S", time.gmtime())
+
+
+class RunTracker:
+    """One training run in MLflow: opened (or resumed) once, then FINISHED or FAILED."""
+
+    def __init__(self, hp: Hyperparameters) -> None:
+        if hp.tracking_uri:
+            mlflow.set_tracking_uri(hp.tracking_uri)
+        self.hp = hp
+        self.client = MlflowClient()
+        self.run_id = ""
+
+    def open(self) -> str:
+        if self.hp.run_id:
+            existing = self.client.get_run(self.hp.run_id)  # fail fast on an unknown run id
+            mlflow.set_experiment(experiment_id=existing.info.experiment_id)
+            run = mlflow.start_run(run_id=self.hp.run_id)
+        else:
+            mlflow.set_experiment(self.hp.experiment_name)
+            run = mlflow.start_run(run_name=training_run_name())
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def phase(self, name: str) -> None:
+        self.client.set_tag(self.run_id, TAG_PHASE, name)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        existing = self.client.get_run(self.run_id).data.params
+        # The API may have logged some params already; MLflow refuses to change a param.
+        fresh = {k: v for k, v in params.items() if k not in existing}
+        for key, value in params.items():
+            if key in existing and existing[key] != str(value):
+                raise ValueError(
+                    f"param {key!r} is {existing[key]!r} on the run, job has {value!r}"
+                )
+        if fresh:
+            mlflow.log_params(fresh)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        mlflow.log_metrics(metrics, step=step)
+
+    def log_dataset(self, dataset: Dataset) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "manifest.jsonl").write_text("\n".join(dataset.manifest_lines()) + "\n")
+            (folder / "data_report.json").write_text(json.dumps(dataset.report(), indent=2))
+            mlflow.log_artifacts(str(folder), artifact_path="dataset")
+
+    def log_files(self, paths: list[Path], artifact_path: str) -> None:
+        for path in paths:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_model(self, classifier_dir: Path) -> str:
+        """Log the classifier as a pyfunc model under the run; returns its model URI."""
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        from training_job import serving
+
+        # One unnamed string column: predict() takes a list of texts, a str or a DataFrame.
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string")]),
+            outputs=Schema(
+                [
+                    ColSpec("string", "label"),
+                    ColSpec("long", "prediction"),
+                    ColSpec("double", "score"),
+                ]
+            ),
+        )
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=serving.TextClassifierModel(),
+            artifacts={"classifier": str(classifier_dir)},
+            code_paths=[str(Path(serving.__file__).parent)],
+            pip_requirements=SERVING_REQUIREMENTS,
+            signature=signature,
+        )
+        return str(info.model_uri)
+
+    def register(self, model_uri: str, name: str) -> str:
+        """Register the model and point the champion alias at the new version."""
+        version = mlflow.register_model(model_uri, name, tags={"run_id": self.run_id})
+        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+        self.client.set_tag(self.run_id, TAG_REGISTERED, f"{name}/{version.version}")
+        return str(version.version)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        mlflow.set_tags(tags)
+
+    def finish(self) -> None:
+        self.phase("done")
+        mlflow.end_run(status=RunStatus.to_string(RunStatus.FINISHED))
+
+    def fail(self, reason: str) -> None:
+        """Mark the run FAILED with the reason; never raises (the job is failing already)."""
+        if not self.run_id:
+            return
+        try:
+            self.client.set_tag(self.run_id, TAG_FAILURE, reason[:5000])
+            self.phase("failed")
+            mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
+        except Exception:  # the tracking server itself may be the failure
+            log.exception("could not mark run %s FAILED", self.run_id)
