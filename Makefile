@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LOCAL := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck unit bench-train clean
+.PHONY: install up down status test lint typecheck unit bench-train bench-control-plane clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check functions training_job tests bench scripts
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions training_job scripts
+	$(VENV)/bin/mypy functions training_job scripts bench
 
 test: lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -45,6 +45,10 @@ unit: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) bench/train_bbc.py
+
+# Needs the local stack: make up.
+bench-control-plane: $(STAMP)
+	$(PY) bench/control_plane.py
 
 clean:
 	rm -rf $(VENV) $(LOCAL)

@@ -1,15 +1,18 @@
 """Control-plane cost: job_status through the API vs MlflowClient.search_runs, and import time.
 
 Needs the local stack (`make up`). Creates one experiment with 1,000 runs, times
-`POST /custom_classifier/job_status` through the app in-process (ASGI, no network hop of
-its own) against the same MLflow query made directly, then hard-deletes the experiment.
+`POST /custom_classifier/job_status` through the app in-process (httpx over ASGI, no
+network hop of its own) against the same MLflow query made directly, then hard-deletes
+the experiment. Also times a fresh interpreter importing the Lambda handler.
 
-    python bench/control_plane.py [--runs 1000] [--repeat 50]
+    python bench/control_plane.py [--runs 1000] [--repeat 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from fastapi.testclient import TestClient
+import httpx
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -26,6 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from functions.api.app import create_app  # noqa: E402
 from functions.core.config import get_settings  # noqa: E402
+
+# The local stack's S3 takes any credentials; a real account's come from the environment.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+# As `make up` runs the API: hard delete may purge rows from the local store.
+os.environ.setdefault("CC_MLFLOW_BACKEND_STORE_URI", f"sqlite:///{ROOT / '.local' / 'mlflow.db'}")
 
 
 def _p50(samples: list[float]) -> float:
@@ -53,13 +62,49 @@ def _seed_runs(client: MlflowClient, experiment_id: str, count: int) -> None:
         client.set_terminated(run.info.run_id)
 
 
-def _time(call: object, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()  # type: ignore[operator]
-        samples.append(time.perf_counter() - started)
-    return samples
+def _app_client() -> httpx.AsyncClient:
+    """The app in-process over ASGI: no socket, no server, one event loop."""
+    app = create_app(get_settings())
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+async def _compare(
+    client: MlflowClient, experiment_id: str, name: str, repeat: int
+) -> tuple[list[float], list[float]]:
+    """Interleaved timings of MlflowClient.search_runs and POST /job_status (same query)."""
+    async with _app_client() as api:
+
+        def direct() -> None:
+            client.search_runs(
+                [experiment_id], max_results=3, order_by=["attributes.start_time DESC"]
+            )
+
+        async def through_api() -> None:
+            response = await api.post(
+                "/custom_classifier/job_status", json={"experiment_name": name}
+            )
+            assert response.status_code == 200 and len(response.json()) == 3
+
+        direct()
+        await through_api()  # warm both paths
+        base, ours = [], []
+        for _ in range(repeat):  # interleaved so drift hits both alike
+            started = time.perf_counter()
+            direct()
+            base.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await through_api()
+            ours.append(time.perf_counter() - started)
+    return base, ours
+
+
+async def _hard_delete(name: str) -> str:
+    async with _app_client() as api:
+        response = await api.post(
+            "/custom_classifier/experiment/hard_delete", json={"experiment_name": name}
+        )
+    status: str = response.json()["status"]
+    return status
 
 
 def _import_seconds(statement: str, repeat: int = 7) -> float:
@@ -77,7 +122,7 @@ def _import_seconds(statement: str, repeat: int = 7) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=100)
     args = parser.parse_args()
 
     settings = get_settings()
@@ -86,30 +131,13 @@ def main() -> None:
     experiment_id = client.create_experiment(name)
     print(f"seeding {args.runs} runs in {name} ...", flush=True)
     _seed_runs(client, experiment_id, args.runs)
-    api = TestClient(create_app(settings))
     try:
-
-        def direct() -> object:
-            return client.search_runs(
-                [experiment_id], max_results=3, order_by=["attributes.start_time DESC"]
-            )
-
-        def through_api() -> object:
-            response = api.post("/custom_classifier/job_status", json={"experiment_name": name})
-            assert response.status_code == 200 and len(response.json()) == 3
-            return response
-
-        for call in (direct, through_api):  # warm both paths
-            _time(call, 3)
-        base, ours = [], []
-        for _ in range(args.repeat):  # interleaved so drift hits both alike
-            base += _time(direct, 1)
-            ours += _time(through_api, 1)
+        base, ours = asyncio.run(_compare(client, experiment_id, name, args.repeat))
         print(f"search_runs p50 {_p50(base) * 1000:.1f} ms  p95 {_p95(base) * 1000:.1f} ms")
         print(f"job_status  p50 {_p50(ours) * 1000:.1f} ms  p95 {_p95(ours) * 1000:.1f} ms")
         print(f"job_status p50 ratio {_p50(ours) / _p50(base):.2f}")
     finally:
-        api.post("/custom_classifier/experiment/hard_delete", json={"experiment_name": name})
+        print(f"cleanup: {asyncio.run(_hard_delete(name))}")
 
     bare = _import_seconds("import fastapi, mangum")
     handler = _import_seconds("import functions.api.handler")

@@ -57,6 +57,7 @@ def main(extra: list[str]) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
         client = MlflowClient()
         experiment = client.get_experiment_by_name("bench-bbc")
+        assert experiment is not None, "the job created no experiment"
         run = client.search_runs([experiment.experiment_id])[0]
         metrics = run.data.metrics
     baseline = tfidf_baseline(seed=42)

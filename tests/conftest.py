@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -23,11 +24,21 @@ from functions.core.config import Settings
 from tests.support import (
     ARTIFACTS_BUCKET,
     DATA_BUCKET,
+    TOPICS,
     LambdaApi,
+    keyword_tree,
+    upload_tree,
     wait_until,
 )
 
 BIN = Path(sys.executable).parent
+# The tiny model learns keyword datasets with a high rate and no early stop.
+TINY_TRAINING = {
+    "learning_rate": "0.003",
+    "min_train_steps": "60",
+    "max_epochs": "60",
+    "early_stopping_patience": "100",
+}
 
 
 def free_port() -> int:
@@ -189,14 +200,9 @@ def settings(
         mlflow_tracking_uri=mlflow_server.uri,
         mlflow_backend_store_uri=mlflow_server.backend_store_uri,
         work_dir=tmp_path / "jobs",
+        model_cache_dir=tmp_path / "models",
         base_model=tiny_base_model,
-        # The tiny model learns keyword datasets with a high rate and no early stop.
-        training_defaults={
-            "learning_rate": "0.003",
-            "min_train_steps": "60",
-            "max_epochs": "60",
-            "early_stopping_patience": "100",
-        },
+        training_defaults=TINY_TRAINING,
         # Plumbing, not quality, is under test here: every finished run registers.
         min_macro_f1=0.0,
     )
@@ -212,3 +218,57 @@ def api(settings: Settings) -> Iterator[TestClient]:
 def lambda_api(settings: Settings) -> LambdaApi:
     """The Mangum handler, deployed under the `prod` stage, fed real API Gateway events."""
     return LambdaApi(build_handler(settings.model_copy(update={"api_base_path": "/prod"})))
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    run_id: str
+    experiment_name: str
+    registered_name: str
+    labels: list[str]
+
+
+def train_tiny(prefix: str, experiment: str, base_model: str, root: Path, **extra: str) -> str:
+    """Run the training job in-process on s3://DATA_BUCKET/prefix; returns the run id."""
+    from mlflow import MlflowClient
+
+    from training_job.__main__ import main
+
+    args = [
+        "--data_uri",
+        f"s3://{DATA_BUCKET}/{prefix}",
+        "--labels",
+        json.dumps(list(TOPICS)),
+        "--experiment_name",
+        experiment,
+        "--base_model",
+        base_model,
+        "--min_macro_f1",
+        "0",
+    ]
+    for key, value in {**TINY_TRAINING, **extra}.items():
+        args += [f"--{key}", value]
+    saved = os.environ.get("SM_ROOT")
+    os.environ["SM_ROOT"] = str(root)
+    try:
+        assert main(args) == 0
+    finally:
+        if saved is None:
+            os.environ.pop("SM_ROOT", None)
+        else:
+            os.environ["SM_ROOT"] = saved
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    return str(client.search_runs([experiment_id])[0].info.run_id)
+
+
+@pytest.fixture(scope="session")
+def trained_model(
+    s3: Any, mlflow_uri: str, tiny_base_model: str, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedModel:
+    """A registered (champion) tiny model trained once for the session."""
+    prefix = f"ds-trained-{uuid.uuid4().hex[:6]}"
+    upload_tree(s3, DATA_BUCKET, prefix, keyword_tree(TOPICS, 12))
+    experiment = f"exp-trained-{uuid.uuid4().hex[:6]}"
+    run_id = train_tiny(prefix, experiment, tiny_base_model, tmp_path_factory.mktemp("sm"))
+    return TrainedModel(run_id, experiment, f"{experiment}-classifier", list(TOPICS))

@@ -12,6 +12,10 @@ from urllib.parse import urlencode
 
 DATA_BUCKET = "cc-data"
 ARTIFACTS_BUCKET = "cc-artifacts"
+TOPICS = {
+    "sports": ["football", "goal", "match", "striker", "league"],
+    "weather": ["rain", "storm", "sunny", "forecast", "cloud"],
+}
 BBC_LABELS = ["business", "entertainment", "politics", "sports", "tech"]
 
 

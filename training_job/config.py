@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 SM_PREFIX = "/opt/ml"
 
@@ -84,14 +84,21 @@ class Hyperparameters:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> Hyperparameters:
-        """Build from a mapping whose values may be strings (SageMaker) or typed (JSON)."""
-        hints = get_type_hints(cls)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}")
-        values = {name: _coerce(name, hints[name], raw[name]) for name in raw}
-        return cls(**values)
+        return from_mapping(cls, raw)
+
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], raw: dict[str, Any]) -> T:
+    """Build a dataclass from a mapping whose values may be strings (SageMaker) or typed."""
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}")
+    values = {name: _coerce(name, hints[name], raw[name]) for name in raw}
+    return cls(**values)
 
 
 def _coerce(name: str, annotation: Any, value: Any) -> Any:
@@ -113,7 +120,7 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         raise ValueError(f"hyperparameter {name!r}: cannot read {value!r} ({exc})") from exc
 
 
-def load_hyperparameters(paths: JobPaths, overrides: dict[str, str]) -> Hyperparameters:
+def load_parameters(paths: JobPaths, overrides: dict[str, str], cls: type[T]) -> T:
     """Merge the hyperparameters file, SM_HPS, then command-line overrides (last wins)."""
     raw: dict[str, Any] = {}
     if paths.hyperparameters.is_file():
@@ -121,7 +128,11 @@ def load_hyperparameters(paths: JobPaths, overrides: dict[str, str]) -> Hyperpar
     if os.environ.get("SM_HPS"):
         raw.update(json.loads(os.environ["SM_HPS"]))
     raw.update(overrides)
-    return Hyperparameters.from_mapping(raw)
+    return from_mapping(cls, raw)
+
+
+def load_hyperparameters(paths: JobPaths, overrides: dict[str, str]) -> Hyperparameters:
+    return load_parameters(paths, overrides, Hyperparameters)
 
 
 def parse_args(argv: list[str] | None) -> dict[str, str]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from functions.core.config import Settings
-from functions.core.models import TrainingJobSpec
+from functions.core.models import JobSpec
 
 
 class LocalProcessLauncher:
@@ -36,10 +36,20 @@ class LocalProcessLauncher:
             env["AWS_ENDPOINT_URL"] = self.settings.s3_endpoint_url
         return env
 
-    def launch(self, spec: TrainingJobSpec) -> str:
+    @staticmethod
+    def _running(pid_file: Path) -> bool:
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def launch(self, spec: JobSpec) -> str:
         root = self.job_dir(spec.job_name)
         pid_file = root / "pid"
-        if pid_file.exists():  # launched before: the same job name is the same job
+        # The same job name is the same job: never two at once, and a finished training
+        # job is not started again; a restartable one resumes.
+        if pid_file.exists() and (self._running(pid_file) or not spec.restartable):
             return spec.job_name
         config = root / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
@@ -47,7 +57,7 @@ class LocalProcessLauncher:
         python = self.settings.training_python or sys.executable
         with (root / "job.log").open("ab") as log:
             process = subprocess.Popen(
-                [python, "-m", "training_job", "train"],
+                [python, "-m", spec.entrypoint, "train"],
                 cwd=root,
                 env=self._environment(root),
                 stdin=subprocess.DEVNULL,

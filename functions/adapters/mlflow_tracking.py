@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from mlflow.entities import RunStatus, ViewType
 from mlflow.exceptions import MlflowException, RestException
 
 from functions.core.config import Settings
-from functions.core.errors import DependencyUnavailable, RunNotFound
+from functions.core.errors import DependencyUnavailable, InvalidRequest, RunNotFound
 from functions.core.models import Experiment, PurgeReport, RunSummary
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ def _document(run: Any) -> dict[str, Any]:
     return document
 
 
-def _summary(run: Any) -> RunSummary:
+def _summary(run: Any, with_document: bool = False) -> RunSummary:
     return RunSummary(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
@@ -68,7 +69,7 @@ def _summary(run: Any) -> RunSummary:
         params=dict(run.data.params),
         tags=dict(run.data.tags),
         metrics=dict(run.data.metrics),
-        document=_document(run),
+        document=_document(run) if with_document else {},
     )
 
 
@@ -82,14 +83,31 @@ class MlflowTracking:
         self.settings = settings
         self.uri = settings.mlflow_tracking_uri
         self.client = client or MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        # name -> (experiment, fetched at): status polling asks for the same names often.
+        self._experiments: dict[str, tuple[Experiment, float]] = {}
 
     def _do(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with _reachable(self.uri):
             return fn(*args, **kwargs)
 
     def get_experiment(self, name: str) -> Experiment | None:
+        cached = self._experiments.get(name)
+        if cached and time.monotonic() - cached[1] < self.settings.experiment_cache_seconds:
+            return cached[0]
         exp = self._do(self.client.get_experiment_by_name, name)
-        return _experiment(exp) if exp is not None else None
+        if exp is None:
+            return None
+        experiment = _experiment(exp)
+        if experiment.active:  # only active experiments are cached; deletes drop them
+            self._experiments[name] = (experiment, time.monotonic())
+        return experiment
+
+    def _forget_experiment(self, experiment_id: str) -> None:
+        self._experiments = {
+            name: entry
+            for name, entry in self._experiments.items()
+            if entry[0].experiment_id != experiment_id
+        }
 
     def create_experiment(self, name: str) -> str:
         return str(self._do(self.client.create_experiment, name))
@@ -120,7 +138,7 @@ class MlflowTracking:
             self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
             return self.client.get_run(run_id)
 
-        return _summary(self._do(create))
+        return _summary(self._do(create), with_document=True)
 
     def get_run(self, run_id: str) -> RunSummary:
         try:
@@ -151,6 +169,7 @@ class MlflowTracking:
         return [_summary(run) for run in runs]
 
     def delete_experiment(self, experiment_id: str) -> None:
+        self._forget_experiment(experiment_id)
         self._do(self.client.delete_experiment, experiment_id)
 
     def delete_run(self, run_id: str) -> None:
@@ -219,6 +238,7 @@ class MlflowTracking:
         return True
 
     def purge_experiment(self, experiment: Experiment) -> PurgeReport:
+        self._forget_experiment(experiment.experiment_id)
         run_ids = self._all_run_ids(experiment.experiment_id)
         versions = self._delete_model_versions(run_ids)
         logged = self._delete_logged_models(experiment.experiment_id)
@@ -231,6 +251,26 @@ class MlflowTracking:
             logged_models=len(logged),
             rows_purged=purged,
         )
+
+    def resolve_model_reference(self, reference: str) -> str:
+        rest = reference.removeprefix("models:/")
+        try:
+            if "@" in rest:
+                name, alias = rest.split("@", 1)
+                version = self._do(self.client.get_model_version_by_alias, name, alias)
+            elif "/" in rest:
+                name, number = rest.rsplit("/", 1)
+                version = self._do(self.client.get_model_version, name, number)
+            else:
+                raise InvalidRequest(
+                    f"model reference {reference!r} must be models:/<name>@<alias> "
+                    "or models:/<name>/<version>"
+                )
+        except MlflowException as exc:
+            if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+                raise RunNotFound(f"model {reference!r} not found") from exc
+            raise
+        return str(version.run_id)
 
     def ping(self) -> None:
         def check() -> None:

@@ -73,6 +73,21 @@ class S3ObjectStore:
             )
         return len(keys)
 
+    def put_text(self, bucket: str, key: str, text: str) -> None:
+        self._call("put", self._client.put_object, Bucket=bucket, Key=key, Body=text.encode())
+
+    def get_text(self, bucket: str, key: str) -> str | None:
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise DependencyUnavailable(f"S3 get failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(f"S3 is unreachable (get): {exc}") from exc
+        body: bytes = response["Body"].read()
+        return body.decode()
+
     def ping(self, bucket: str) -> None:
         try:
             self._client.head_bucket(Bucket=bucket)

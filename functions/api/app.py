@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from functions.api.deps import Services
 from functions.api.errors import install_error_handlers
-from functions.api.routes import deletes, health, status, training
+from functions.api.routes import batch, deletes, health, predict, status, training
 from functions.core.config import Settings, get_settings
 
 DESCRIPTION = """Train text classifiers on labelled S3 folders (`<dataset>/<label>/<doc>`) and
@@ -25,6 +25,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services or Services(settings)
     install_error_handlers(app)
-    for module in (training, status, deletes, health):
+    for module in (training, predict, batch, status, deletes, health):
         app.include_router(module.router)
     return app

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from functions.core.config import Settings
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
+from functions.core.serving import ServingRegistry
 
 
 class Services:
@@ -20,11 +21,13 @@ class Services:
         store: ObjectStore | None = None,
         tracking: Tracking | None = None,
         launcher: JobLauncher | None = None,
+        registry: ServingRegistry | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._tracking = tracking
         self._launcher = launcher
+        self._registry = registry
         self._lock = threading.Lock()
 
     @property
@@ -51,6 +54,25 @@ class Services:
             if self._launcher is None:
                 self._launcher = build_launcher(self.settings)
             return self._launcher
+
+    @property
+    def registry(self) -> ServingRegistry:
+        tracking = self.tracking
+        with self._lock:
+            if self._registry is None:
+                from functions.adapters.model_loader import MlflowModelLoader
+
+                self._registry = ServingRegistry(
+                    tracking=tracking,
+                    loader=MlflowModelLoader(self.settings),
+                    max_models=self.settings.model_cache_max_models,
+                    max_bytes=self.settings.model_cache_max_bytes,
+                    recheck_seconds=self.settings.model_recheck_seconds,
+                )
+            return self._registry
+
+    def registry_if_loaded(self) -> ServingRegistry | None:
+        return self._registry
 
 
 def build_launcher(settings: Settings) -> JobLauncher:
@@ -82,8 +104,13 @@ def get_launcher(request: Request) -> JobLauncher:
     return _services(request).launcher
 
 
+def get_registry(request: Request) -> ServingRegistry:
+    return _services(request).registry
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 TrackingDep = Annotated[Tracking, Depends(get_tracking)]
 LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
-JSONDict = dict[str, Any]
+RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
+ServicesDep = Annotated[Services, Depends(_services)]

@@ -18,6 +18,8 @@ from functions.core.errors import (
     ExperimentNotFound,
     InvalidDataset,
     InvalidRequest,
+    JobNotFound,
+    ModelNotReady,
     RunNotFound,
 )
 from functions.core.models import DatasetSummary
@@ -29,7 +31,9 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     InvalidDataset: 422,
     ExperimentNotFound: 404,
     RunNotFound: 404,
+    JobNotFound: 404,
     Conflict: 409,
+    ModelNotReady: 409,
     DependencyUnavailable: 503,
 }
 

@@ -10,6 +10,9 @@ T = TypeVar("T")
 
 MAX_LABELS_IN_BODY = 1000
 MAX_TEXT_FIELD = 2048
+# Schema-level caps; the service's own (smaller, configurable) limits answer clearer 422s.
+MAX_BODY_TEXT = 5_000_000
+MAX_TEXTS_IN_BODY = 10_000
 
 
 class Status(BaseModel):
@@ -40,6 +43,38 @@ class ExperimentRequest(BaseModel):
 
 class RunRequest(BaseModel):
     run_id: str = Field(max_length=MAX_TEXT_FIELD)
+
+
+class PredictRequest(BaseModel):
+    """`text` for one document, or `texts` for several (answered in the same order)."""
+
+    runid: str = Field(max_length=MAX_TEXT_FIELD, examples=["2092651bbf294a918310ad609aab2a09"])
+    text: str | None = Field(default=None, max_length=MAX_BODY_TEXT)
+    texts: list[str] | None = Field(default=None, max_length=MAX_TEXTS_IN_BODY)
+
+
+class PredictionOut(BaseModel):
+    label: str
+    prediction: int
+    score: float
+
+
+class BatchPredictRequest(BaseModel):
+    runid: str = Field(max_length=MAX_TEXT_FIELD)
+    input_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["incoming/2026-11"])
+    output_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["predictions/2026-11"])
+
+
+class BatchJobOut(BaseModel):
+    job_id: str
+    run_id: str
+    status: str
+    input_uri: str
+    output_uri: str
+    total: int | None = None
+    done: int = 0
+    manifest_uri: str
+    error: str = ""
 
 
 class NotTreatedDocument(BaseModel):

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Needed only by hard delete, to purge rows with `mlflow gc` (a SQLAlchemy URI).
     mlflow_backend_store_uri: str = ""
     mlflow_timeout_seconds: int = 10
+    # How long an experiment's name -> id lookup is reused (deletes here drop it at once).
+    experiment_cache_seconds: float = 10.0
 
     # Dataset validation.
     min_docs_per_label: int = 8
@@ -46,6 +48,17 @@ class Settings(BaseSettings):
     base_model: str = ""
     # Extra job hyperparameters for every run, e.g. {"epochs": "2"}.
     training_defaults: dict[str, str] = Field(default_factory=dict)
+
+    # Serving: the in-memory model LRU and its on-disk download cache (/tmp in Lambda).
+    model_cache_dir: Path = Path(".local/model-cache")
+    model_cache_max_models: int = 4
+    model_cache_max_bytes: int = 2 * 1024**3
+    # How long a cached run is served before its status is checked again.
+    model_recheck_seconds: float = 60.0
+    max_texts_per_request: int = 64
+    max_text_chars: int = 100_000
+    # Torch threads for predict (0 = one per core).
+    predict_threads: int = 0
 
     # HTTP.
     api_host: str = "127.0.0.1"

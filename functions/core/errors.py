@@ -30,6 +30,14 @@ class RunNotFound(DomainError):
     pass
 
 
+class JobNotFound(DomainError):
+    pass
+
+
+class ModelNotReady(DomainError):
+    """The run exists but has no model to serve (training, failed, or below the bar)."""
+
+
 class Conflict(DomainError):
     """The request is valid but clashes with the current state (e.g. a deleted experiment)."""
 

@@ -82,12 +82,17 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
-class TrainingJobSpec:
-    """What a launcher needs: a deterministic job name and the job's hyperparameters."""
+class JobSpec:
+    """What a launcher needs: a deterministic job name, the entrypoint and its parameters.
+
+    `restartable` jobs (batch prediction) are started again when an earlier attempt is
+    no longer running; they resume from what they wrote.
+    """
 
     job_name: str
-    run_id: str
     hyperparameters: dict[str, str]
+    entrypoint: str = "training_job"
+    restartable: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,3 +110,30 @@ class PurgeReport:
     model_versions: int
     logged_models: int
     rows_purged: bool
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    prediction: int
+    score: float
+
+
+@dataclass(frozen=True)
+class BatchJobRecord:
+    job_id: str
+    run_id: str
+    input_uri: str
+    output_uri: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class BatchJobStatus:
+    record: BatchJobRecord
+    status: str
+    total: int | None
+    done: int
+    number_documents_treated: int
+    number_documents_non_treated: int
+    error: str = ""

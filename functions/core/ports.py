@@ -7,10 +7,11 @@ from typing import Protocol
 
 from functions.core.models import (
     Experiment,
+    JobSpec,
     ObjectInfo,
+    Prediction,
     PurgeReport,
     RunSummary,
-    TrainingJobSpec,
 )
 
 
@@ -21,6 +22,12 @@ class ObjectStore(Protocol):
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under the prefix; returns how many were deleted."""
+        ...
+
+    def put_text(self, bucket: str, key: str, text: str) -> None: ...
+
+    def get_text(self, bucket: str, key: str) -> str | None:
+        """The object's text, or None when there is no such object."""
         ...
 
     def ping(self, bucket: str) -> None:
@@ -59,10 +66,28 @@ class Tracking(Protocol):
         """Remove registry versions, logged models, runs and rows of an experiment."""
         ...
 
+    def resolve_model_reference(self, reference: str) -> str:
+        """The run id behind `models:/<name>@<alias>` or `models:/<name>/<version>`."""
+        ...
+
     def ping(self) -> None: ...
 
 
+class LoadedModel(Protocol):
+    """A model in memory, ready to predict."""
+
+    size_bytes: int
+
+    def predict(self, texts: list[str]) -> list[Prediction]: ...
+
+
+class ModelLoader(Protocol):
+    def load(self, run_id: str) -> LoadedModel:
+        """Fetch (or reuse from local disk) and load the model logged by a run."""
+        ...
+
+
 class JobLauncher(Protocol):
-    def launch(self, spec: TrainingJobSpec) -> str:
-        """Start the training job; returns its id. Launching the same job name twice is a no-op."""
+    def launch(self, spec: JobSpec) -> str:
+        """Start the job; returns its id. A job name already running is not started twice."""
         ...

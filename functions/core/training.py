@@ -7,7 +7,7 @@ import time
 
 from functions.core.config import Settings
 from functions.core.errors import Conflict, DependencyUnavailable
-from functions.core.models import StartedTraining, TrainingJobSpec, TrainingRequest
+from functions.core.models import JobSpec, StartedTraining, TrainingRequest
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.validation import validate_training_request
 
@@ -54,9 +54,8 @@ def start_training(
         params={"label2id": label2id, "id2label": id2label},
         tags={TAG_DATA_URI: dataset.location.uri, TAG_LAUNCHER: settings.launcher},
     )
-    spec = TrainingJobSpec(
+    spec = JobSpec(
         job_name=f"cc-{run.run_id}",
-        run_id=run.run_id,
         hyperparameters={
             **settings.training_defaults,
             **({"base_model": settings.base_model} if settings.base_model else {}),

@@ -14,16 +14,12 @@ from functions.core.config import Settings
 from tests.support import (
     ARTIFACTS_BUCKET,
     DATA_BUCKET,
+    TOPICS,
     keyword_tree,
     list_keys,
     upload_tree,
     wait_until,
 )
-
-TOPICS = {
-    "sports": ["football", "goal", "match", "striker", "league"],
-    "weather": ["rain", "storm", "sunny", "forecast", "cloud"],
-}
 
 
 def _process(api: TestClient, labels: list[str], path: str, experiment: str) -> Any:

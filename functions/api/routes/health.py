@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from functions.api.deps import SettingsDep, StoreDep, TrackingDep
+from functions.api.deps import ServicesDep, SettingsDep, StoreDep, TrackingDep
 from functions.core.errors import DependencyUnavailable
 
 router = APIRouter(tags=["health"])
@@ -22,11 +22,17 @@ def _check(ping: Callable[..., None], *args: str) -> str:
 
 
 @router.get("/health")
-def health(store: StoreDep, tracking: TrackingDep, settings: SettingsDep) -> JSONResponse:
+def health(
+    store: StoreDep, tracking: TrackingDep, settings: SettingsDep, services: ServicesDep
+) -> JSONResponse:
+    """Reachability of S3 and MLflow, and the model cache's counters."""
     checks = {
         "s3": _check(store.ping, settings.data_bucket),
         "mlflow": _check(tracking.ping),
     }
     healthy = all(value == "ok" for value in checks.values())
-    body = {"status": "ok" if healthy else "degraded", **checks}
+    body: dict[str, object] = {"status": "ok" if healthy else "degraded", **checks}
+    registry = services.registry_if_loaded()
+    if registry is not None:
+        body["model_cache"] = {**registry.stats.as_dict(), "cached_runs": registry.cached_runs()}
     return JSONResponse(status_code=200 if healthy else 503, content=body)

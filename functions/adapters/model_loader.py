@@ -1,0 +1,63 @@
+"""ModelLoader on MLflow: download a run's pyfunc model once to local disk, load it in memory.
+
+The model ships its own inference code (code_paths); prediction calls that code directly
+rather than through pyfunc's DataFrame conversion, to stay close to the bare forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from functions.core.config import Settings
+from functions.core.models import Prediction
+
+READY_MARKER = ".complete"
+
+
+class LoadedClassifier:
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+        self.size_bytes = sum(p.numel() * p.element_size() for p in classifier.model.parameters())
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return [Prediction(p.label, p.prediction, p.score) for p in self.classifier.predict(texts)]
+
+
+class MlflowModelLoader:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache_dir = Path(settings.model_cache_dir)
+
+    def local_copy(self, run_id: str) -> Path:
+        """The run's model folder on local disk, downloaded atomically the first time."""
+        target = self.cache_dir / run_id
+        if (target / READY_MARKER).exists():
+            return target
+        import mlflow.artifacts
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=self.cache_dir))
+        try:
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{run_id}/model",
+                dst_path=str(staging),
+                tracking_uri=self.settings.mlflow_tracking_uri,
+            )
+            (staging / "model" / READY_MARKER).touch()
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging / "model", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def load(self, run_id: str) -> LoadedClassifier:
+        import mlflow.pyfunc
+        import torch
+
+        torch.set_num_threads(self.settings.predict_threads or len(os.sched_getaffinity(0)))
+        model = mlflow.pyfunc.load_model(str(self.local_copy(run_id)))
+        return LoadedClassifier(model.unwrap_python_model().classifier)

@@ -1,0 +1,62 @@
+"""Batch prediction: launch over an S3 prefix, then follow its progress."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TrackingDep
+from functions.api.schemas import BatchJobOut, BatchPredictRequest, Envelope, Status
+from functions.core.batch import batch_status, start_batch
+from functions.core.models import BatchJobStatus
+
+router = APIRouter(prefix="/custom_classifier", tags=["predict"])
+
+
+def _out(job: BatchJobStatus) -> BatchJobOut:
+    record = job.record
+    return BatchJobOut(
+        job_id=record.job_id,
+        run_id=record.run_id,
+        status=job.status,
+        input_uri=record.input_uri,
+        output_uri=record.output_uri,
+        total=job.total,
+        done=job.done,
+        manifest_uri=f"{record.output_uri}/_manifest.json",
+        error=job.error,
+    )
+
+
+def _envelope(job: BatchJobStatus) -> Envelope[BatchJobOut]:
+    return Envelope(
+        status=Status(code=200, message="Success"),
+        data=_out(job),
+        number_documents_treated=job.number_documents_treated,
+        number_documents_non_treated=job.number_documents_non_treated,
+    )
+
+
+@router.post("/batch_predict", response_model=Envelope[BatchJobOut])
+def batch_predict(
+    body: BatchPredictRequest,
+    tracking: TrackingDep,
+    store: StoreDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
+) -> Envelope[BatchJobOut]:
+    """Classify every document under `input_path`; results go to `output_path` as JSON Lines.
+
+    The same request again answers the same job (resumed if it stopped early).
+    """
+    record = start_batch(
+        body.runid, body.input_path, body.output_path, tracking, store, launcher, settings
+    )
+    return _envelope(batch_status(record.job_id, store, settings))
+
+
+@router.get("/batch_predict/{job_id}", response_model=Envelope[BatchJobOut])
+def batch_predict_status(
+    job_id: str, store: StoreDep, settings: SettingsDep
+) -> Envelope[BatchJobOut]:
+    """Progress (documents done / total), status and where the output is."""
+    return _envelope(batch_status(job_id, store, settings))

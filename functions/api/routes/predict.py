@@ -1,0 +1,31 @@
+"""POST /custom_classifier/predict: label, class index and calibrated score."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.deps import RegistryDep, SettingsDep
+from functions.api.schemas import Envelope, PredictionOut, PredictRequest, Status
+from functions.core.errors import InvalidRequest
+from functions.core.prediction import predict_texts
+
+router = APIRouter(prefix="/custom_classifier", tags=["predict"])
+
+
+@router.post("/predict", response_model=Envelope[PredictionOut | list[PredictionOut]])
+def predict(
+    body: PredictRequest, registry: RegistryDep, settings: SettingsDep
+) -> Envelope[PredictionOut | list[PredictionOut]]:
+    """Classify `text` (answers one prediction) or `texts` (answers a list, same order).
+
+    `runid` is an MLflow run id or a registered model reference (`models:/<name>@champion`).
+    """
+    if (body.text is None) == (body.texts is None):
+        raise InvalidRequest("give exactly one of `text` or `texts`")
+    texts = [body.text] if body.text is not None else list(body.texts or [])
+    predictions = [
+        PredictionOut(label=p.label, prediction=p.prediction, score=p.score)
+        for p in predict_texts(registry, settings, body.runid, texts)
+    ]
+    data = predictions[0] if body.text is not None else predictions
+    return Envelope(status=Status(code=200, message="Success"), data=data)

@@ -1,0 +1,157 @@
+"""Batch prediction over an S3 prefix: launched through the API, resumable after a crash."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import TrainedModel
+from tests.support import (
+    DATA_BUCKET,
+    TOPICS,
+    LambdaApi,
+    keyword_tree,
+    list_keys,
+    upload_tree,
+    wait_until,
+)
+from training_job.batch import BatchJob, BatchParameters, load_classifier
+
+BATCH = "/custom_classifier/batch_predict"
+
+
+def _rows(s3: Any, prefix: str) -> list[dict[str, Any]]:
+    rows = []
+    for key in sorted(list_keys(s3, DATA_BUCKET, f"{prefix}/")):
+        if key.endswith(".jsonl"):
+            body = s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read().decode()
+            rows += [json.loads(line) for line in body.splitlines() if line]
+    return rows
+
+
+@pytest.fixture
+def batch_input(s3: Any, dataset_prefix: str) -> str:
+    tree = keyword_tree(TOPICS, 5)  # 10 documents
+    tree["sports"]["junk.bin"] = bytes(range(256)) * 4
+    tree["weather"]["empty.txt"] = b""
+    upload_tree(s3, DATA_BUCKET, f"{dataset_prefix}/in", tree)
+    return f"{dataset_prefix}/in"
+
+
+def test_batch_job_writes_every_document_once_and_lists_the_unusable(
+    api: TestClient, s3: Any, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
+) -> None:
+    # when: a batch prediction is requested
+    body = {
+        "runid": trained_model.run_id,
+        "input_path": batch_input,
+        "output_path": f"{dataset_prefix}/out",
+    }
+    response = api.post(BATCH, json=body)
+
+    # then: it answers a job id at once, and the same request names the same job
+    assert response.status_code == 200, response.text
+    job = response.json()["data"]
+    assert job["job_id"].startswith("batch-")
+    assert job["output_uri"] == f"s3://{DATA_BUCKET}/{dataset_prefix}/out"
+    assert api.post(BATCH, json=body).json()["data"]["job_id"] == job["job_id"]
+
+    def completed() -> dict[str, Any] | None:
+        status = api.get(f"{BATCH}/{job['job_id']}").json()
+        return status if status["data"]["status"] in {"COMPLETED", "FAILED"} else None
+
+    final = wait_until(completed, timeout=120, what="batch job", every=1)
+
+    # then: progress is complete and every usable document has exactly one row
+    assert final["data"]["status"] == "COMPLETED", final
+    assert (final["data"]["done"], final["data"]["total"]) == (12, 12)
+    assert final["number_documents_treated"] == 10
+    assert final["number_documents_non_treated"] == 2
+    rows = _rows(s3, f"{dataset_prefix}/out")
+    assert len(rows) == 10
+    assert len({row["key"] for row in rows}) == 10
+    for row in rows:
+        assert row["label"] in TOPICS and 0 < row["score"] <= 1
+    manifest = json.loads(
+        s3.get_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/out/_manifest.json")["Body"].read()
+    )
+    assert {item["key"]: item["reason"] for item in manifest["list_id_not_treated"]} == {
+        f"{batch_input}/sports/junk.bin": "binary",
+        f"{batch_input}/weather/empty.txt": "empty",
+    }
+
+
+class _CrashOnce:
+    """The real classifier, except that one call fails as a killed process would."""
+
+    def __init__(self, classifier: Any, fail_on_call: int) -> None:
+        self.classifier = classifier
+        self.calls = 0
+        self.fail_on_call = fail_on_call
+
+    def predict(self, texts: list[str]) -> Any:
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("node lost")
+        return self.classifier.predict(texts)
+
+
+def test_rerun_after_a_crash_neither_duplicates_nor_loses_rows(
+    s3: Any, mlflow_uri: str, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
+) -> None:
+    # given: a job that dies on its third part (parts of 3 documents)
+    params = BatchParameters(
+        run_id=trained_model.run_id,
+        input_uri=f"s3://{DATA_BUCKET}/{batch_input}",
+        output_uri=f"s3://{DATA_BUCKET}/{dataset_prefix}/out",
+        job_id="batch-test",
+        part_size=3,
+    )
+    classifier = load_classifier(trained_model.run_id, mlflow_uri)
+    client = boto3.client("s3")
+    with pytest.raises(RuntimeError, match="node lost"):
+        BatchJob(params, client, _CrashOnce(classifier, fail_on_call=3)).run()
+    written = [k for k in list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/out/") if "meta" in k]
+    assert len(written) == 2
+
+    # when: it runs again
+    manifest = BatchJob(params, client, classifier).run()
+
+    # then: each usable document has exactly one row
+    rows = _rows(s3, f"{dataset_prefix}/out")
+    assert sorted(row["key"] for row in rows) == sorted({row["key"] for row in rows})
+    assert len(rows) == manifest["number_documents_treated"] == 10
+    assert manifest["number_documents_non_treated"] == 2
+    assert len(manifest["parts"]) == 4
+
+
+def test_batch_requests_that_cannot_run_get_4xx(
+    api: TestClient, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
+) -> None:
+    ok = {
+        "runid": trained_model.run_id,
+        "input_path": batch_input,
+        "output_path": f"{dataset_prefix}/out",
+    }
+    cases = [
+        ({**ok, "runid": "f" * 32}, 404, "not found"),
+        ({**ok, "output_path": f"{batch_input}/results"}, 422, "must not overlap"),
+        ({**ok, "input_path": f"{dataset_prefix}/nothing"}, 422, "no documents under"),
+        ({**ok, "output_path": "s3://elsewhere/out"}, 422, "not one this service"),
+    ]
+    for body, code, message in cases:
+        response = api.post(BATCH, json=body)
+        assert response.status_code == code, (body, response.text)
+        assert message in response.json()["error"]
+    assert api.get(f"{BATCH}/batch-0123456789abcdef").status_code == 404
+    assert api.get(f"{BATCH}/../../etc").status_code == 404
+
+
+def test_batch_status_through_the_lambda_handler(lambda_api: LambdaApi) -> None:
+    code, body = lambda_api.call("v2", "GET", f"{BATCH}/batch-0123456789abcdef")
+    assert code == 404
+    assert "not found" in body["error"]

@@ -1,0 +1,174 @@
+"""Predict through the app and the Mangum handler, on a tiny model trained in a fixture."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from functions.adapters.model_loader import READY_MARKER, MlflowModelLoader
+from functions.api.app import create_app
+from functions.core.config import Settings
+from tests.conftest import TrainedModel
+from tests.support import LambdaApi
+
+PREDICT = "/custom_classifier/predict"
+
+
+def _assert_prediction(item: dict[str, Any], labels: list[str]) -> None:
+    assert item["label"] in labels
+    assert item["label"] == labels[item["prediction"]]
+    assert 0.0 < item["score"] <= 1.0
+
+
+def test_predict_one_text_answers_the_seed_shape(
+    api: TestClient, trained_model: TrainedModel
+) -> None:
+    response = api.post(PREDICT, json={"runid": trained_model.run_id, "text": "rain and storm"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == {"code": 200, "message": "Success"}
+    assert set(body["data"]) == {"label", "prediction", "score"}
+    _assert_prediction(body["data"], trained_model.labels)
+    assert body["error"] == "" and body["list_id_not_treated"] == []
+
+
+def test_predict_a_list_keeps_order_and_matches_single_answers(
+    api: TestClient, trained_model: TrainedModel
+) -> None:
+    texts = ["football match tonight", "sunny forecast", "the striker scored a goal"]
+    listed = api.post(PREDICT, json={"runid": trained_model.run_id, "texts": texts}).json()
+    assert len(listed["data"]) == 3
+    for text, item in zip(texts, listed["data"], strict=True):
+        single = api.post(PREDICT, json={"runid": trained_model.run_id, "text": text}).json()
+        assert single["data"]["label"] == item["label"]
+        assert single["data"]["score"] == pytest.approx(item["score"], rel=1e-4)
+
+
+def test_registered_alias_serves_the_same_model(
+    api: TestClient, trained_model: TrainedModel
+) -> None:
+    text = {"text": "storm clouds and rain"}
+    by_run = api.post(PREDICT, json={"runid": trained_model.run_id, **text}).json()["data"]
+    alias = f"models:/{trained_model.registered_name}@champion"
+    by_alias = api.post(PREDICT, json={"runid": alias, **text}).json()["data"]
+    assert by_alias == by_run
+
+
+def test_long_text_is_read_in_windows_not_rejected(
+    api: TestClient, trained_model: TrainedModel
+) -> None:
+    long_text = " ".join(["the forecast says rain"] * 3000)  # ~12,000 tokens
+    response = api.post(PREDICT, json={"runid": trained_model.run_id, "text": long_text})
+    assert response.status_code == 200
+    _assert_prediction(response.json()["data"], trained_model.labels)
+
+
+def test_concurrent_first_requests_load_the_model_once(
+    settings: Settings, trained_model: TrainedModel
+) -> None:
+    # given: a fresh process-like app with an empty cache
+    with TestClient(create_app(settings)) as api:
+        results: list[int] = []
+
+        def call() -> None:
+            body = {"runid": trained_model.run_id, "text": "goal"}
+            results.append(api.post(PREDICT, json=body).status_code)
+
+        # when: eight clients ask at once
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        # then: all answered, and the model was loaded a single time
+        assert results == [200] * 8
+        cache = api.get("/health").json()["model_cache"]
+        assert cache["loads"] == 1
+        assert cache["misses"] == 1
+        assert cache["hits"] == 7
+        assert cache["cached_runs"] == [trained_model.run_id]
+
+
+def test_model_download_is_kept_on_disk(settings: Settings, trained_model: TrainedModel) -> None:
+    loader = MlflowModelLoader(settings)
+    first = loader.local_copy(trained_model.run_id)
+    marker = (first / READY_MARKER).stat().st_mtime_ns
+    second = loader.local_copy(trained_model.run_id)
+    assert second == first
+    assert (second / READY_MARKER).stat().st_mtime_ns == marker
+    assert (second / "MLmodel").is_file()
+
+
+def _run(experiment: str, status: str | None, tags: dict[str, str] | None = None) -> str:
+    client = MlflowClient()
+    experiment_id = client.create_experiment(experiment)
+    run_id = client.create_run(experiment_id, tags=tags or {}).info.run_id
+    if status:
+        client.set_terminated(run_id, status)
+    return str(run_id)
+
+
+@pytest.mark.parametrize(
+    ("status", "tags", "message"),
+    [
+        (None, {}, "is still training"),
+        ("FAILED", {"custom_classifier.failure_reason": "DatasetError: x"}, "failed: DatasetError"),
+        (
+            "FINISHED",
+            {
+                "custom_classifier.gate": "failed",
+                "custom_classifier.gate_reason": "test macro-F1 0.4 is below the bar",
+            },
+            "did not pass the evaluation bar",
+        ),
+    ],
+)
+def test_runs_without_a_servable_model_get_409(
+    api: TestClient, experiment_name: str, status: str | None, tags: dict[str, str], message: str
+) -> None:
+    run_id = _run(experiment_name, status, tags)
+    response = api.post(PREDICT, json={"runid": run_id, "text": "hello"})
+    assert response.status_code == 409
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        ({"runid": "0" * 32, "text": "hello"}, 404, "not found"),
+        ({"runid": "models:/no-such-model@champion", "text": "hello"}, 404, "not found"),
+        ({"runid": "RUN", "text": "   "}, 422, "text 0 is empty"),
+        ({"runid": "RUN", "text": "x" * 100_001}, 422, "the limit is 100000"),
+        ({"runid": "RUN", "texts": []}, 422, "non-empty `texts`"),
+        ({"runid": "RUN", "texts": ["a"] * 65}, 422, "at most 64 texts"),
+        ({"runid": "RUN", "text": "a", "texts": ["b"]}, 422, "exactly one of"),
+        ({"runid": "RUN"}, 422, "exactly one of"),
+        ({"text": "a"}, 422, "runid"),
+    ],
+)
+def test_bad_predict_requests(
+    api: TestClient, trained_model: TrainedModel, body: dict[str, Any], code: int, message: str
+) -> None:
+    if body.get("runid") == "RUN":
+        body = {**body, "runid": trained_model.run_id}
+    response = api.post(PREDICT, json=body)
+    assert response.status_code == code, response.text
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_predict_through_the_lambda_handler(
+    lambda_api: LambdaApi, trained_model: TrainedModel, version: str
+) -> None:
+    code, body = lambda_api.call(
+        version, "POST", PREDICT, {"runid": trained_model.run_id, "texts": ["goal", "rain"]}
+    )
+    assert code == 200
+    assert len(body["data"]) == 2
+    for item in body["data"]:
+        _assert_prediction(item, trained_model.labels)
