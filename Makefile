@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LOCAL := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck unit bench-train bench-control-plane clean
+.PHONY: install up down status test lint typecheck unit bench-train bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -49,6 +49,10 @@ bench-train: $(STAMP)
 # Needs the local stack: make up.
 bench-control-plane: $(STAMP)
 	$(PY) bench/control_plane.py
+
+# Needs the local stack: make up.
+bench-predict: $(STAMP)
+	$(PY) bench/predict.py
 
 clean:
 	rm -rf $(VENV) $(LOCAL)

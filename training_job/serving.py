@@ -1,8 +1,9 @@
 """The trained classifier as it is served: windowed inference over long texts.
 
-This module ships inside the MLflow model (code_paths), so it imports only torch,
-transformers, numpy and pandas. Evaluation in the job uses the same code, so what is
-measured is what is served.
+This file is the MLflow model's code ("models from code"): MLflow copies it into the model
+and loads it by path, so it imports only torch, transformers, numpy, pandas and mlflow,
+and a served model keeps the code it was trained with. Evaluation in the job uses the same
+code, so what is measured is what is served.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def _texts_from(model_input: Any) -> list[str]:
 
 try:  # the MLflow wrapper exists only where mlflow is installed (the job, the predict API)
     import mlflow.pyfunc
+    from mlflow.models import set_model
 
     class TextClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
         """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score)."""
@@ -183,6 +185,8 @@ try:  # the MLflow wrapper exists only where mlflow is installed (the job, the p
 
             rows = [asdict(p) for p in self.classifier.predict(_texts_from(model_input))]
             return pd.DataFrame(rows, columns=["label", "prediction", "score"])
+
+    set_model(TextClassifierModel())
 
 except ImportError:  # pragma: no cover - serving without mlflow
     pass

@@ -119,9 +119,8 @@ class RunTracker:
         )
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
-            python_model=serving.TextClassifierModel(),
+            python_model=str(Path(serving.__file__)),  # models from code: the file ships
             artifacts={"classifier": str(classifier_dir)},
-            code_paths=[str(Path(serving.__file__).parent)],
             pip_requirements=SERVING_REQUIREMENTS,
             signature=signature,
         )

@@ -29,8 +29,13 @@ class LoadedClassifier:
 
 class MlflowModelLoader:
     def __init__(self, settings: Settings) -> None:
+        import mlflow
+
         self.settings = settings
         self.cache_dir = Path(settings.model_cache_dir)
+        # MLflow 3 resolves runs:/<id>/model (a logged model) through the global tracking URI,
+        # whatever tracking_uri download_artifacts is given; this process serves one server.
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
 
     def local_copy(self, run_id: str) -> Path:
         """The run's model folder on local disk, downloaded atomically the first time."""
@@ -43,9 +48,7 @@ class MlflowModelLoader:
         staging = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=self.cache_dir))
         try:
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"runs:/{run_id}/model",
-                dst_path=str(staging),
-                tracking_uri=self.settings.mlflow_tracking_uri,
+                artifact_uri=f"runs:/{run_id}/model", dst_path=str(staging)
             )
             (staging / "model" / READY_MARKER).touch()
             shutil.rmtree(target, ignore_errors=True)

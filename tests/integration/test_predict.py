@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,6 +106,29 @@ def test_model_download_is_kept_on_disk(settings: Settings, trained_model: Train
     assert second == first
     assert (second / READY_MARKER).stat().st_mtime_ns == marker
     assert (second / "MLmodel").is_file()
+
+
+def test_loader_needs_no_tracking_environment(
+    settings: Settings, trained_model: TrainedModel, tmp_path: Path
+) -> None:
+    # given: a process configured only through CC_* settings, as the API runs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["CC_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    env["CC_MODEL_CACHE_DIR"] = str(tmp_path)
+    code = (
+        "import sys;"
+        "from functions.adapters.model_loader import MlflowModelLoader;"
+        "from functions.core.config import Settings;"
+        f"size = MlflowModelLoader(Settings()).load({trained_model.run_id!r}).size_bytes;"
+        "print('training_job' in sys.modules, size)"
+    )
+    # when: it loads a run's model
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # then: the model loaded with its own shipped code, not the training package
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported_package, size = out.stdout.strip().splitlines()[-1].split()
+    assert imported_package == "False"
+    assert int(size) > 0
 
 
 def _run(experiment: str, status: str | None, tags: dict[str, str] | None = None) -> str:
