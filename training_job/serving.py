@@ -125,28 +125,42 @@ class WindowedClassifier:
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Mean window logits per text (before temperature)."""
-        windows, owners = self.windows(texts)
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.config.max_length,
+            stride=self.config.window_overlap,
+            return_overflowing_tokens=True,
+            padding="longest",
+            return_tensors="pt",
+        )
+        owners = encoded["overflow_to_sample_mapping"].tolist()
+        keep = self._kept_windows(owners, len(texts))
+        ids = encoded["input_ids"][keep]
+        mask = encoded["attention_mask"][keep]
+        kept_owners = np.asarray(owners)[keep]
+        # Longest first so each batch can be cut to its own longest window.
+        order = torch.argsort(mask.sum(dim=1), descending=True)
         num_labels = len(self.config.id2label)
         totals = np.zeros((len(texts), num_labels), dtype=np.float64)
-        counts = np.zeros(len(texts), dtype=np.float64)
-        # Longest first so each batch pads little.
-        order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
-        pad_id = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for start in range(0, len(order), self.config.batch_size):
-                batch = order[start : start + self.config.batch_size]
-                width = len(windows[batch[0]])
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, index in enumerate(batch):
-                    seq = windows[index]
-                    ids[row, : len(seq)] = torch.tensor(seq)
-                    mask[row, : len(seq)] = 1
-                out = self.model(input_ids=ids, attention_mask=mask).logits.float().numpy()
-                for row, index in enumerate(batch):
-                    totals[owners[index]] += out[row]
-                    counts[owners[index]] += 1
+                rows = order[start : start + self.config.batch_size]
+                width = int(mask[rows[0]].sum())
+                out = self.model(input_ids=ids[rows, :width], attention_mask=mask[rows, :width])
+                np.add.at(totals, kept_owners[rows.numpy()], out.logits.float().numpy())
+        counts = np.bincount(kept_owners, minlength=len(texts)).astype(np.float64)
         return totals / np.maximum(counts, 1)[:, None]
+
+    def _kept_windows(self, owners: list[int], count: int) -> list[int]:
+        """Row indices of the windows read for each text (all, or max_windows spread out)."""
+        rows_of: list[list[int]] = [[] for _ in range(count)]
+        for row, owner in enumerate(owners):
+            rows_of[owner].append(row)
+        keep: list[int] = []
+        for rows in rows_of:
+            keep.extend(rows[i] for i in select_windows(len(rows), self.config.max_windows))
+        return keep
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         return softmax(self.logits(texts), self.config.temperature)

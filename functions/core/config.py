@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,7 +41,8 @@ class Settings(BaseSettings):
     max_name_length: int = 200
 
     # Training jobs.
-    launcher: str = "local"
+    # Where jobs run; "local" (a detached process) is the only launcher so far.
+    launcher: Literal["local"] = "local"
     work_dir: Path = Path(".local/jobs")
     training_python: str = ""
     min_macro_f1: float = 0.7
