@@ -180,17 +180,18 @@ def batch(settings: Settings, run_id: str, registry: ServingRegistry, docs: int,
             s3.delete_object(Bucket=settings.data_bucket, Key=item["Key"])
 
 
+# Peak RSS from /proc: ru_maxrss would carry the forking parent's peak into the child.
+PEAK = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
 RSS_BARE = """
-import resource, torch
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 t = AutoTokenizer.from_pretrained({folder!r})
 m = AutoModelForSequenceClassification.from_pretrained({folder!r}).eval()
 with torch.inference_mode():
     m(**t("warm up", return_tensors="pt"))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 RSS_APP = """
-import resource, os, sys
+import sys
 sys.path.insert(0, {root!r})
 from fastapi.testclient import TestClient
 from functions.api.app import create_app
@@ -199,14 +200,13 @@ settings = Settings(model_cache_dir={cache!r})
 with TestClient(create_app(settings)) as api:
     r = api.post("/custom_classifier/predict", json={{"runid": {run_id!r}, "text": "warm up"}})
     assert r.status_code == 200, r.text
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def rss(folder: Path, cache: Path, run_id: str) -> None:
     def peak(code: str) -> int:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True, cwd=ROOT)  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code + PEAK], capture_output=True,
+                             text=True, check=True, cwd=ROOT)  # fmt: skip
         return int(out.stdout.strip().splitlines()[-1])
 
     bare = peak(RSS_BARE.format(folder=str(folder)))

@@ -83,29 +83,35 @@ def build_launcher(settings: Settings) -> JobLauncher:
     raise ValueError(f"unknown launcher {settings.launcher!r} (CC_LAUNCHER); known: local")
 
 
-def _services(request: Request) -> Services:
+def _services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_settings(request: Request) -> Settings:
-    return _services(request).settings
+# Dependencies are async so FastAPI calls them on the event loop: a sync one would cost a
+# thread hop per request. Adapters are built once per process, on first use.
+async def _services(request: Request) -> Services:
+    return _services_of(request)
 
 
-def get_store(request: Request) -> ObjectStore:
-    return _services(request).store
+async def get_settings(request: Request) -> Settings:
+    return _services_of(request).settings
 
 
-def get_tracking(request: Request) -> Tracking:
-    return _services(request).tracking
+async def get_store(request: Request) -> ObjectStore:
+    return _services_of(request).store
 
 
-def get_launcher(request: Request) -> JobLauncher:
-    return _services(request).launcher
+async def get_tracking(request: Request) -> Tracking:
+    return _services_of(request).tracking
 
 
-def get_registry(request: Request) -> ServingRegistry:
-    return _services(request).registry
+async def get_launcher(request: Request) -> JobLauncher:
+    return _services_of(request).launcher
+
+
+async def get_registry(request: Request) -> ServingRegistry:
+    return _services_of(request).registry
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
