@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ T = TypeVar("T")
 # Registry searches take at most this many run ids in one IN (...) filter.
 RUN_ID_BATCH = 50
 TAG_FAILURE = "custom_classifier.failure_reason"
+# MLflow run ids are 32 hex digits; allow a little more, never a path separator or quote.
+RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def configure_mlflow_http(settings: Settings) -> None:
@@ -141,6 +144,8 @@ class MlflowTracking:
         return _summary(self._do(create), with_document=True)
 
     def get_run(self, run_id: str) -> RunSummary:
+        if not RUN_ID.fullmatch(run_id):  # never send a malformed id into a REST path
+            raise RunNotFound(f"run {run_id!r} not found")
         try:
             run = self._do(self.client.get_run, run_id)
         except MlflowException as exc:

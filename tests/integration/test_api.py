@@ -187,8 +187,9 @@ def test_unknown_names_get_404(api: TestClient, experiment_name: str) -> None:
         assert experiment_name in response.json()["error"]
     response = api.get("/custom_classifier/runid/status", params={"experiment_name": "nope-x"})
     assert response.status_code == 404
-    response = api.post("/custom_classifier/run/soft_delete", json={"run_id": "0" * 32})
-    assert response.status_code == 404
+    for run_id in ("0" * 32, "a/b", "../../x", "a'b", "%00"):
+        response = api.post("/custom_classifier/run/soft_delete", json={"run_id": run_id})
+        assert response.status_code == 404, run_id
 
 
 def test_soft_deletes_hide_but_keep(api: TestClient, experiment_name: str) -> None:

@@ -168,6 +168,10 @@ def test_runs_without_a_servable_model_get_409(
     ("body", "code", "message"),
     [
         ({"runid": "0" * 32, "text": "hello"}, 404, "not found"),
+        ({"runid": "a/b", "text": "hello"}, 404, "not found"),
+        ({"runid": "../x", "text": "hello"}, 404, "not found"),
+        ({"runid": "\u00fcn\u00ef c\u00f6d\u00e9", "text": "hello"}, 404, "not found"),
+        ({"runid": "a'b", "text": "hello"}, 404, "not found"),
         ({"runid": "models:/no-such-model@champion", "text": "hello"}, 404, "not found"),
         ({"runid": "RUN", "text": "   "}, 422, "text 0 is empty"),
         ({"runid": "RUN", "text": "x" * 100_001}, 422, "the limit is 100000"),
