@@ -56,7 +56,14 @@ class Hyperparameters:
     registered_model_name: str = ""
     # Base encoder: a local folder, or a hub name where the deployment has a hub.
     base_model: str = ""
-    # Optimisation (defaults sized for a 2-core CPU).
+    # Which model: "auto" (the best candidate on validation), "tfidf", "head" or "finetune".
+    mode: str = "auto"
+    # Seconds the whole job may take (0 = no limit); auto skips fine-tuning that cannot fit.
+    time_budget_seconds: float = 0.0
+    head_max_windows: int = 2
+    head_c: float = 10.0
+    tfidf_c: float = 10.0
+    # Fine-tuning (defaults sized for a 2-core CPU).
     epochs: int = 2
     # Small datasets get more epochs so the model sees at least this many optimiser steps.
     min_train_steps: int = 100

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from training_job.candidates import Selection, select_model
 from training_job.config import Hyperparameters, JobPaths
 from training_job.data import (
     Dataset,
@@ -22,11 +23,13 @@ from training_job.data import (
     read_dataset,
 )
 from training_job.evaluate import evaluate, plot_confusion, write_report
-from training_job.modeling import IMBALANCE_STRATEGY, fine_tune, resolve_base_model, save_classifier
+from training_job.modeling import IMBALANCE_STRATEGY, resolve_base_model, save_classifier
 from training_job.split import MIN_DOCS_PER_LABEL, stratified_split
 from training_job.tracking import (
     TAG_GATE,
     TAG_GATE_REASON,
+    TAG_MODEL_KIND,
+    TAG_SKIPPED,
     RunTracker,
     label_maps,
     registered_model_name,
@@ -56,6 +59,20 @@ def open_source(hp: Hyperparameters, paths: JobPaths) -> DocumentSource:
 
     client = boto3.client("s3", config=Config(max_pool_connections=max(10, hp.read_workers)))
     return S3Source.from_uri(client, hp.data_uri)
+
+
+def log_selection(tracker: RunTracker, selection: Selection) -> None:
+    """Every candidate's validation score and time; the winner and skip reasons as tags."""
+    for candidate in selection.candidates:
+        tracker.log_metrics(
+            {
+                f"candidate_{candidate.kind}_val_macro_f1": candidate.selection_f1,
+                f"candidate_{candidate.kind}_seconds": candidate.seconds,
+            }
+        )
+    tags = {TAG_MODEL_KIND: selection.winner.kind}
+    tags.update({f"{TAG_SKIPPED}.{kind}": why for kind, why in selection.skipped.items()})
+    tracker.set_tags(tags)
 
 
 def gate(metrics: dict[str, float], hp: Hyperparameters) -> tuple[bool, str]:
@@ -93,6 +110,9 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
             **{
                 name: getattr(hp, name)
                 for name in (
+                    "mode",
+                    "time_budget_seconds",
+                    "head_max_windows",
                     "epochs",
                     "learning_rate",
                     "batch_size",
@@ -107,17 +127,17 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         }
     )
     tracker.phase("training")
-    outcome = fine_tune(hp, labels, split, on_epoch=lambda e, m: tracker.log_metrics(m, step=e))
-    tracker.log_params({"class_weights": str(outcome.class_weights)})
+    selection = select_model(
+        hp, labels, split, lambda e, m: tracker.log_metrics(m, step=e), started
+    )
+    log_selection(tracker, selection)
     tracker.phase("evaluating")
-    classifier = outcome.classifier
+    classifier = selection.winner.classifier
     truth = np.array([labels.index(d.label) for d in split.test])
     evaluation = evaluate(classifier.probabilities([d.text for d in split.test]), truth, labels)
     metrics = {
         **evaluation.metrics,
-        "best_epoch": float(outcome.best_epoch),
-        "epochs_run": float(outcome.epochs_run),
-        "train_seconds": outcome.seconds,
+        "train_seconds": sum(c.seconds for c in selection.candidates),
         "temperature": classifier.config.temperature,
     }
     tracker.log_metrics(metrics)

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,12 +23,17 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from training_job.config import Hyperparameters
 from training_job.data import Document
-from training_job.serving import ClassifierConfig, WindowedClassifier, fit_temperature
+from training_job.serving import (
+    ClassifierConfig,
+    TextClassifier,
+    WindowedClassifier,
+    fit_temperature,
+)
 from training_job.split import Split
 
 log = logging.getLogger(__name__)
 
-IMBALANCE_STRATEGY = "class_weights_balanced"
+IMBALANCE_STRATEGY = "balanced class weights (fine-tune loss, regressions)"
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -39,6 +45,7 @@ class TrainingOutcome:
     stopped_early: bool
     seconds: float
     class_weights: dict[str, float]
+    val_f1: float
 
 
 def resolve_base_model(name: str) -> str:
@@ -142,7 +149,7 @@ def fine_tune(
 ) -> TrainingOutcome:
     """Train on split.train, keep the epoch with the best validation macro-F1."""
     seed_everything(hp.seed)
-    torch.set_num_threads(hp.num_threads or os.cpu_count() or 1)
+    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
     label2id = {label: i for i, label in enumerate(labels)}
     classifier = build_classifier(hp, labels)
     model = classifier.model
@@ -204,10 +211,30 @@ def fine_tune(
         stopped_early=epoch < epochs,
         seconds=time.monotonic() - started,
         class_weights={labels[i]: round(float(w), 4) for i, w in enumerate(weights)},
+        val_f1=best_f1,
     )
 
 
-def save_classifier(classifier: WindowedClassifier, model_dir: Path) -> Path:
+def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Split) -> float:
+    """Planned steps times one measured forward+backward step, plus validation passes."""
+    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
+    classifier = build_classifier(hp, labels)
+    label2id = {label: i for i, label in enumerate(labels)}
+    seqs, targets = _train_examples(classifier, split.train, label2id, hp.train_windows)
+    steps_per_epoch = max(1, -(-len(seqs) // hp.batch_size))
+    ids, mask = _batch(seqs[: hp.batch_size], classifier.tokenizer.pad_token_id or 0)
+    started = time.monotonic()
+    out = classifier.model(input_ids=ids, attention_mask=mask).logits
+    loss: Any = torch.nn.functional.cross_entropy(out, torch.tensor(targets[: hp.batch_size]))
+    loss.backward()
+    step = time.monotonic() - started
+    epochs = planned_epochs(hp, steps_per_epoch)
+    # Validation windows cost about a third of a training step each batch (forward only).
+    val_batches = -(-len(split.validation) * 3 // hp.batch_size)
+    return step * epochs * (steps_per_epoch + val_batches / 3)
+
+
+def save_classifier(classifier: TextClassifier, model_dir: Path) -> Path:
     target = model_dir / "classifier"
     classifier.save(target)
     return target

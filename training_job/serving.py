@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ class ClassifierConfig:
     max_windows: int
     temperature: float = 1.0
     batch_size: int = 32
+    # "finetune" (sequence classifier), "head" (frozen encoder + logistic regression)
+    # or "tfidf" (TF-IDF + logistic regression).
+    kind: str = "finetune"
 
     @classmethod
     def read(cls, folder: Path) -> ClassifierConfig:
@@ -76,13 +80,80 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     return best_t
 
 
-class WindowedClassifier:
+class TextClassifier(ABC):
+    """What every kind shares: calibrated probabilities and predictions from `logits`."""
+
+    config: ClassifierConfig
+
+    @abstractmethod
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Uncalibrated scores, one row per text."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """Memory taken by the weights."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write everything `load_classifier` needs."""
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        return softmax(self.logits(texts), self.config.temperature)
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        probs = self.probabilities(texts)
+        best = probs.argmax(axis=1)
+        return [
+            Prediction(self.config.id2label[int(i)], int(i), float(probs[row, i]))
+            for row, i in enumerate(best)
+        ]
+
+
+def _torch_bytes(model: Any) -> int:
+    return int(sum(p.numel() * p.element_size() for p in model.parameters()))
+
+
+def _token_windows(
+    tokenizer: Any, config: ClassifierConfig, texts: list[str]
+) -> tuple[Any, Any, np.ndarray]:
+    """Padded windows (ids, mask) read for each text, and the text each window belongs to."""
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=config.max_length,
+        stride=config.window_overlap,
+        return_overflowing_tokens=True,
+        padding="longest",
+        return_tensors="pt",
+    )
+    owners = encoded["overflow_to_sample_mapping"].tolist()
+    rows_of: list[list[int]] = [[] for _ in texts]
+    for row, owner in enumerate(owners):
+        rows_of[owner].append(row)
+    keep: list[int] = []
+    for rows in rows_of:
+        keep.extend(rows[i] for i in select_windows(len(rows), config.max_windows))
+    return encoded["input_ids"][keep], encoded["attention_mask"][keep], np.asarray(owners)[keep]
+
+
+def _batches(mask: Any, batch_size: int) -> Any:
+    """Row batches, longest windows first, each cut to its own longest window."""
+    order = torch.argsort(mask.sum(dim=1), descending=True)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield rows, int(mask[rows[0]].sum())
+
+
+class WindowedClassifier(TextClassifier):
     """A sequence classifier that reads texts longer than its window as overlapping windows."""
 
     def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+
+    def size_bytes(self) -> int:
+        return _torch_bytes(self.model)
 
     @classmethod
     def load(cls, folder: Path | str) -> WindowedClassifier:
@@ -125,53 +196,114 @@ class WindowedClassifier:
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Mean window logits per text (before temperature)."""
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.config.max_length,
-            stride=self.config.window_overlap,
-            return_overflowing_tokens=True,
-            padding="longest",
-            return_tensors="pt",
-        )
-        owners = encoded["overflow_to_sample_mapping"].tolist()
-        keep = self._kept_windows(owners, len(texts))
-        ids = encoded["input_ids"][keep]
-        mask = encoded["attention_mask"][keep]
-        kept_owners = np.asarray(owners)[keep]
-        # Longest first so each batch can be cut to its own longest window.
-        order = torch.argsort(mask.sum(dim=1), descending=True)
-        num_labels = len(self.config.id2label)
-        totals = np.zeros((len(texts), num_labels), dtype=np.float64)
+        ids, mask, owners = _token_windows(self.tokenizer, self.config, texts)
+        totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
         with torch.inference_mode():
-            for start in range(0, len(order), self.config.batch_size):
-                rows = order[start : start + self.config.batch_size]
-                width = int(mask[rows[0]].sum())
+            for rows, width in _batches(mask, self.config.batch_size):
                 out = self.model(input_ids=ids[rows, :width], attention_mask=mask[rows, :width])
-                np.add.at(totals, kept_owners[rows.numpy()], out.logits.float().numpy())
-        counts = np.bincount(kept_owners, minlength=len(texts)).astype(np.float64)
+                np.add.at(totals, owners[rows.numpy()], out.logits.float().numpy())
+        counts = np.bincount(owners, minlength=len(texts)).astype(np.float64)
         return totals / np.maximum(counts, 1)[:, None]
 
-    def _kept_windows(self, owners: list[int], count: int) -> list[int]:
-        """Row indices of the windows read for each text (all, or max_windows spread out)."""
-        rows_of: list[list[int]] = [[] for _ in range(count)]
-        for row, owner in enumerate(owners):
-            rows_of[owner].append(row)
-        keep: list[int] = []
-        for rows in rows_of:
-            keep.extend(rows[i] for i in select_windows(len(rows), self.config.max_windows))
-        return keep
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        return softmax(self.logits(texts), self.config.temperature)
+class TextEncoder:
+    """The frozen base encoder: mean-pooled, L2-normalised embeddings, averaged over windows."""
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        probs = self.probabilities(texts)
-        best = probs.argmax(axis=1)
-        return [
-            Prediction(self.config.id2label[int(i)], int(i), float(probs[row, i]))
-            for row, i in enumerate(best)
-        ]
+    def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+
+    @classmethod
+    def load(cls, name: str | Path, config: ClassifierConfig) -> TextEncoder:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(name).eval()
+        return cls(model, AutoTokenizer.from_pretrained(name), config)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        ids, mask, owners = _token_windows(self.tokenizer, self.config, texts)
+        width = self.model.config.hidden_size
+        totals = np.zeros((len(texts), width), dtype=np.float64)
+        with torch.inference_mode():
+            for rows, cut in _batches(mask, self.config.batch_size):
+                window_mask = mask[rows, :cut]
+                hidden = self.model(input_ids=ids[rows, :cut], attention_mask=window_mask)[0]
+                weights = window_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+                np.add.at(totals, owners[rows.numpy()], pooled.float().numpy())
+        norms = np.linalg.norm(totals, axis=1, keepdims=True)
+        result: np.ndarray = totals / np.maximum(norms, 1e-12)
+        return result
+
+
+SKLEARN_FILE = "estimator.joblib"
+
+
+class EmbeddingHeadClassifier(TextClassifier):
+    """Frozen encoder embeddings + a logistic-regression head (log-probabilities as logits)."""
+
+    def __init__(self, encoder: TextEncoder, head: Any, config: ClassifierConfig) -> None:
+        self.encoder = encoder
+        self.head = head
+        self.config = config
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        result: np.ndarray = self.head.predict_log_proba(self.encoder.embed(texts))
+        return result
+
+    def size_bytes(self) -> int:
+        return _torch_bytes(self.encoder.model) + int(self.head.coef_.nbytes)
+
+    def save(self, folder: Path) -> None:
+        import joblib
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.model.save_pretrained(folder)
+        self.encoder.tokenizer.save_pretrained(folder)
+        joblib.dump(self.head, folder / SKLEARN_FILE)
+        self.config.write(folder)
+
+
+class TfidfClassifier(TextClassifier):
+    """TF-IDF (word and character n-grams) + logistic regression over the whole text."""
+
+    def __init__(self, pipeline: Any, config: ClassifierConfig) -> None:
+        self.pipeline = pipeline
+        self.config = config
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        result: np.ndarray = self.pipeline.predict_log_proba(texts)
+        return result
+
+    def size_bytes(self) -> int:
+        model = self.pipeline[-1]
+        features = self.pipeline[0]
+        vocabulary = sum(len(t.vocabulary_) for _, t in features.transformer_list)
+        return int(model.coef_.nbytes) + 64 * vocabulary
+
+    def save(self, folder: Path) -> None:
+        import joblib
+
+        folder.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.pipeline, folder / SKLEARN_FILE)
+        self.config.write(folder)
+
+
+def load_classifier(folder: Path | str) -> TextClassifier:
+    """Load a saved classifier of any kind."""
+    folder = Path(folder)
+    config = ClassifierConfig.read(folder)
+    if config.kind == "finetune":
+        return WindowedClassifier.load(folder)
+    import joblib
+
+    estimator = joblib.load(folder / SKLEARN_FILE)
+    if config.kind == "head":
+        return EmbeddingHeadClassifier(TextEncoder.load(folder, config), estimator, config)
+    if config.kind == "tfidf":
+        return TfidfClassifier(estimator, config)
+    raise ValueError(f"unknown classifier kind {config.kind!r}")
 
 
 def _texts_from(model_input: Any) -> list[str]:
@@ -191,7 +323,7 @@ try:  # the MLflow wrapper exists only where mlflow is installed (the job, the p
         """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score)."""
 
         def load_context(self, context: Any) -> None:
-            self.classifier = WindowedClassifier.load(context.artifacts["classifier"])
+            self.classifier = load_classifier(context.artifacts["classifier"])
 
         # No type hints here: MLflow reads them as an input schema and warns about Any.
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ READY_MARKER = ".complete"
 class LoadedClassifier:
     def __init__(self, classifier: Any) -> None:
         self.classifier = classifier
-        self.size_bytes = sum(p.numel() * p.element_size() for p in classifier.model.parameters())
+        self.size_bytes = int(classifier.size_bytes())
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         return [Prediction(p.label, p.prediction, p.score) for p in self.classifier.predict(texts)]

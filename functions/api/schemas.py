@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,12 @@ class ProcessRequest(BaseModel):
     labels: list[str] = Field(max_length=MAX_LABELS_IN_BODY, examples=[["business", "sport"]])
     path: str = Field(max_length=MAX_TEXT_FIELD, examples=["demo-bbc"])
     experiment_name: str = Field(max_length=MAX_TEXT_FIELD, examples=["Custom_Classifier"])
+    mode: Literal["auto", "tfidf", "head", "finetune"] = Field(
+        default="auto", description="auto: the best candidate on validation"
+    )
+    time_budget_seconds: float = Field(
+        default=0.0, ge=0, le=86_400, description="seconds the job may take; 0: no limit"
+    )
 
 
 class ExperimentRequest(BaseModel):
@@ -57,6 +63,7 @@ class PredictionOut(BaseModel):
     label: str
     prediction: int
     score: float
+    abstained: bool = False
 
 
 class BatchPredictRequest(BaseModel):

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     model_cache_max_bytes: int = 2 * 1024**3
     # How long a cached run is served before its status is checked again.
     model_recheck_seconds: float = 60.0
+    # Predictions scoring below this are marked "abstained" for a person to check (0 = off).
+    abstain_below: float = 0.0
     max_texts_per_request: int = 64
     max_text_chars: int = 100_000
     # Torch threads for predict (0 = one per core).

@@ -50,6 +50,10 @@ class TrainingRequest:
     labels: list[str]
     path: str
     experiment_name: str
+    # "auto" picks the best of tfidf, head and finetune on validation.
+    mode: str = "auto"
+    # Seconds the job may take (0 = no limit).
+    time_budget_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class Prediction:
     label: str
     prediction: int
     score: float
+    # True when the score is below the service's abstention threshold.
+    abstained: bool = False
 
 
 @dataclass(frozen=True)

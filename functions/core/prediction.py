@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from functions.core.config import Settings
 from functions.core.errors import InvalidRequest
 from functions.core.models import Prediction
@@ -30,4 +32,7 @@ def predict_texts(
 ) -> list[Prediction]:
     """Predictions in the order of `texts`."""
     reference = check_name("runid", reference, settings.max_name_length)
-    return registry.predict(reference, check_texts(texts, settings))
+    predictions = registry.predict(reference, check_texts(texts, settings))
+    if settings.abstain_below <= 0:
+        return predictions
+    return [replace(p, abstained=p.score < settings.abstain_below) for p in predictions]

@@ -65,6 +65,8 @@ def start_training(
             "run_id": run.run_id,
             "tracking_uri": settings.mlflow_tracking_uri,
             "min_macro_f1": str(settings.min_macro_f1),
+            "mode": request.mode,
+            "time_budget_seconds": str(request.time_budget_seconds),
         },
     )
     try:

@@ -35,7 +35,8 @@ def test_predict_one_text_answers_the_seed_shape(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == {"code": 200, "message": "Success"}
-    assert set(body["data"]) == {"label", "prediction", "score"}
+    assert set(body["data"]) == {"label", "prediction", "score", "abstained"}
+    assert body["data"]["abstained"] is False
     _assert_prediction(body["data"], trained_model.labels)
     assert body["error"] == "" and body["list_id_not_treated"] == []
 

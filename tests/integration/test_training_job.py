@@ -71,8 +71,9 @@ def _artifact_json(run_id: str, path: str) -> Any:
 
 
 @pytest.mark.usefixtures("mlflow_uri")
+@pytest.mark.parametrize("mode", ["finetune", "auto"])
 def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
-    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str, mode: str
 ) -> None:
     # given: a BBC slice with its latin-1 file, a binary file and an empty file
     tree = bbc_slice(20, extra=("sports/199.txt",))
@@ -81,7 +82,9 @@ def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
     upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
 
     # when
-    code = main(_job_args(dataset_prefix, BBC_LABELS, experiment_name, min_train_steps=60))
+    code = main(
+        _job_args(dataset_prefix, BBC_LABELS, experiment_name, mode=mode, min_train_steps=60)
+    )
 
     # then: the run finished with metrics above the floor
     assert code == 0
@@ -216,6 +219,7 @@ def test_job_killed_mid_training_ends_failed_with_reason(
         list(SPORTS),
         experiment_name,
         base_model=tiny_base_model,
+        mode="finetune",
         epochs=100000,
         max_epochs=100000,
         early_stopping_patience=100000,

@@ -23,7 +23,7 @@ def predict(body: PredictRequest, registry: RegistryDep, settings: SettingsDep) 
         raise InvalidRequest("give exactly one of `text` or `texts`")
     texts = [body.text] if body.text is not None else list(body.texts or [])
     predictions = [
-        PredictionOut(label=p.label, prediction=p.prediction, score=p.score)
+        PredictionOut(label=p.label, prediction=p.prediction, score=p.score, abstained=p.abstained)
         for p in predict_texts(registry, settings, body.runid, texts)
     ]
     data = predictions[0] if body.text is not None else predictions

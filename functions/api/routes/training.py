@@ -28,7 +28,9 @@ def process(
     settings: SettingsDep,
 ) -> Envelope[ProcessData]:
     """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING)."""
-    request = TrainingRequest(body.labels, body.path, body.experiment_name)
+    request = TrainingRequest(
+        body.labels, body.path, body.experiment_name, body.mode, body.time_budget_seconds
+    )
     started = start_training(request, store, tracking, launcher, settings)
     dataset = started.dataset
     not_treated = [

@@ -1,0 +1,124 @@
+"""Candidate models (tfidf, head, finetune), automatic selection, time budget, abstention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from functions.api.app import create_app
+from functions.core.config import Settings
+from tests.conftest import TrainedModel, train_tiny
+from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
+from training_job.candidates import Candidate, choose
+from training_job.tracking import TAG_MODEL_KIND, TAG_SKIPPED
+
+
+def _run(experiment: str) -> Any:
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    return client.search_runs([experiment_id])[0]
+
+
+@pytest.mark.parametrize("mode", ["tfidf", "head", "finetune"])
+def test_each_mode_trains_registers_and_serves_through_pyfunc(
+    s3: Any,
+    mlflow_uri: str,
+    tiny_base_model: str,
+    tmp_path: Path,
+    dataset_prefix: str,
+    experiment_name: str,
+    mode: str,
+) -> None:
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 10))
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path, mode=mode)
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[TAG_MODEL_KIND] == mode
+    assert f"candidate_{mode}_val_macro_f1" in run.data.metrics
+    assert run.data.params["mode"] == mode
+    predicted = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(["rain", "goal"])
+    assert set(predicted["label"]) <= set(TOPICS)
+
+
+def test_auto_picks_tfidf_on_keyword_labels_and_says_why_finetune_was_skipped(
+    s3: Any,
+    mlflow_uri: str,
+    tiny_base_model: str,
+    tmp_path: Path,
+    dataset_prefix: str,
+    experiment_name: str,
+) -> None:
+    # given: labels decided by keywords, a handful of documents each
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 10))
+    # when
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path)
+    # then: both cheap candidates were scored, tf-idf won, fine-tuning was skipped with a reason
+    run = MlflowClient().get_run(run_id)
+    assert run.data.tags[TAG_MODEL_KIND] == "tfidf"
+    assert run.data.metrics["candidate_tfidf_val_macro_f1"] == pytest.approx(1.0)
+    assert "candidate_head_val_macro_f1" in run.data.metrics
+    assert "does not pay off" in run.data.tags[f"{TAG_SKIPPED}.finetune"]
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(1.0)
+
+
+def test_time_budget_skips_finetuning_that_cannot_fit(
+    s3: Any,
+    mlflow_uri: str,
+    tiny_base_model: str,
+    tmp_path: Path,
+    dataset_prefix: str,
+    experiment_name: str,
+) -> None:
+    # given: enough documents for fine-tuning, but a budget it cannot meet
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 30))
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path,
+                        time_budget_seconds="0.001")  # fmt: skip
+    run = MlflowClient().get_run(run_id)
+    assert "time budget" in run.data.tags[f"{TAG_SKIPPED}.finetune"]
+    assert "candidate_finetune_val_macro_f1" not in run.data.metrics
+
+    # when: the same data with no budget, then fine-tuning is a candidate too
+    run_id = train_tiny(dataset_prefix, f"{experiment_name}-free", tiny_base_model, tmp_path)
+    run = MlflowClient().get_run(run_id)
+    assert "candidate_finetune_val_macro_f1" in run.data.metrics
+    assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
+
+
+def _candidate(kind: str, f1: float) -> Candidate:
+    return Candidate(kind=kind, classifier=None, selection_f1=f1, seconds=1.0)  # type: ignore[arg-type]
+
+
+def test_selection_prefers_macro_f1_then_the_faster_model() -> None:
+    assert choose([_candidate("tfidf", 0.8), _candidate("head", 0.9)]).kind == "head"
+    assert choose([_candidate("finetune", 0.9), _candidate("head", 0.9)]).kind == "head"
+    assert choose([_candidate("head", 0.95), _candidate("tfidf", 0.95)]).kind == "tfidf"
+
+
+def test_process_passes_mode_and_rejects_unknown_ones(
+    api: TestClient, s3: Any, dataset_prefix: str, experiment_name: str
+) -> None:
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 8))
+    body = {"labels": list(TOPICS), "path": dataset_prefix, "experiment_name": experiment_name}
+    bad = api.post("/custom_classifier/process", json={**body, "mode": "magic"})
+    assert bad.status_code == 422
+    assert "mode" in bad.json()["error"]
+    negative = api.post("/custom_classifier/process", json={**body, "time_budget_seconds": -1})
+    assert negative.status_code == 422
+    ok = api.post("/custom_classifier/process", json={**body, "mode": "tfidf"})
+    assert ok.status_code == 200
+
+
+def test_predictions_below_the_threshold_are_marked_abstained(
+    settings: Settings, trained_model: TrainedModel
+) -> None:
+    cautious = settings.model_copy(update={"abstain_below": 1.01})
+    with TestClient(create_app(cautious)) as api:
+        body = {"runid": trained_model.run_id, "texts": ["goal", "rain"]}
+        data = api.post("/custom_classifier/predict", json=body).json()["data"]
+    assert [item["abstained"] for item in data] == [True, True]
+    assert all(item["label"] in TOPICS for item in data)
