@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LOCAL := .local
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck unit bench-train bench-control-plane bench-predict clean
+.PHONY: install up down status test lint typecheck unit bench-train bench-quality bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -45,6 +45,9 @@ unit: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) bench/train_bbc.py
+
+bench-quality: $(STAMP)
+	$(PY) bench/quality.py
 
 # Needs the local stack: make up.
 bench-control-plane: $(STAMP)

@@ -14,7 +14,10 @@ from functions.api.app import create_app
 from functions.core.config import Settings
 from tests.conftest import TrainedModel, train_tiny
 from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
-from training_job.candidates import Candidate, choose
+from training_job.candidates import Candidate, choose, plan
+from training_job.config import Hyperparameters
+from training_job.data import Document
+from training_job.split import Split
 from training_job.tracking import TAG_MODEL_KIND, TAG_SKIPPED
 
 
@@ -74,8 +77,8 @@ def test_time_budget_skips_finetuning_that_cannot_fit(
     dataset_prefix: str,
     experiment_name: str,
 ) -> None:
-    # given: enough documents for fine-tuning, but a budget it cannot meet
-    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 30))
+    # given: enough documents for fine-tuning (and to compare it), but a budget it cannot meet
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 100))
     run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path,
                         time_budget_seconds="0.001")  # fmt: skip
     run = MlflowClient().get_run(run_id)
@@ -122,3 +125,33 @@ def test_predictions_below_the_threshold_are_marked_abstained(
         data = api.post("/custom_classifier/predict", json=body).json()["data"]
     assert [item["abstained"] for item in data] == [True, True]
     assert all(item["label"] in TOPICS for item in data)
+
+
+def _split(train_per_label: int, validation: int) -> Split:
+    def docs(n: int, tag: str) -> list[Document]:
+        return [
+            Document(f"{tag}/{label}/{i}", label, "text", 4, "0", "utf-8")
+            for label in TOPICS
+            for i in range(n)
+        ]
+
+    return Split(docs(train_per_label, "train"), docs(validation // 2, "val"), [])
+
+
+@pytest.mark.parametrize(
+    ("train_per_label", "validation", "planned", "reason"),
+    [
+        (10, 40, ["tfidf", "head"], "does not pay off"),
+        (40, 10, ["tfidf", "head"], "cannot compare fine-tuning fairly"),
+        (40, 40, ["tfidf", "head", "finetune"], None),
+    ],
+)
+def test_auto_plans_finetuning_only_where_it_can_pay_off_and_be_compared(
+    train_per_label: int, validation: int, planned: list[str], reason: str | None
+) -> None:
+    kinds, skipped = plan(Hyperparameters(labels=list(TOPICS)), _split(train_per_label, validation))
+    assert kinds == planned
+    assert (reason is None) == (not skipped)
+    if reason:
+        assert reason in skipped["finetune"]
+    assert plan(Hyperparameters(mode="head"), _split(10, 4)) == (["head"], {})
