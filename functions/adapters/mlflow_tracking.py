@@ -19,11 +19,11 @@ from mlflow.exceptions import MlflowException, RestException
 from functions.core.config import Settings
 from functions.core.errors import DependencyUnavailable, InvalidRequest, RunNotFound
 from functions.core.models import Experiment, PurgeReport, RunSummary
+from functions.core.tags import TAG_FAILURE
 
 T = TypeVar("T")
 # Registry searches take at most this many run ids in one IN (...) filter.
 RUN_ID_BATCH = 50
-TAG_FAILURE = "custom_classifier.failure_reason"
 # MLflow run ids are 32 hex digits; allow a little more, never a path separator or quote.
 RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 

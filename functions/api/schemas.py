@@ -118,6 +118,7 @@ class RunStatusItem(BaseModel):
     registered: bool = False
     registered_model: str | None = None
     failure_reason: str | None = None
+    model_kind: str | None = None
 
 
 class LastRunItem(BaseModel):

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from functions.core.errors import ModelNotReady, RunNotFound
 from functions.core.models import Prediction, RunSummary
 from functions.core.ports import LoadedModel, ModelLoader, Tracking
+from functions.core.tags import TAG_FAILURE, TAG_GATE, TAG_GATE_REASON
 
-TAG_GATE = "custom_classifier.gate"
-TAG_GATE_REASON = "custom_classifier.gate_reason"
-TAG_FAILURE = "custom_classifier.failure_reason"
 MODEL_REFERENCE_PREFIX = "models:/"
 
 

@@ -9,11 +9,8 @@ from functions.core.config import Settings
 from functions.core.errors import Conflict, DependencyUnavailable
 from functions.core.models import JobSpec, StartedTraining, TrainingRequest
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
+from functions.core.tags import TAG_DATA_URI, TAG_LAUNCHER
 from functions.core.validation import validate_training_request
-
-TAG_JOB_ID = "custom_classifier.job_id"
-TAG_LAUNCHER = "custom_classifier.launcher"
-TAG_DATA_URI = "custom_classifier.data_uri"
 
 
 def label_maps(labels: list[str]) -> tuple[str, str]:

@@ -83,6 +83,7 @@ def test_process_then_status_then_hard_delete_removes_everything(
     assert run["tags.mlflow.runName"] == info["run_name"]
     assert run["metrics.test_macro_f1"] is not None
     assert run["registered"] is True
+    assert run["model_kind"] in {"tfidf", "head", "finetune"}
     experiment_id = info["experiment_id"]
     assert list_keys(s3, ARTIFACTS_BUCKET, f"{experiment_id}/")
     assert (

@@ -58,3 +58,20 @@ def test_control_plane_imports_without_heavy_libraries() -> None:
     )
     # then none of torch, transformers, mlflow or boto3 has been loaded
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_tag_names_agree_between_the_api_and_the_training_job() -> None:
+    # The two images share MLflow tags as their contract, each with its own constants.
+    from functions.core import tags
+    from training_job import tracking
+
+    shared = {name for name in dir(tags) if name.startswith("TAG_")} & set(dir(tracking))
+    assert {
+        "TAG_FAILURE",
+        "TAG_GATE",
+        "TAG_GATE_REASON",
+        "TAG_REGISTERED",
+        "TAG_MODEL_KIND",
+    } <= shared
+    for name in shared:
+        assert getattr(tags, name) == getattr(tracking, name), name

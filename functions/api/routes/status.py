@@ -8,11 +8,9 @@ from functions.api.deps import TrackingDep
 from functions.api.schemas import ExperimentRequest, LastRunItem, RunStatusItem
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
+from functions.core.tags import TAG_FAILURE, TAG_MODEL_KIND, TAG_REGISTERED
 
 router = APIRouter(prefix="/custom_classifier", tags=["status"])
-
-TAG_REGISTERED = "custom_classifier.registered_model"
-TAG_FAILURE = "custom_classifier.failure_reason"
 
 
 def _status_item(run: RunSummary) -> RunStatusItem:
@@ -28,6 +26,7 @@ def _status_item(run: RunSummary) -> RunStatusItem:
         registered=registered is not None,
         registered_model=registered,
         failure_reason=run.tags.get(TAG_FAILURE),
+        model_kind=run.tags.get(TAG_MODEL_KIND),
     )
 
 

@@ -1,0 +1,12 @@
+"""MLflow tag names shared with the training job (its own copy lives in training_job/tracking.py:
+the two images share data, not code)."""
+
+from __future__ import annotations
+
+TAG_FAILURE = "custom_classifier.failure_reason"
+TAG_GATE = "custom_classifier.gate"
+TAG_GATE_REASON = "custom_classifier.gate_reason"
+TAG_REGISTERED = "custom_classifier.registered_model"
+TAG_MODEL_KIND = "custom_classifier.model_kind"
+TAG_LAUNCHER = "custom_classifier.launcher"
+TAG_DATA_URI = "custom_classifier.data_uri"
