@@ -1,7 +1,7 @@
 """Predict cost against the bare model, in one process on this machine.
 
-Needs the local stack (`make up`) and a trained run: `--runid`, else the demo's champion
-(`models:/demo-classifier@champion`), else it trains one on the demo dataset first.
+Needs the local stack (`make up`) and a fine-tuned run: `--runid`, else the champion of
+the `bench-finetune` experiment, else it trains one (mode finetune) on the demo dataset.
 The bare model is the same weights and tokenizer with no service code. Prints:
 
     predict p50 ratio <x>        single text through the app (httpx over ASGI) / bare forward
@@ -46,7 +46,8 @@ TEXT = (
     "The central bank raised interest rates again on Thursday, saying inflation was still "
     "too high, and shares in the big lenders rose in early trading."
 )
-DEMO_MODEL = "models:/demo-classifier@champion"
+EXPERIMENT = "bench-finetune"
+DEMO_MODEL = f"models:/{EXPERIMENT}-classifier@champion"
 MAX_LENGTH, OVERLAP, BATCH = 128, 32, 32
 
 
@@ -62,14 +63,15 @@ def train_demo(settings: Settings) -> str:
     """Train on the demo dataset through the API and wait for the run."""
     base = f"http://{settings.api_host}:{settings.api_port}/custom_classifier"
     labels = ["business", "entertainment", "politics", "sports", "tech"]
-    body = {"labels": labels, "path": "demo-bbc", "experiment_name": "demo"}
+    body = {"labels": labels, "path": "demo-bbc", "experiment_name": EXPERIMENT,
+            "mode": "finetune"}  # fmt: skip
     run_id: str = httpx.post(f"{base}/process", json=body, timeout=60).json()["data"]["info"][
         "run_id"
     ]
     print(f"training demo run {run_id} ...", flush=True)
     while True:
         time.sleep(5)
-        runs = httpx.post(f"{base}/job_status", json={"experiment_name": "demo"}).json()
+        runs = httpx.post(f"{base}/job_status", json={"experiment_name": EXPERIMENT}).json()
         status = next(r["status"] for r in runs if r["run_id"] == run_id)
         if status != "RUNNING":
             assert status == "FINISHED", status

@@ -4,7 +4,8 @@ The job runs as the training image would: `python -m training_job` with the corp
 SageMaker channel and a real MLflow store (sqlite) in a temporary folder. A TF-IDF +
 logistic-regression baseline is trained on the same split in the same run.
 
-    python bench/train_bbc.py [--name value ...]   # extra args go to the job
+    python bench/train_bbc.py [--name value ...]   # extra args go to the job,
+                                                   # e.g. --mode finetune
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ def main(extra: list[str]) -> None:
     baseline = tfidf_baseline(seed=42)
     macro_f1 = metrics["test_macro_f1"]
     print(f"documents={sum(1 for _ in CORPUS.rglob('*.txt'))} labels={len(LABELS)}")
-    print(f"epochs_run={metrics['epochs_run']:.0f} best_epoch={metrics['best_epoch']:.0f}")
-    print(f"train_seconds={metrics['train_seconds']:.1f} accuracy={metrics['test_accuracy']:.4f}")
+    kind = run.data.tags.get("custom_classifier.model_kind")
+    for name in ("tfidf", "head", "finetune"):
+        if f"candidate_{name}_val_macro_f1" in metrics:
+            print(f"candidate {name}: val macro-F1 {metrics[f'candidate_{name}_val_macro_f1']:.4f} "
+                  f"in {metrics[f'candidate_{name}_seconds']:.1f} s")  # fmt: skip
+    print(f"model={kind} train_seconds={metrics['train_seconds']:.1f} "
+          f"accuracy={metrics['test_accuracy']:.4f}")  # fmt: skip
     print(f"tfidf_macro_f1={baseline:.4f}")
     print(f"macro_f1 ratio vs tfidf {macro_f1 / baseline:.3f}")
     print(f"macro_f1={macro_f1:.4f} seconds={seconds:.1f}")

@@ -176,7 +176,7 @@ class BatchJob:
         self._put_json("_progress.json", {**previous, "status": "FAILED", "error": reason})
 
 
-def load_classifier(run_id: str, tracking_uri: str) -> Any:
+def load_run_classifier(run_id: str, tracking_uri: str) -> Any:
     import mlflow.pyfunc
 
     if tracking_uri:
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         import boto3
 
         job = BatchJob(params, boto3.client("s3"), None)
-        job.classifier = load_classifier(params.run_id, params.tracking_uri)
+        job.classifier = load_run_classifier(params.run_id, params.tracking_uri)
         manifest = job.run()
         log.info("batch %s done: %s rows", params.job_id, manifest["number_documents_treated"])
         return 0

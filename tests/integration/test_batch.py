@@ -19,7 +19,7 @@ from tests.support import (
     upload_tree,
     wait_until,
 )
-from training_job.batch import BatchJob, BatchParameters, load_classifier
+from training_job.batch import BatchJob, BatchParameters, load_run_classifier
 
 BATCH = "/custom_classifier/batch_predict"
 
@@ -111,7 +111,7 @@ def test_rerun_after_a_crash_neither_duplicates_nor_loses_rows(
         job_id="batch-test",
         part_size=3,
     )
-    classifier = load_classifier(trained_model.run_id, mlflow_uri)
+    classifier = load_run_classifier(trained_model.run_id, mlflow_uri)
     client = boto3.client("s3")
     with pytest.raises(RuntimeError, match="node lost"):
         BatchJob(params, client, _CrashOnce(classifier, fail_on_call=3)).run()
