@@ -40,11 +40,6 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 @dataclass(frozen=True)
 class TrainingOutcome:
     classifier: WindowedClassifier
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
-    seconds: float
-    class_weights: dict[str, float]
     val_f1: float
 
 
@@ -170,7 +165,6 @@ def fine_tune(
     rng = random.Random(hp.seed)
     best_f1, best_epoch, best_state = -1.0, 0, None
     best_logits = np.zeros((0, len(labels)))
-    started = time.monotonic()
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -204,15 +198,8 @@ def fine_tune(
     # The best epoch's validation logits calibrate the scores (no extra pass).
     temperature = fit_temperature(best_logits, truth)
     classifier.config = replace(classifier.config, temperature=temperature)
-    return TrainingOutcome(
-        classifier=classifier,
-        best_epoch=best_epoch,
-        epochs_run=epoch,
-        stopped_early=epoch < epochs,
-        seconds=time.monotonic() - started,
-        class_weights={labels[i]: round(float(w), 4) for i, w in enumerate(weights)},
-        val_f1=best_f1,
-    )
+    log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
+    return TrainingOutcome(classifier=classifier, val_f1=best_f1)
 
 
 def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Split) -> float:
