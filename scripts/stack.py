@@ -59,11 +59,11 @@ def _alive(name: str) -> bool:
     return True
 
 
-def _start(name: str, command: list[str], env: dict[str, str], port: int) -> None:
+def _start(name: str, command: list[str], env: dict[str, str], port: int | None) -> None:
     if _alive(name):
         print(f"{name}: already running")
         return
-    if _listening(port):
+    if port is not None and _listening(port):
         raise SystemExit(f"{name}: port {port} is taken by another process; stop it first")
     log = (LOGS / f"{name}.log").open("ab")
     process = subprocess.Popen(
@@ -168,6 +168,7 @@ def up() -> None:
     _start("api", [sys.executable, "-m", "functions.api.main"], api_env, settings.api_port)
     api = f"http://{settings.api_host}:{settings.api_port}"
     _wait(f"{api}/health", "API")
+    _start("trigger", [sys.executable, "-m", "functions.s3_trigger.poller"], api_env, None)
     _upload_demo(client, settings)
     print(f"""
 The stack is up:
@@ -182,6 +183,9 @@ Train on the demo dataset:
 Follow it:
   curl -s -X POST {api}/custom_classifier/job_status -H 'content-type: application/json' \\
     -d '{{"experiment_name": "demo"}}'
+Or train by upload: put {{"experiment_name": "demo-upload"}} at
+  s3://{settings.data_bucket}/{DEMO_PREFIX}/_train.json; the outcome appears next to it in
+  _train.result.json (README: "Training by upload").
 Stop everything with `make down`.""")
 
 
@@ -204,6 +208,7 @@ def _stop(name: str) -> None:
 
 def down() -> None:
     settings = get_settings()
+    _stop("trigger")
     _stop("api")
     _stop("mlflow")
     if _alive("s3"):
@@ -215,7 +220,7 @@ def down() -> None:
 
 
 def status() -> None:
-    for name in ("s3", "mlflow", "api"):
+    for name in ("s3", "mlflow", "api", "trigger"):
         print(f"{name}: {'running' if _alive(name) else 'stopped'}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -48,12 +49,18 @@ def free_port() -> int:
         return port
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def _stop(process: subprocess.Popen[bytes], group: bool = False) -> None:
+    """SIGTERM (to the process group when asked: MLflow's workers), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @pytest.fixture(scope="session")
@@ -147,8 +154,7 @@ def mlflow_server(
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = saved
-    os.killpg(process.pid, 15)  # the server's workers live in its process group
-    process.wait(timeout=15)
+    _stop(process, group=True)  # the server's workers live in its process group
 
 
 @pytest.fixture(scope="session")

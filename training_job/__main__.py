@@ -1,4 +1,7 @@
-"""Entrypoint of the training image: `python -m training_job [train] [--name value ...]`."""
+"""Entrypoint of the training image: `python -m training_job [train|batch] [--name value ...]`.
+
+`train` (what SageMaker passes) or nothing runs a training job; `batch` a batch prediction.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +40,10 @@ def write_failure(paths: JobPaths, reason: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one training job; returns the process exit code (0 success, 1 failure)."""
+    if argv and argv[0] == "batch":
+        from training_job.batch import main as batch_main
+
+        return batch_main(argv[1:])
     _configure_logging()
     paths = JobPaths.from_env()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -31,6 +31,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from training_job.config import Hyperparameters
 from training_job.data import Document
+from training_job.hpo import Tuning, tune
 from training_job.modeling import estimate_finetune_seconds, fine_tune, resolve_base_model
 from training_job.serving import (
     ClassifierConfig,
@@ -65,6 +66,7 @@ class Selection:
     winner: Candidate
     candidates: list[Candidate]
     skipped: dict[str, str]
+    tuning: Tuning | None = None
 
 
 def _macro_f1(truth: np.ndarray, logits: np.ndarray) -> float:
@@ -125,114 +127,144 @@ class _CheapCandidate:
     """Fit-and-score for candidates whose fit takes seconds (tfidf, head)."""
 
     def __init__(
-        self, kind: str, fit: Callable[[list[int]], Any], scores: Callable[[Any, list[int]], Any]
+        self,
+        fit: Callable[[Hyperparameters, list[int]], Any],
+        scores: Callable[[Any, list[int]], Any],
+        build: Callable[[Any], TextClassifier],
     ) -> None:
-        self.kind = kind
         self.fit = fit
         self.scores = scores
+        self.build = build
 
-    def select(self, train: list[int], val: list[int], truth: np.ndarray, seed: int
+    def select(self, hp: Hyperparameters, train: list[int], val: list[int], truth: np.ndarray
+               ) -> tuple[TextClassifier, float]:  # fmt: skip
+        """The calibrated classifier and its selection macro-F1."""
+        estimator, f1, logits, held_truth = self._score(hp, train, val, truth)
+        classifier = self.build(estimator)
+        classifier.config = replace(
+            classifier.config, temperature=fit_temperature(logits, held_truth)
+        )
+        return classifier, f1
+
+    def _score(self, hp: Hyperparameters, train: list[int], val: list[int], truth: np.ndarray
                ) -> tuple[Any, float, np.ndarray, np.ndarray]:  # fmt: skip
         """(estimator, selection macro-F1, calibration logits, calibration truth)."""
         if len(val) >= SMALL_VALIDATION:
-            estimator = self.fit(train)
+            estimator = self.fit(hp, train)
             logits = self.scores(estimator, val)
             return estimator, _macro_f1(truth[val], logits), logits, truth[val]
         both = train + val
         folds = min(5, min(Counter(truth[both].tolist()).values()))
         if folds < 2:  # a label with one document: nothing to hold out
-            estimator = self.fit(train)
+            estimator = self.fit(hp, train)
             logits = self.scores(estimator, val)
             return estimator, _macro_f1(truth[val], logits), logits, truth[val]
         scores = []
         for repeat in range(CV_REPEATS):
-            out_of_fold = self._out_of_fold(both, truth, folds, seed + repeat)
+            out_of_fold = self._out_of_fold(hp, both, truth, folds, hp.seed + repeat)
             scores.append(_macro_f1(truth[both], out_of_fold))
             if repeat == 0:
                 calibration = out_of_fold
-        return self.fit(both), float(np.mean(scores)), calibration, truth[both]
+        return self.fit(hp, both), float(np.mean(scores)), calibration, truth[both]
 
-    def _out_of_fold(self, rows: list[int], truth: np.ndarray, folds: int, seed: int
-                     ) -> np.ndarray:  # fmt: skip
+    def _out_of_fold(self, hp: Hyperparameters, rows: list[int], truth: np.ndarray, folds: int,
+                     seed: int) -> np.ndarray:  # fmt: skip
         out_of_fold = np.zeros((len(rows), int(truth.max()) + 1))
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for fit_rows, held_rows in splitter.split(np.zeros(len(rows)), truth[rows]):
-            fold = self.fit([rows[i] for i in fit_rows])
+            fold = self.fit(hp, [rows[i] for i in fit_rows])
             out_of_fold[held_rows] = self.scores(fold, [rows[i] for i in held_rows])
         return out_of_fold
 
 
 def _cheap(
     kind: str, hp: Hyperparameters, labels: list[str], docs: list[Document], truth: np.ndarray
-) -> tuple[_CheapCandidate, Callable[[Any], TextClassifier]]:
+) -> _CheapCandidate:
     texts = [d.text for d in docs]
     if kind == "tfidf":
         config = _config(hp, labels, "tfidf", hp.max_windows)
-        return (
-            _CheapCandidate(
-                kind,
-                lambda rows: tfidf_pipeline(hp, len(rows)).fit(
-                    [texts[i] for i in rows], truth[rows]
-                ),
-                lambda est, rows: est.predict_log_proba([texts[i] for i in rows]),
-            ),
+        return _CheapCandidate(
+            lambda h, rows: tfidf_pipeline(h, len(rows)).fit([texts[i] for i in rows], truth[rows]),
+            lambda est, rows: est.predict_log_proba([texts[i] for i in rows]),
             lambda est: TfidfClassifier(est, config),
         )
     config = _config(hp, labels, "head", hp.head_max_windows)
     encoder = TextEncoder.load(resolve_base_model(hp.base_model), config)
-    embeddings = encoder.embed(texts)  # once for every split and fold
-    return (
-        _CheapCandidate(
-            kind,
-            lambda rows: head_model(hp).fit(embeddings[rows], truth[rows]),
-            lambda est, rows: est.predict_log_proba(embeddings[rows]),
-        ),
+    embeddings = encoder.embed(texts)  # once for every split, fold and trial
+    return _CheapCandidate(
+        lambda h, rows: head_model(h).fit(embeddings[rows], truth[rows]),
+        lambda est, rows: est.predict_log_proba(embeddings[rows]),
         lambda est: EmbeddingHeadClassifier(encoder, est, config),
     )
 
 
-def _calibrated(classifier: TextClassifier, logits: np.ndarray, truth: np.ndarray) -> None:
-    classifier.config = replace(classifier.config, temperature=fit_temperature(logits, truth))
+class CandidateTrainer:
+    """Trains one kind at given hyperparameters; what is costly to prepare is prepared once."""
+
+    def __init__(self, labels: list[str], split: Split, on_epoch: EpochCallback) -> None:
+        self.labels = labels
+        self.split = split
+        self.on_epoch = on_epoch
+        self.docs = split.train + split.validation
+        self.truth = np.array([labels.index(d.label) for d in self.docs])
+        self.train_rows = list(range(len(split.train)))
+        self.val_rows = list(range(len(split.train), len(self.docs)))
+        self._cheap: dict[str, _CheapCandidate] = {}
+
+    def train(self, kind: str, hp: Hyperparameters) -> Candidate:
+        began = time.monotonic()
+        classifier: TextClassifier
+        if kind == "finetune":
+            outcome = fine_tune(hp, self.labels, self.split, self.on_epoch)
+            classifier, f1 = outcome.classifier, outcome.val_f1
+        else:
+            if kind not in self._cheap:
+                self._cheap[kind] = _cheap(kind, hp, self.labels, self.docs, self.truth)
+            classifier, f1 = self._cheap[kind].select(
+                hp, self.train_rows, self.val_rows, self.truth
+            )
+        return Candidate(kind, classifier, f1, time.monotonic() - began)
 
 
 def select_model(
     hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback,
     started: float,
 ) -> Selection:  # fmt: skip
-    """Train the planned candidates and keep the best on validation."""
+    """Train the planned candidates, keep the best on validation, then tune it if asked."""
     kinds, skipped = plan(hp, split)
-    docs = split.train + split.validation
-    truth = np.array([labels.index(d.label) for d in docs])
-    train_rows = list(range(len(split.train)))
-    val_rows = list(range(len(split.train), len(docs)))
+    trainer = CandidateTrainer(labels, split, on_epoch)
     candidates: list[Candidate] = []
     for kind in [k for k in KINDS if k in kinds]:
-        began = time.monotonic()
-        if kind == "finetune":
-            if hp.time_budget_seconds > 0:
-                left = hp.time_budget_seconds - (time.monotonic() - started)
-                needed = estimate_finetune_seconds(hp, labels, split)
-                if needed > left and hp.mode == "auto":
-                    skipped[kind] = (
-                        f"fine-tuning would take about {needed:.0f} s; {max(left, 0):.0f} s "
-                        "of the time budget are left"
-                    )
-                    continue
-            outcome = fine_tune(hp, labels, split, on_epoch)
-            candidate = Candidate(kind, outcome.classifier, outcome.val_f1,
-                                  time.monotonic() - began)  # fmt: skip
-        else:
-            cheap, build = _cheap(kind, hp, labels, docs, truth)
-            estimator, f1, logits, held_truth = cheap.select(train_rows, val_rows, truth, hp.seed)
-            classifier = build(estimator)
-            _calibrated(classifier, logits, held_truth)
-            candidate = Candidate(kind, classifier, f1, time.monotonic() - began)
+        if kind == "finetune" and hp.time_budget_seconds > 0 and hp.mode == "auto":
+            left = hp.time_budget_seconds - (time.monotonic() - started)
+            needed = estimate_finetune_seconds(hp, labels, split)
+            if needed > left:
+                skipped[kind] = (
+                    f"fine-tuning would take about {needed:.0f} s; {max(left, 0):.0f} s "
+                    "of the time budget are left"
+                )
+                continue
+        candidate = trainer.train(kind, hp)
         log.info("candidate %s: selection macro-F1 %.4f in %.1f s", kind, candidate.selection_f1,
                  candidate.seconds)  # fmt: skip
         candidates.append(candidate)
     if not candidates:
         raise RuntimeError(f"no candidate could be trained: {skipped}")
-    return Selection(choose(candidates), candidates, skipped)
+    winner = choose(candidates)
+    if hp.hpo_trials <= 0:
+        return Selection(winner, candidates, skipped)
+    deadline = started + hp.time_budget_seconds if hp.time_budget_seconds > 0 else None
+    best = winner
+
+    def trial(trial_hp: Hyperparameters) -> float:
+        nonlocal best
+        candidate = trainer.train(winner.kind, trial_hp)
+        if candidate.selection_f1 > best.selection_f1:
+            best = candidate  # only the best model is kept in memory
+        return candidate.selection_f1
+
+    tuning = tune(winner.kind, hp, winner.selection_f1, winner.seconds, trial, deadline)
+    return Selection(best, candidates, skipped, tuning)
 
 
 def choose(candidates: list[Candidate]) -> Candidate:

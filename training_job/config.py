@@ -60,6 +60,8 @@ class Hyperparameters:
     mode: str = "auto"
     # Seconds the whole job may take (0 = no limit); auto skips fine-tuning that cannot fit.
     time_budget_seconds: float = 0.0
+    # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
+    hpo_trials: int = 0
     head_max_windows: int = 2
     head_c: float = 10.0
     tfidf_c: float = 10.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -23,11 +25,13 @@ from training_job.data import (
     read_dataset,
 )
 from training_job.evaluate import evaluate, plot_confusion, write_report
+from training_job.hpo import Tuning
 from training_job.modeling import IMBALANCE_STRATEGY, resolve_base_model, save_classifier
 from training_job.split import MIN_DOCS_PER_LABEL, stratified_split
 from training_job.tracking import (
     TAG_GATE,
     TAG_GATE_REASON,
+    TAG_HPO,
     TAG_MODEL_KIND,
     TAG_SKIPPED,
     RunTracker,
@@ -72,7 +76,31 @@ def log_selection(tracker: RunTracker, selection: Selection) -> None:
         )
     tags = {TAG_MODEL_KIND: selection.winner.kind}
     tags.update({f"{TAG_SKIPPED}.{kind}": why for kind, why in selection.skipped.items()})
+    if selection.tuning is not None:
+        tags[TAG_HPO] = log_tuning(tracker, selection.tuning)
     tracker.set_tags(tags)
+
+
+def log_tuning(tracker: RunTracker, tuning: Tuning) -> str:
+    """Each trial as a step of `hpo_trial_macro_f1`, the table as an artifact; a summary tag."""
+    for trial in tuning.trials:
+        tracker.log_metrics({"hpo_trial_macro_f1": trial.macro_f1}, step=trial.number)
+    best = tuning.best
+    tracker.log_metrics({"hpo_best_macro_f1": best.macro_f1, "hpo_seconds": tuning.seconds})
+    tracker.log_params({f"hpo_best_{name}": value for name, value in best.params.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "trials.json"
+        rows = [dataclasses.asdict(t) for t in [tuning.defaults, *tuning.trials]]
+        table.write_text(json.dumps({"kind": tuning.kind, "trials": rows}, indent=2))
+        tracker.log_files([table], artifact_path="hpo")
+    verdict = (
+        f"kept trial {best.number} {best.params} (selection macro-F1 {best.macro_f1:.4f} vs "
+        f"{tuning.defaults.macro_f1:.4f} at the defaults)"
+        if tuning.improved
+        else f"kept the defaults (selection macro-F1 {best.macro_f1:.4f}); no trial beat them"
+    )
+    stopped = f"; stopped early, {tuning.stopped}" if tuning.stopped else ""
+    return f"{len(tuning.trials)} trials on {tuning.kind}: {verdict}{stopped}"
 
 
 def gate(metrics: dict[str, float], hp: Hyperparameters) -> tuple[bool, str]:
@@ -112,6 +140,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                 for name in (
                     "mode",
                     "time_budget_seconds",
+                    "hpo_trials",
                     "head_max_windows",
                     "epochs",
                     "learning_rate",
@@ -137,7 +166,8 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     evaluation = evaluate(classifier.probabilities([d.text for d in split.test]), truth, labels)
     metrics = {
         **evaluation.metrics,
-        "train_seconds": sum(c.seconds for c in selection.candidates),
+        "train_seconds": sum(c.seconds for c in selection.candidates)
+        + (selection.tuning.seconds if selection.tuning else 0.0),
         "temperature": classifier.config.temperature,
     }
     tracker.log_metrics(metrics)

@@ -28,6 +28,7 @@ TAG_GATE_REASON = "custom_classifier.gate_reason"
 TAG_REGISTERED = "custom_classifier.registered_model"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_SKIPPED = "custom_classifier.skipped"
+TAG_HPO = "custom_classifier.hpo"
 # The pyfunc environment: what a serving process needs to load the model.
 SERVING_REQUIREMENTS = [
     "torch==2.13.0", "transformers==5.23.0", "scikit-learn==1.9.1", "numpy", "pandas",

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from functions.core.config import Settings
-from functions.core.models import JobSpec
+from functions.core.models import JobSpec, Launch
+
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
 
 
 class LocalProcessLauncher:
@@ -39,25 +42,29 @@ class LocalProcessLauncher:
     @staticmethod
     def _running(pid_file: Path) -> bool:
         try:
-            os.kill(int(pid_file.read_text()), 0)
+            pid = int(pid_file.read_text())
+            os.kill(pid, 0)
         except (OSError, ValueError):
             return False
-        return True
+        try:  # an exited child not yet reaped by its parent is a zombie, not a running job
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
 
-    def launch(self, spec: JobSpec) -> str:
+    def launch(self, spec: JobSpec) -> Launch:
         root = self.job_dir(spec.job_name)
         pid_file = root / "pid"
         # The same job name is the same job: never two at once, and a finished training
         # job is not started again; a restartable one resumes.
         if pid_file.exists() and (self._running(pid_file) or not spec.restartable):
-            return spec.job_name
+            return Launch(spec.job_name, created=False)
         config = root / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
         (config / "hyperparameters.json").write_text(json.dumps(spec.hyperparameters, indent=2))
         python = self.settings.training_python or sys.executable
         with (root / "job.log").open("ab") as log:
             process = subprocess.Popen(
-                [python, "-m", spec.entrypoint, "train"],
+                [python, "-m", "training_job", spec.command],
                 cwd=root,
                 env=self._environment(root),
                 stdin=subprocess.DEVNULL,
@@ -66,4 +73,16 @@ class LocalProcessLauncher:
                 start_new_session=True,  # survives the API process and its signals
             )
         pid_file.write_text(str(process.pid))
-        return spec.job_name
+        return Launch(spec.job_name)
+
+    def failure(self, job_id: str) -> str | None:
+        if not JOB_NAME.fullmatch(job_id):
+            return None
+        root = self.job_dir(job_id)
+        pid_file = root / "pid"
+        if not pid_file.exists() or self._running(pid_file):
+            return None
+        failure_file = root / "output" / "failure"
+        if failure_file.exists():
+            return failure_file.read_text(errors="replace").strip()[:2000] or "the job failed"
+        return "the job process ended without reporting an outcome (killed or out of memory?)"

@@ -163,6 +163,23 @@ class MlflowTracking:
 
         self._do(fail)
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._do(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def find_run(self, experiment_id: str, tag: str, value: str) -> RunSummary | None:
+        quoted = value.replace("'", "")  # tag values here are hex digests; never let quotes in
+        runs = self._do(
+            self.client.search_runs,
+            [experiment_id],
+            filter_string=f"tags.`{tag}` = '{quoted}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        return _summary(runs[0]) if runs else None
+
     def search_runs(self, experiment_ids: list[str], max_results: int) -> list[RunSummary]:
         runs = self._do(
             self.client.search_runs,

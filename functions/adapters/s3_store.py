@@ -48,18 +48,26 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"S3 is unreachable ({what}): {exc}") from exc
 
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        token: str | None = None
+    def _pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = self._call("list", self._client.list_objects_v2, **kwargs)
-            for item in page.get("Contents", []):
-                yield ObjectInfo(key=item["Key"], size=int(item["Size"]))
+            page: dict[str, Any] = self._call("list", self._client.list_objects_v2, **kwargs)
+            yield page
             if not page.get("IsTruncated"):
                 return
-            token = page["NextContinuationToken"]
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        for page in self._pages(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                etag = str(item.get("ETag", "")).strip('"')
+                yield ObjectInfo(key=item["Key"], size=int(item["Size"]), etag=etag)
+
+    def list_folders(self, bucket: str, prefix: str) -> list[str]:
+        return [
+            common["Prefix"][len(prefix) :].rstrip("/")
+            for page in self._pages(Bucket=bucket, Prefix=prefix, Delimiter="/")
+            for common in page.get("CommonPrefixes", [])
+        ]
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         keys = [info.key for info in self.list_objects(bucket, prefix)]
@@ -86,7 +94,7 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"S3 is unreachable (get): {exc}") from exc
         body: bytes = response["Body"].read()
-        return body.decode()
+        return body.decode("utf-8", errors="replace")
 
     def ping(self, bucket: str) -> None:
         try:

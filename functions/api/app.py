@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from functions.api.deps import Services
 from functions.api.errors import install_error_handlers
 from functions.api.routes import batch, deletes, health, predict, status, training
 from functions.core.config import Settings, get_settings
+from functions.services import Services
 
 DESCRIPTION = """Train text classifiers on labelled S3 folders (`<dataset>/<label>/<doc>`) and
 manage their MLflow runs. Responses use the envelope

@@ -41,6 +41,9 @@ class ProcessRequest(BaseModel):
     time_budget_seconds: float = Field(
         default=0.0, ge=0, le=86_400, description="seconds the job may take; 0: no limit"
     )
+    hpo_trials: int = Field(
+        default=0, ge=0, description="Optuna trials over the chosen model's hyperparameters"
+    )
 
 
 class ExperimentRequest(BaseModel):

@@ -14,7 +14,7 @@ from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.serving import MODEL_REFERENCE_PREFIX, check_servable
 from functions.core.validation import check_name, resolve_location
 
-BATCH_ENTRYPOINT = "training_job.batch"
+BATCH_COMMAND = "batch"
 JOB_ID = re.compile(r"batch-[0-9a-f]{16}")
 
 
@@ -63,7 +63,7 @@ def start_batch(
     launcher.launch(
         JobSpec(
             job_name=job_id,
-            entrypoint=BATCH_ENTRYPOINT,
+            command=BATCH_COMMAND,
             restartable=True,
             hyperparameters={
                 "run_id": run_id,

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CC_"
+
+
+def _comma_separated(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+# A list given in the environment as "a,b" (how CloudFormation passes CommaDelimitedList).
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
 
 
 class Settings(BaseSettings):
@@ -21,7 +31,7 @@ class Settings(BaseSettings):
     data_bucket: str = "cc-data"
     artifacts_bucket: str = "cc-artifacts"
     # Buckets besides data_bucket that `s3://` paths may name (comma-separated in the env).
-    allowed_buckets: list[str] = Field(default_factory=list)
+    allowed_buckets: CommaList = Field(default_factory=list)
     # "" in AWS; the local stack serves S3 from moto here.
     s3_endpoint_url: str = "http://127.0.0.1:4566"
     aws_region: str = "us-east-1"
@@ -38,11 +48,36 @@ class Settings(BaseSettings):
     min_docs_per_label: int = 8
     max_document_bytes: int = 1_048_576
     max_labels: int = 100
+    max_hpo_trials: int = 100
     max_name_length: int = 200
 
     # Training jobs.
-    # Where jobs run; "local" (a detached process) is the only launcher so far.
-    launcher: Literal["local"] = "local"
+    # Where jobs run: "local" (a detached process), "sagemaker" (training jobs) or "ecs"
+    # (Fargate tasks), the last two running the training image.
+    launcher: Literal["local", "sagemaker", "ecs"] = "local"
+    training_image_uri: str = ""
+    # SageMaker.
+    sagemaker_role_arn: str = ""
+    sagemaker_instance_type: str = "ml.m5.xlarge"
+    sagemaker_volume_gb: int = 30
+    sagemaker_max_runtime_seconds: int = 24 * 3600
+    # Managed spot training; the job may then wait this long for capacity, in total.
+    sagemaker_use_spot: bool = False
+    sagemaker_max_wait_seconds: int = 48 * 3600
+    # Where SageMaker writes model.tar.gz and output ("" = s3://<artifacts bucket>/sagemaker).
+    sagemaker_output_uri: str = ""
+    # Run jobs inside the VPC (to reach a private MLflow): subnets and security groups.
+    sagemaker_subnets: CommaList = Field(default_factory=list)
+    sagemaker_security_groups: CommaList = Field(default_factory=list)
+    # ECS (Fargate).
+    ecs_cluster: str = ""
+    ecs_task_definition: str = ""
+    ecs_container_name: str = "training"
+    ecs_subnets: CommaList = Field(default_factory=list)
+    ecs_security_groups: CommaList = Field(default_factory=list)
+    ecs_assign_public_ip: bool = False
+    # The local stack's stand-in for S3 notifications checks for new manifests this often.
+    trigger_poll_seconds: float = 5.0
     work_dir: Path = Path(".local/jobs")
     training_python: str = ""
     min_macro_f1: float = 0.7

@@ -42,5 +42,9 @@ class Conflict(DomainError):
     """The request is valid but clashes with the current state (e.g. a deleted experiment)."""
 
 
+class DuplicateJob(Conflict):
+    """The job this request would launch already exists (a repeated delivery)."""
+
+
 class DependencyUnavailable(DomainError):
     """S3, MLflow or the job launcher cannot be reached."""

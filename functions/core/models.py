@@ -23,6 +23,7 @@ class DatasetLocation:
 class ObjectInfo:
     key: str
     size: int
+    etag: str = ""  # without S3's quotes, as S3 event notifications spell it
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class TrainingRequest:
     mode: str = "auto"
     # Seconds the job may take (0 = no limit).
     time_budget_seconds: float = 0.0
+    # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
+    hpo_trials: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a launcher needs: a deterministic job name, the entrypoint and its parameters.
+    """What a launcher needs: a deterministic job name, the image's command and parameters.
 
     `restartable` jobs (batch prediction) are started again when an earlier attempt is
     no longer running; they resume from what they wrote.
@@ -95,8 +98,18 @@ class JobSpec:
 
     job_name: str
     hyperparameters: dict[str, str]
-    entrypoint: str = "training_job"
+    # The training image's command: "train" or "batch" (`python -m training_job <command>`).
+    command: str = "train"
     restartable: bool = False
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A launcher's answer: the job's id, and whether this call created it (False: a job of
+    that name already existed, so a repeated request started nothing new)."""
+
+    job_id: str
+    created: bool = True
 
 
 @dataclass(frozen=True)

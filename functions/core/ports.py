@@ -8,6 +8,7 @@ from typing import Protocol
 from functions.core.models import (
     Experiment,
     JobSpec,
+    Launch,
     ObjectInfo,
     Prediction,
     PurgeReport,
@@ -18,6 +19,10 @@ from functions.core.models import (
 class ObjectStore(Protocol):
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under the prefix (all pages)."""
+        ...
+
+    def list_folders(self, bucket: str, prefix: str) -> list[str]:
+        """The names of the "folders" directly under the prefix (which ends with "/")."""
         ...
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
@@ -54,6 +59,12 @@ class Tracking(Protocol):
 
     def fail_run(self, run_id: str, reason: str) -> None: ...
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def find_run(self, experiment_id: str, tag: str, value: str) -> RunSummary | None:
+        """The newest active run of the experiment whose tag has this value."""
+        ...
+
     def search_runs(self, experiment_ids: list[str], max_results: int) -> list[RunSummary]:
         """Active runs, newest first."""
         ...
@@ -88,6 +99,11 @@ class ModelLoader(Protocol):
 
 
 class JobLauncher(Protocol):
-    def launch(self, spec: JobSpec) -> str:
-        """Start the job; returns its id. A job name already running is not started twice."""
+    def launch(self, spec: JobSpec) -> Launch:
+        """Start the job. A job name that already exists is not started twice: `created` is
+        then False (a restartable job whose last attempt ended is started again)."""
+        ...
+
+    def failure(self, job_id: str) -> str | None:
+        """Why the job ended without success, or None while it runs or once it succeeded."""
         ...

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from functions.core.errors import ExperimentNotFound
 from functions.core.models import Experiment, RunSummary
-from functions.core.ports import Tracking
+from functions.core.ports import JobLauncher, Tracking
+from functions.core.tags import TAG_JOB_ID
 
 EXPERIMENT_RUNS = 3
 LATEST_RUNS = 10
@@ -17,12 +18,29 @@ def active_experiment(tracking: Tracking, name: str) -> Experiment:
     return experiment
 
 
+def reconcile(run: RunSummary, tracking: Tracking, launcher: JobLauncher) -> RunSummary:
+    """A RUNNING run whose job has ended without logging (killed, failed to start, spot
+    capacity never came) is marked FAILED with the launcher's reason."""
+    job_id = run.tags.get(TAG_JOB_ID)
+    if run.status != "RUNNING" or not job_id:
+        return run
+    reason = launcher.failure(job_id)
+    if reason is None:
+        return run
+    latest = tracking.get_run(run.run_id)  # the job may have logged its end meanwhile
+    if latest.status != "RUNNING":
+        return latest
+    tracking.fail_run(run.run_id, reason)
+    return tracking.get_run(run.run_id)
+
+
 def experiment_runs(
-    tracking: Tracking, name: str, limit: int = EXPERIMENT_RUNS
+    tracking: Tracking, launcher: JobLauncher, name: str, limit: int = EXPERIMENT_RUNS
 ) -> list[RunSummary]:
-    """The newest runs of one experiment."""
+    """The newest runs of one experiment, each checked against its job."""
     experiment = active_experiment(tracking, name)
-    return tracking.search_runs([experiment.experiment_id], max_results=limit)
+    runs = tracking.search_runs([experiment.experiment_id], max_results=limit)
+    return [reconcile(run, tracking, launcher) for run in runs]
 
 
 def latest_runs(tracking: Tracking, limit: int = LATEST_RUNS) -> list[tuple[RunSummary, str]]:

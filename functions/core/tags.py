@@ -10,3 +10,6 @@ TAG_REGISTERED = "custom_classifier.registered_model"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_LAUNCHER = "custom_classifier.launcher"
 TAG_DATA_URI = "custom_classifier.data_uri"
+TAG_JOB_ID = "custom_classifier.job_id"
+# The S3 manifest upload (bucket, key, etag) a run was started from.
+TAG_TRIGGER = "custom_classifier.trigger"

@@ -6,10 +6,10 @@ import json
 import time
 
 from functions.core.config import Settings
-from functions.core.errors import Conflict, DependencyUnavailable
+from functions.core.errors import Conflict, DependencyUnavailable, DuplicateJob
 from functions.core.models import JobSpec, StartedTraining, TrainingRequest
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
-from functions.core.tags import TAG_DATA_URI, TAG_LAUNCHER
+from functions.core.tags import TAG_DATA_URI, TAG_JOB_ID, TAG_LAUNCHER
 from functions.core.validation import validate_training_request
 
 
@@ -40,8 +40,14 @@ def start_training(
     tracking: Tracking,
     launcher: JobLauncher,
     settings: Settings,
+    job_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> StartedTraining:
-    """Validate first (nothing is created for a bad request), then run + job."""
+    """Validate first (nothing is created for a bad request), then run + job.
+
+    `job_name` makes a repeated request idempotent: when that job already exists, the run
+    opened here is deleted again and DuplicateJob is raised.
+    """
     labels, experiment_name, dataset = validate_training_request(request, store, settings)
     experiment_id = _experiment_id(tracking, experiment_name)
     label2id, id2label = label_maps(labels)
@@ -49,10 +55,10 @@ def start_training(
         experiment_id,
         training_run_name(),
         params={"label2id": label2id, "id2label": id2label},
-        tags={TAG_DATA_URI: dataset.location.uri, TAG_LAUNCHER: settings.launcher},
+        tags={TAG_DATA_URI: dataset.location.uri, TAG_LAUNCHER: settings.launcher, **(tags or {})},
     )
     spec = JobSpec(
-        job_name=f"cc-{run.run_id}",
+        job_name=job_name or f"cc-{run.run_id}",
         hyperparameters={
             **settings.training_defaults,
             **({"base_model": settings.base_model} if settings.base_model else {}),
@@ -64,11 +70,16 @@ def start_training(
             "min_macro_f1": str(settings.min_macro_f1),
             "mode": request.mode,
             "time_budget_seconds": str(request.time_budget_seconds),
+            "hpo_trials": str(request.hpo_trials),
         },
     )
     try:
-        job_id = launcher.launch(spec)
+        launch = launcher.launch(spec)
     except Exception as exc:  # the run must not stay RUNNING without a job behind it
         tracking.fail_run(run.run_id, f"job launch failed: {exc}")
         raise DependencyUnavailable(f"could not launch the training job: {exc}") from exc
-    return StartedTraining(run=run, dataset=dataset, job_id=job_id)
+    if not launch.created:  # another delivery of this request owns the job and its run
+        tracking.delete_run(run.run_id)
+        raise DuplicateJob(f"job {spec.job_name} already exists", job_id=launch.job_id)
+    tracking.set_tags(run.run_id, {TAG_JOB_ID: launch.job_id})
+    return StartedTraining(run=run, dataset=dataset, job_id=launch.job_id)

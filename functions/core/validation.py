@@ -116,18 +116,20 @@ def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
 TRAINING_MODES = ("auto", "tfidf", "head", "finetune")
 
 
-def check_training_options(request: TrainingRequest) -> None:
+def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> None:
     if request.mode not in TRAINING_MODES:
         raise InvalidRequest(f"mode must be one of {', '.join(TRAINING_MODES)}")
     if request.time_budget_seconds < 0:
         raise InvalidRequest("time_budget_seconds must not be negative")
+    if not 0 <= request.hpo_trials <= max_hpo_trials:
+        raise InvalidRequest(f"hpo_trials must be between 0 and {max_hpo_trials}")
 
 
 def validate_training_request(
     request: TrainingRequest, store: ObjectStore, settings: Settings
 ) -> tuple[list[str], str, DatasetSummary]:
     """Labels, experiment name and dataset summary of a valid request, or a domain error."""
-    check_training_options(request)
+    check_training_options(request, settings.max_hpo_trials)
     labels = check_labels(request.labels, settings.max_labels)
     experiment = check_name("experiment_name", request.experiment_name, settings.max_name_length)
     location = resolve_location(request.path, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from training_job.candidates import Candidate, choose, plan
 from training_job.config import Hyperparameters
 from training_job.data import Document
 from training_job.split import Split
-from training_job.tracking import TAG_MODEL_KIND, TAG_SKIPPED
+from training_job.tracking import TAG_HPO, TAG_MODEL_KIND, TAG_SKIPPED
 
 
 def _run(experiment: str) -> Any:
@@ -112,6 +113,10 @@ def test_process_passes_mode_and_rejects_unknown_ones(
     assert "mode" in bad.json()["error"]
     negative = api.post("/custom_classifier/process", json={**body, "time_budget_seconds": -1})
     assert negative.status_code == 422
+    too_many = api.post("/custom_classifier/process", json={**body, "hpo_trials": 101})
+    assert too_many.status_code == 422
+    assert "hpo_trials must be between 0 and 100" in too_many.json()["error"]
+    assert MlflowClient().get_experiment_by_name(experiment_name) is None
     ok = api.post("/custom_classifier/process", json={**body, "mode": "tfidf"})
     assert ok.status_code == 200
 
@@ -155,3 +160,33 @@ def test_auto_plans_finetuning_only_where_it_can_pay_off_and_be_compared(
     if reason:
         assert reason in skipped["finetune"]
     assert plan(Hyperparameters(mode="head"), _split(10, 4)) == (["head"], {})
+
+
+def test_hpo_trials_are_logged_and_the_best_model_is_kept(
+    s3: Any,
+    mlflow_uri: str,
+    tiny_base_model: str,
+    tmp_path: Path,
+    dataset_prefix: str,
+    experiment_name: str,
+) -> None:
+    # given: a dataset where the head's regularisation matters little
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 10))
+    # when: four Optuna trials on the head
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path,
+                        mode="head", hpo_trials="4")  # fmt: skip
+    # then: each trial is a step, the table is an artifact, the summary says what was kept
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    steps = client.get_metric_history(run_id, "hpo_trial_macro_f1")
+    assert sorted(m.step for m in steps) == [1, 2, 3, 4]
+    assert run.data.tags[TAG_HPO].startswith("4 trials on head: kept")
+    assert run.data.metrics["hpo_best_macro_f1"] == max(
+        [run.data.metrics["candidate_head_val_macro_f1"], *(m.value for m in steps)]
+    )
+    assert "hpo_best_head_c" in run.data.params
+    table = json.loads(
+        Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/hpo/trials.json")).read_text()
+    )
+    assert [t["number"] for t in table["trials"]] == [0, 1, 2, 3, 4]
+    assert run.data.tags[TAG_MODEL_KIND] == "head"

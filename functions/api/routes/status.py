@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from functions.api.deps import TrackingDep
+from functions.api.deps import LauncherDep, TrackingDep
 from functions.api.schemas import ExperimentRequest, LastRunItem, RunStatusItem
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
@@ -31,17 +31,19 @@ def _status_item(run: RunSummary) -> RunStatusItem:
 
 
 @router.post("/job_status", response_model=list[RunStatusItem])
-def job_status(body: ExperimentRequest, tracking: TrackingDep) -> list[RunStatusItem]:
+def job_status(
+    body: ExperimentRequest, tracking: TrackingDep, launcher: LauncherDep
+) -> list[RunStatusItem]:
     """The last 3 runs of an experiment, newest first."""
-    return [_status_item(run) for run in experiment_runs(tracking, body.experiment_name)]
+    return [_status_item(run) for run in experiment_runs(tracking, launcher, body.experiment_name)]
 
 
 @router.get("/runid/status", response_model=list[RunStatusItem])
 def runid_status(
-    tracking: TrackingDep, experiment_name: str = Query(max_length=2048)
+    tracking: TrackingDep, launcher: LauncherDep, experiment_name: str = Query(max_length=2048)
 ) -> list[RunStatusItem]:
     """The last 3 runs of an experiment, newest first (GET form)."""
-    return [_status_item(run) for run in experiment_runs(tracking, experiment_name)]
+    return [_status_item(run) for run in experiment_runs(tracking, launcher, experiment_name)]
 
 
 @router.get("/all_experiments/last_run", response_model=list[LastRunItem])

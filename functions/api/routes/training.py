@@ -29,7 +29,12 @@ def process(
 ) -> Envelope[ProcessData]:
     """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING)."""
     request = TrainingRequest(
-        body.labels, body.path, body.experiment_name, body.mode, body.time_budget_seconds
+        body.labels,
+        body.path,
+        body.experiment_name,
+        body.mode,
+        body.time_budget_seconds,
+        body.hpo_trials,
     )
     started = start_training(request, store, tracking, launcher, settings)
     dataset = started.dataset

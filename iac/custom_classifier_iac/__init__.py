@@ -1,0 +1,1 @@
+"""The CDK app's constructs: Custom Classifier's long-lived AWS resources."""
