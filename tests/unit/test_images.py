@@ -56,8 +56,8 @@ def test_training_image_follows_the_sagemaker_contract(tmp_path: Path) -> None:
     (tmp_path / "input" / "config" / "hyperparameters.json").write_text(
         json.dumps({"labels": '["a", "b"]', "experiment_name": "x"})
     )
-    env = {**os.environ, "SM_ROOT": str(tmp_path)}
-    done = subprocess.run([sys.executable, *entrypoint[1:], "train"], env=env, cwd=ROOT,
+    env = {**os.environ, "SM_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *entrypoint[1:], "train"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     # then: it fails as the contract says: exit 1 and the reason in /opt/ml/output/failure
     assert done.returncode == 1, done.stderr[-2000:]
@@ -65,8 +65,8 @@ def test_training_image_follows_the_sagemaker_contract(tmp_path: Path) -> None:
 
 
 def test_training_image_runs_batch_jobs_too(tmp_path: Path) -> None:
-    env = {**os.environ, "SM_ROOT": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "training_job", "batch"], env=env, cwd=ROOT,
+    env = {**os.environ, "SM_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "training_job", "batch"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 1
     assert "expected s3://bucket/prefix" in (tmp_path / "output" / "failure").read_text()
