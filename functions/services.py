@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 
+from functions.adapters.audit import build_audit_sink
 from functions.core.config import Settings
-from functions.core.ports import JobLauncher, ObjectStore, Tracking
+from functions.core.ports import AuditSink, JobLauncher, ObjectStore, Tracking
 from functions.core.serving import ServingRegistry
 
 
@@ -23,8 +24,10 @@ class Services:
         tracking: Tracking | None = None,
         launcher: JobLauncher | None = None,
         registry: ServingRegistry | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.settings = settings
+        self.audit = audit or build_audit_sink(settings)
         self._store = store
         self._tracking = tracking
         self._launcher = launcher

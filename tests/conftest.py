@@ -28,11 +28,13 @@ from tests.support import (
     TOPICS,
     LambdaApi,
     keyword_tree,
+    settings_env,
     upload_tree,
     wait_until,
 )
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 # The tiny model learns keyword datasets with a high rate and no early stop.
 TINY_TRAINING = {
     "learning_rate": "0.003",
@@ -278,3 +280,31 @@ def trained_model(
     experiment = f"exp-trained-{uuid.uuid4().hex[:6]}"
     run_id = train_tiny(prefix, experiment, tiny_base_model, tmp_path_factory.mktemp("sm"))
     return TrainedModel(run_id, experiment, f"{experiment}-classifier", list(TOPICS))
+
+
+@dataclass(frozen=True)
+class LiveApi:
+    url: str
+    settings: Settings
+    log: Path
+
+
+@pytest.fixture
+def live_api(settings: Settings, tmp_path: Path) -> Iterator[LiveApi]:
+    """The API as `make up` runs it: `python -m functions.api.main`, a process of its own."""
+    port = free_port()
+    live = settings.model_copy(
+        update={"api_port": port, "audit_log_path": tmp_path / "audit.jsonl"}
+    )
+    log = tmp_path / "api.log"
+    env = {**os.environ, **settings_env(live)}
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "functions.api.main"], env=env,
+                                   stdout=sink, stderr=sink, cwd=ROOT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/health", timeout=2).status_code == 200,
+                   timeout=60, what="API")  # fmt: skip
+        yield LiveApi(url, live, log)
+    finally:
+        _stop(process)

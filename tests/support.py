@@ -129,3 +129,20 @@ class LambdaApi:
             return response["statusCode"], json.loads(text)
         except json.JSONDecodeError:
             return response["statusCode"], text
+
+
+def settings_env(settings: Any) -> dict[str, str]:
+    """Settings as the CC_* environment variables a separate process reads them from."""
+    env = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, list):
+            text = ",".join(value)
+        elif isinstance(value, dict):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"CC_{name.upper()}"] = text
+    return env

@@ -14,6 +14,7 @@ from types import FrameType
 
 from training_job.config import JobPaths, load_hyperparameters, parse_args
 from training_job.job import run_job
+from training_job.logs import bind_run, configure_job_logging
 from training_job.tracking import RunTracker
 
 
@@ -23,14 +24,6 @@ class JobTerminated(Exception):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise JobTerminated(f"terminated by signal {signum}")
-
-
-def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
 
 
 def write_failure(paths: JobPaths, reason: str) -> None:
@@ -44,14 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         from training_job.batch import main as batch_main
 
         return batch_main(argv[1:])
-    _configure_logging()
+    configure_job_logging("train")
     paths = JobPaths.from_env()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     tracker: RunTracker | None = None
     try:
         hp = load_hyperparameters(paths, parse_args(argv))
         tracker = RunTracker(hp)
-        tracker.open()
+        bind_run(tracker.open())
         result = run_job(hp, paths, tracker)
         tracker.finish()
         print(json.dumps({"run_id": result.run_id, "passed_gate": result.passed_gate}))

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from training_job.config import JobPaths, load_parameters, parse_args
 from training_job.data import ObjectInfo, decode_document
+from training_job.logs import bind_run, configure_job_logging
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,12 @@ def load_run_classifier(run_id: str, tracking_uri: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_job_logging("batch")
     paths = JobPaths.from_env()
     job: BatchJob | None = None
     try:
         params = load_parameters(paths, parse_args(argv), BatchParameters)
+        bind_run(params.run_id)
         import boto3
 
         job = BatchJob(params, boto3.client("s3"), None)

@@ -1,4 +1,5 @@
-"""Test-split evaluation: headline and per-class metrics, report JSON, confusion-matrix PNG."""
+"""Test-split evaluation: headline and per-class metrics, report JSON, confusion-matrix and
+ROC / precision-recall PNGs."""
 
 from __future__ import annotations
 
@@ -120,6 +121,37 @@ def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> P
     ax.set_title("Confusion matrix (test split)")
     fig.tight_layout()
     path = folder / "confusion_matrix.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(probs: np.ndarray, truth: np.ndarray, labels: list[str], folder: Path) -> Path:
+    """ROC and precision-recall curves, one-vs-rest per class, on the test split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for i, label in enumerate(labels):
+        positive = truth == i
+        if positive.all() or not positive.any():
+            continue  # a curve needs both classes
+        fpr, tpr, _ = roc_curve(positive, probs[:, i])
+        precision, recall, _ = precision_recall_curve(positive, probs[:, i])
+        roc_ax.plot(fpr, tpr, label=label)
+        pr_ax.plot(recall, precision, label=label)
+    roc_ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    roc_ax.set(title="ROC (test split)", xlabel="false positive rate", ylabel="true positive rate")
+    pr_ax.set(title="Precision-recall (test split)", xlabel="recall", ylabel="precision")
+    for ax in (roc_ax, pr_ax):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    pr_ax.legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    path = folder / "pr_roc_curves.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

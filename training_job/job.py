@@ -24,7 +24,7 @@ from training_job.data import (
     check_trainable,
     read_dataset,
 )
-from training_job.evaluate import evaluate, plot_confusion, write_report
+from training_job.evaluate import evaluate, plot_confusion, plot_curves, write_report
 from training_job.hpo import Tuning
 from training_job.modeling import IMBALANCE_STRATEGY, resolve_base_model, save_classifier
 from training_job.split import MIN_DOCS_PER_LABEL, stratified_split
@@ -163,7 +163,8 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     tracker.phase("evaluating")
     classifier = selection.winner.classifier
     truth = np.array([labels.index(d.label) for d in split.test])
-    evaluation = evaluate(classifier.probabilities([d.text for d in split.test]), truth, labels)
+    probs = classifier.probabilities([d.text for d in split.test])
+    evaluation = evaluate(probs, truth, labels)
     metrics = {
         **evaluation.metrics,
         "train_seconds": sum(c.seconds for c in selection.candidates)
@@ -174,7 +175,11 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tracker.log_files(
-            [write_report(evaluation, folder), plot_confusion(evaluation, labels, folder)],
+            [
+                write_report(evaluation, folder),
+                plot_confusion(evaluation, labels, folder),
+                plot_curves(probs, truth, labels, folder),
+            ],
             artifact_path="evaluation",
         )
     tracker.phase("logging_model")

@@ -17,7 +17,12 @@ from mlflow.entities import RunStatus, ViewType
 from mlflow.exceptions import MlflowException, RestException
 
 from functions.core.config import Settings
-from functions.core.errors import DependencyUnavailable, InvalidRequest, RunNotFound
+from functions.core.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    ModelNotReady,
+    RunNotFound,
+)
 from functions.core.models import Experiment, PurgeReport, RunSummary
 from functions.core.tags import TAG_FAILURE
 
@@ -293,6 +298,35 @@ class MlflowTracking:
                 raise RunNotFound(f"model {reference!r} not found") from exc
             raise
         return str(version.run_id)
+
+    def download_artifact(self, run_id: str, path: str) -> bytes | None:
+        import tempfile
+
+        from mlflow.artifacts import download_artifacts
+
+        def fetch() -> bytes | None:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    local = download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp,
+                                               tracking_uri=self.uri)  # fmt: skip
+                except (MlflowException, OSError):
+                    return None
+                with open(local, "rb") as handle:
+                    return handle.read()
+
+        return self._do(fetch)
+
+    def promote(self, run_id: str, alias: str) -> tuple[str, str]:
+        versions = self._do(self.client.search_model_versions, f"run_id='{run_id}'")
+        if not versions:
+            raise ModelNotReady(
+                f"run {run_id} has no registered model version (it did not pass the bar "
+                "or is not finished); only registered models can be promoted"
+            )
+        latest = max(versions, key=lambda v: int(v.version))
+        # One call: the alias moves atomically, callers never see it unset.
+        self._do(self.client.set_registered_model_alias, latest.name, alias, latest.version)
+        return str(latest.name), str(latest.version)
 
     def ping(self) -> None:
         def check() -> None:

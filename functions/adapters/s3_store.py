@@ -84,6 +84,12 @@ class S3ObjectStore:
     def put_text(self, bucket: str, key: str, text: str) -> None:
         self._call("put", self._client.put_object, Bucket=bucket, Key=key, Body=text.encode())
 
+    def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
+        url: str = self._client.generate_presigned_url(
+            "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+        return url
+
     def get_text(self, bucket: str, key: str) -> str | None:
         try:
             response = self._client.get_object(Bucket=bucket, Key=key)

@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from functions.api.errors import install_error_handlers
-from functions.api.routes import batch, deletes, health, predict, status, training
+from functions.api.observability import Metrics, ObservedApp
+from functions.api.routes import (
+    batch,
+    datasets,
+    deletes,
+    health,
+    metrics,
+    predict,
+    runs,
+    status,
+    training,
+)
 from functions.core.config import Settings, get_settings
 from functions.services import Services
 
@@ -24,7 +35,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         description=DESCRIPTION,
     )
     app.state.services = services or Services(settings)
+    app.state.metrics = Metrics(app.state.services)
+    app.add_middleware(ObservedApp, metrics=app.state.metrics)
     install_error_handlers(app)
-    for module in (training, predict, batch, status, deletes, health):
+    for module in (training, predict, batch, status, runs, datasets, deletes, health, metrics):
         app.include_router(module.router)
     return app

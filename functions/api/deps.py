@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from functions.api.observability import Metrics
 from functions.core.config import Settings
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.serving import ServingRegistry
@@ -43,9 +44,20 @@ async def get_registry(request: Request) -> ServingRegistry:
     return _services_of(request).registry
 
 
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def get_request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 TrackingDep = Annotated[Tracking, Depends(get_tracking)]
 LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
 RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
 ServicesDep = Annotated[Services, Depends(_services)]

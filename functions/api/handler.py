@@ -8,6 +8,7 @@ from mangum import Mangum
 
 from functions.api.app import create_app
 from functions.core.config import Settings, get_settings
+from functions.logs import configure_logging
 
 
 def with_root_path(app: Any, root_path: str) -> Any:
@@ -32,4 +33,5 @@ def build_handler(settings: Settings) -> Mangum:
     )
 
 
+configure_logging("api")
 handler = build_handler(get_settings())

@@ -6,15 +6,18 @@ import uvicorn
 
 from functions.api.app import create_app
 from functions.core.config import get_settings
+from functions.logs import configure_logging
 
 
 def main() -> None:
     settings = get_settings()
+    configure_logging("api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         root_path=settings.api_base_path,
+        log_config=None,  # uvicorn's own records go through the JSON formatter too
     )
 
 

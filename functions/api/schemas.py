@@ -122,6 +122,7 @@ class RunStatusItem(BaseModel):
     registered_model: str | None = None
     failure_reason: str | None = None
     model_kind: str | None = None
+    start_time: int | None = None  # ms since the epoch
 
 
 class LastRunItem(BaseModel):
@@ -141,3 +142,66 @@ class Health(BaseModel):
     status: str
     s3: str
     mlflow: str
+
+
+class UploadFileIn(BaseModel):
+    path: str = Field(max_length=MAX_TEXT_FIELD, examples=["sports/001.txt"])
+    size: int = Field(ge=0)
+    md5: str = Field(default="", max_length=32, description="lets an upload resume safely")
+
+
+class UploadRequest(BaseModel):
+    path: str = Field(max_length=MAX_TEXT_FIELD, description="the dataset", examples=["news"])
+    files: list[UploadFileIn] = Field(max_length=MAX_TEXTS_IN_BODY)
+
+
+class PresignedUpload(BaseModel):
+    path: str
+    key: str
+    url: str
+
+
+class RejectedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class UploadPlanOut(BaseModel):
+    data_uri: str
+    expires_in: int
+    uploads: list[PresignedUpload]
+    skipped: list[str]
+    rejected: list[RejectedFile]
+
+
+class LabelFolderOut(BaseModel):
+    label: str
+    documents: int
+    not_usable: int
+
+
+class RunDetailOut(BaseModel):
+    run_id: str
+    experiment_name: str
+    status: str
+    run_name: str | None
+    start_time: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    model_kind: str | None
+    registered_model: str | None
+    gate: str | None
+    gate_reason: str | None
+    failure_reason: str | None
+    report: dict[str, Any] | None
+    artifacts: list[str]
+
+
+class PromoteRequest(BaseModel):
+    run_id: str = Field(max_length=MAX_TEXT_FIELD)
+
+
+class PromotedOut(BaseModel):
+    registered_model: str
+    version: str
+    alias: str

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_labels: int = 100
     max_hpo_trials: int = 100
     max_name_length: int = 200
+    # Uploads: presigned PUT URLs live this long; at most this many files per request.
+    presign_seconds: int = 900
+    max_upload_files: int = 1000
 
     # Training jobs.
     # Where jobs run: "local" (a detached process), "sagemaker" (training jobs) or "ecs"
@@ -98,6 +101,11 @@ class Settings(BaseSettings):
     max_text_chars: int = 100_000
     # Torch threads for predict (0 = one per core).
     predict_threads: int = 0
+    # The audit log of predict requests: "jsonl" (a local file), "stdout" (CloudWatch in
+    # Lambda) or "off"; the text itself only when audit_include_text is set.
+    audit_sink: Literal["jsonl", "stdout", "off"] = "jsonl"
+    audit_log_path: Path = Path(".local/audit/predict.jsonl")
+    audit_include_text: bool = False
 
     # HTTP.
     api_host: str = "127.0.0.1"

@@ -31,6 +31,10 @@ class ObjectStore(Protocol):
 
     def put_text(self, bucket: str, key: str, text: str) -> None: ...
 
+    def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
+        """A URL that lets its holder PUT this one object until it expires."""
+        ...
+
     def get_text(self, bucket: str, key: str) -> str | None:
         """The object's text, or None when there is no such object."""
         ...
@@ -81,6 +85,15 @@ class Tracking(Protocol):
         """The run id behind `models:/<name>@<alias>` or `models:/<name>/<version>`."""
         ...
 
+    def download_artifact(self, run_id: str, path: str) -> bytes | None:
+        """One artifact file of a run, or None when the run has no such file."""
+        ...
+
+    def promote(self, run_id: str, alias: str) -> tuple[str, str]:
+        """Point the alias of the run's registered model at the run's version (atomic);
+        returns (model name, version). ModelNotReady when the run has no version."""
+        ...
+
     def ping(self) -> None: ...
 
 
@@ -95,6 +108,12 @@ class LoadedModel(Protocol):
 class ModelLoader(Protocol):
     def load(self, run_id: str) -> LoadedModel:
         """Fetch (or reuse from local disk) and load the model logged by a run."""
+        ...
+
+
+class AuditSink(Protocol):
+    def record(self, entries: list[dict[str, object]]) -> None:
+        """Keep the entries (one per predicted text); never raises into the request."""
         ...
 
 

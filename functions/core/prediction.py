@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import replace
 
 from functions.core.config import Settings
@@ -27,12 +29,42 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
     return texts
 
 
+def audit_entries(
+    run_id: str,
+    texts: list[str],
+    predictions: list[Prediction],
+    seconds: float,
+    request_id: str,
+    include_text: bool,
+) -> list[dict[str, object]]:
+    """What the audit log keeps of a predict request: by default a hash of each text, not
+    the text itself (seed 004's "who asked what" without storing customers' documents)."""
+    at = time.time()
+    entries: list[dict[str, object]] = []
+    for text, prediction in zip(texts, predictions, strict=True):
+        entry: dict[str, object] = {
+            "at": at,
+            "request_id": request_id,
+            "run_id": run_id,
+            "input_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "input_chars": len(text),
+            "label": prediction.label,
+            "score": round(prediction.score, 6),
+            "abstained": prediction.abstained,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        if include_text:
+            entry["text"] = text
+        entries.append(entry)
+    return entries
+
+
 def predict_texts(
     registry: ServingRegistry, settings: Settings, reference: str, texts: list[str]
-) -> list[Prediction]:
-    """Predictions in the order of `texts`."""
-    reference = check_name("runid", reference, settings.max_name_length)
-    predictions = registry.predict(reference, check_texts(texts, settings))
-    if settings.abstain_below <= 0:
-        return predictions
-    return [replace(p, abstained=p.score < settings.abstain_below) for p in predictions]
+) -> tuple[str, list[Prediction]]:
+    """The run id that answered, and its predictions in the order of `texts`."""
+    run_id = registry.resolve(check_name("runid", reference, settings.max_name_length))
+    predictions = registry.predict(run_id, check_texts(texts, settings))
+    if settings.abstain_below > 0:
+        predictions = [replace(p, abstained=p.score < settings.abstain_below) for p in predictions]
+    return run_id, predictions

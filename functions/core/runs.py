@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from functions.core.errors import ExperimentNotFound
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from functions.core.errors import ExperimentNotFound, InvalidRequest, RunNotFound
 from functions.core.models import Experiment, RunSummary
 from functions.core.ports import JobLauncher, Tracking
 from functions.core.tags import TAG_JOB_ID
@@ -50,3 +54,54 @@ def latest_runs(tracking: Tracking, limit: int = LATEST_RUNS) -> list[tuple[RunS
         return []
     runs = tracking.search_runs(list(experiments), max_results=limit)
     return [(run, experiments[run.experiment_id]) for run in runs]
+
+
+# What the UI may fetch of a run's artifacts: the evaluation, never data or models.
+VIEWABLE_ARTIFACTS = {
+    "evaluation/classification_report.json": "application/json",
+    "evaluation/confusion_matrix.png": "image/png",
+    "evaluation/pr_roc_curves.png": "image/png",
+}
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: RunSummary
+    experiment_name: str
+    report: dict[str, Any] | None
+    artifacts: list[str]
+
+
+def run_detail(tracking: Tracking, launcher: JobLauncher, run_id: str) -> RunDetail:
+    """A run (checked against its job), its experiment and its evaluation report."""
+    run = reconcile(tracking.get_run(run_id), tracking, launcher)
+    experiments = {e.experiment_id: e.name for e in tracking.list_experiments()}
+    if run.experiment_id not in experiments:
+        raise RunNotFound(f"run {run_id!r} not found")  # its experiment is deleted
+    report = None
+    artifacts = []
+    if run.status == "FINISHED":
+        raw = tracking.download_artifact(run_id, "evaluation/classification_report.json")
+        report = json.loads(raw) if raw else None
+        artifacts = [path for path in VIEWABLE_ARTIFACTS if path.endswith(".png")]
+    return RunDetail(run, experiments[run.experiment_id], report, artifacts)
+
+
+def run_artifact(tracking: Tracking, run_id: str, path: str) -> tuple[bytes, str]:
+    """One viewable artifact of a run and its media type."""
+    media_type = VIEWABLE_ARTIFACTS.get(path)
+    if media_type is None:
+        raise InvalidRequest(f"artifact {path!r} is not viewable here")
+    tracking.get_run(run_id)  # 404 for unknown or deleted runs
+    content = tracking.download_artifact(run_id, path)
+    if content is None:
+        raise RunNotFound(f"run {run_id!r} has no {path}")
+    return content, media_type
+
+
+def promote(tracking: Tracking, run_id: str) -> tuple[str, str]:
+    """Make this run's registered model version the `champion` (what alias references
+    serve); returns (model name, version)."""
+    tracking.get_run(run_id)
+    return tracking.promote(run_id, CHAMPION_ALIAS)

@@ -31,15 +31,19 @@ def check_name(kind: str, value: str, max_length: int) -> str:
     return name
 
 
+def label_problem(label: str) -> str | None:
+    """Why a label cannot be one S3 folder name, or None."""
+    if not label:
+        return "labels must not be empty"
+    if "/" in label or label in {".", ".."} or _has_control_chars(label):
+        return f"label {label!r} is not a valid folder name"
+    return None
+
+
 def check_labels(labels: list[str], max_labels: int) -> list[str]:
     """At least two distinct labels, each usable as one S3 folder name."""
     cleaned = [label.strip() for label in labels]
-    problems = []
-    for label in cleaned:
-        if not label:
-            problems.append("labels must not be empty")
-        elif "/" in label or label in {".", ".."} or _has_control_chars(label):
-            problems.append(f"label {label!r} is not a valid folder name")
+    problems = [p for p in map(label_problem, cleaned) if p is not None]
     duplicates = sorted(label for label, n in Counter(cleaned).items() if n > 1 and label)
     if duplicates:
         problems.append(f"labels must be distinct; repeated: {', '.join(duplicates)}")
@@ -72,7 +76,7 @@ def resolve_location(path: str, settings: Settings) -> DatasetLocation:
     return DatasetLocation(bucket=bucket, prefix="/".join(parts))
 
 
-def _classify(key: str, size: int, max_bytes: int) -> str | None:
+def classify_document(key: str, size: int, max_bytes: int) -> str | None:
     name = key.rsplit("/", 1)[-1]
     if name.startswith("."):
         return "hidden file"
@@ -94,7 +98,7 @@ def survey_dataset(
         for info in store.list_objects(location.bucket, location.label_prefix(label)):
             if info.key.endswith("/"):
                 continue  # a folder marker, not a document
-            reason = _classify(info.key, info.size, settings.max_document_bytes)
+            reason = classify_document(info.key, info.size, settings.max_document_bytes)
             if reason is None:
                 counts[label] += 1
             else:

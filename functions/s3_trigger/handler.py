@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 from functions.core.config import Settings, get_settings
 from functions.core.errors import DependencyUnavailable
 from functions.core.trigger import ManifestUpload, is_manifest, train_from_manifest
+from functions.logs import bind, configure_logging, unbind
 from functions.services import Services
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def manifest_uploads(event: dict[str, Any]) -> list[ManifestUpload]:
 def handle(event: dict[str, Any], services: Services) -> dict[str, Any]:
     results, retry = [], []
     for upload in manifest_uploads(event):
+        bind(manifest=f"s3://{upload.bucket}/{upload.key}", trigger_id=upload.trigger_id)
         try:
             result = train_from_manifest(
                 upload, services.store, services.tracking, services.launcher, services.settings
@@ -59,8 +61,9 @@ def handle(event: dict[str, Any], services: Services) -> dict[str, Any]:
             log.warning("manifest s3://%s/%s: %s", upload.bucket, upload.key, exc.message)
             retry.append(f"s3://{upload.bucket}/{upload.key}: {exc.message}")
             continue
-        log.info(json.dumps({"event": "manifest", **result}))
+        log.info("manifest %s: %s %s", upload.key, result["status"], result.get("run_id", ""))
         results.append(result)
+    unbind("manifest", "trigger_id")
     if retry:
         raise RetryLater("; ".join(retry))
     return {"results": results}
@@ -82,4 +85,5 @@ def build_handler(settings: Settings | None = None) -> Handler:
     return handler
 
 
+configure_logging("trigger")
 handler = build_handler()

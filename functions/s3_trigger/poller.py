@@ -16,6 +16,7 @@ from typing import Any
 from functions.core.config import get_settings
 from functions.core.ports import ObjectStore
 from functions.core.trigger import ManifestUpload, is_manifest
+from functions.logs import configure_logging
 from functions.s3_trigger.handler import RetryLater, handle
 from functions.services import Services
 
@@ -67,7 +68,7 @@ def poll_once(services: Services) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging("trigger-poller")
     services = Services(get_settings())
     while True:
         try:

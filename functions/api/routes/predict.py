@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from functions.api.deps import RegistryDep, SettingsDep
+from functions.api.deps import MetricsDep, RegistryDep, RequestIdDep, ServicesDep, SettingsDep
 from functions.api.schemas import Envelope, PredictionOut, PredictRequest, Status
 from functions.core.errors import InvalidRequest
-from functions.core.prediction import predict_texts
+from functions.core.prediction import audit_entries, predict_texts
+from functions.logs import bind
 
 router = APIRouter(prefix="/custom_classifier", tags=["predict"])
 
 
 @router.post("/predict", response_model=Envelope[PredictionOut | list[PredictionOut]])
-def predict(body: PredictRequest, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
+def predict(
+    body: PredictRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    services: ServicesDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+) -> JSONResponse:
     """Classify `text` (answers one prediction) or `texts` (answers a list, same order).
 
     `runid` is an MLflow run id or a registered model reference (`models:/<name>@champion`).
@@ -22,9 +32,18 @@ def predict(body: PredictRequest, registry: RegistryDep, settings: SettingsDep) 
     if (body.text is None) == (body.texts is None):
         raise InvalidRequest("give exactly one of `text` or `texts`")
     texts = [body.text] if body.text is not None else list(body.texts or [])
+    started = time.perf_counter()
+    run_id, results = predict_texts(registry, settings, body.runid, texts)
+    bind(run_id=run_id)
+    services.audit.record(
+        audit_entries(run_id, texts, results, time.perf_counter() - started, request_id,
+                      settings.audit_include_text)
+    )  # fmt: skip
+    for result in results:
+        metrics.predictions.labels(result.label).inc()
     predictions = [
         PredictionOut(label=p.label, prediction=p.prediction, score=p.score, abstained=p.abstained)
-        for p in predict_texts(registry, settings, body.runid, texts)
+        for p in results
     ]
     data = predictions[0] if body.text is not None else predictions
     envelope: Envelope[PredictionOut | list[PredictionOut]] = Envelope(

@@ -27,6 +27,7 @@ def _status_item(run: RunSummary) -> RunStatusItem:
         registered_model=registered,
         failure_reason=run.tags.get(TAG_FAILURE),
         model_kind=run.tags.get(TAG_MODEL_KIND),
+        start_time=run.start_time or None,
     )
 
 
@@ -40,10 +41,14 @@ def job_status(
 
 @router.get("/runid/status", response_model=list[RunStatusItem])
 def runid_status(
-    tracking: TrackingDep, launcher: LauncherDep, experiment_name: str = Query(max_length=2048)
+    tracking: TrackingDep,
+    launcher: LauncherDep,
+    experiment_name: str = Query(max_length=2048),
+    limit: int = Query(default=3, ge=1, le=100),
 ) -> list[RunStatusItem]:
-    """The last 3 runs of an experiment, newest first (GET form)."""
-    return [_status_item(run) for run in experiment_runs(tracking, launcher, experiment_name)]
+    """The last `limit` (3) runs of an experiment, newest first (GET form)."""
+    runs = experiment_runs(tracking, launcher, experiment_name, limit)
+    return [_status_item(run) for run in runs]
 
 
 @router.get("/all_experiments/last_run", response_model=list[LastRunItem])

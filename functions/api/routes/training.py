@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TrackingDep
+from functions.api.deps import LauncherDep, MetricsDep, SettingsDep, StoreDep, TrackingDep
 from functions.api.schemas import (
     DatasetReport,
     Envelope,
@@ -13,8 +13,10 @@ from functions.api.schemas import (
     ProcessRequest,
     Status,
 )
+from functions.core.errors import DependencyUnavailable, DomainError
 from functions.core.models import TrainingRequest
 from functions.core.training import start_training
+from functions.logs import bind
 
 router = APIRouter(prefix="/custom_classifier", tags=["training"])
 
@@ -26,6 +28,7 @@ def process(
     tracking: TrackingDep,
     launcher: LauncherDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> Envelope[ProcessData]:
     """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING)."""
     request = TrainingRequest(
@@ -36,7 +39,16 @@ def process(
         body.time_budget_seconds,
         body.hpo_trials,
     )
-    started = start_training(request, store, tracking, launcher, settings)
+    try:
+        started = start_training(request, store, tracking, launcher, settings)
+    except DependencyUnavailable:
+        metrics.training_jobs.labels("unavailable").inc()
+        raise
+    except DomainError:
+        metrics.training_jobs.labels("rejected").inc()
+        raise
+    metrics.training_jobs.labels("started").inc()
+    bind(run_id=started.run.run_id)
     dataset = started.dataset
     not_treated = [
         NotTreatedDocument(key=d.key, label=d.label, reason=d.reason) for d in dataset.not_treated

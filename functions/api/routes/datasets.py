@@ -1,0 +1,62 @@
+"""Datasets for the UI and CLI: list them, suggest labels, presign a resumable upload."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from functions.api.deps import SettingsDep, StoreDep
+from functions.api.schemas import (
+    MAX_TEXT_FIELD,
+    Envelope,
+    LabelFolderOut,
+    PresignedUpload,
+    RejectedFile,
+    Status,
+    UploadPlanOut,
+    UploadRequest,
+)
+from functions.core.datasets import UploadFile, label_folders, list_datasets, plan_upload
+
+router = APIRouter(prefix="/custom_classifier", tags=["datasets"])
+OK = Status(code=200, message="Success")
+
+
+@router.get("/datasets", response_model=Envelope[list[str]])
+def datasets(store: StoreDep, settings: SettingsDep) -> Envelope[list[str]]:
+    """The datasets (top-level folders) of the data bucket."""
+    return Envelope(status=OK, data=list_datasets(store, settings))
+
+
+@router.get("/datasets/labels", response_model=Envelope[list[LabelFolderOut]])
+def dataset_labels(
+    store: StoreDep, settings: SettingsDep, path: str = Query(max_length=MAX_TEXT_FIELD)
+) -> Envelope[list[LabelFolderOut]]:
+    """The label folders of a dataset with their usable document counts (label suggestions)."""
+    folders = label_folders(path, store, settings)
+    return Envelope(
+        status=OK,
+        data=[LabelFolderOut(label=f.label, documents=f.documents, not_usable=f.not_usable)
+              for f in folders],
+        number_documents_treated=sum(f.documents for f in folders),
+        number_documents_non_treated=sum(f.not_usable for f in folders),
+    )  # fmt: skip
+
+
+@router.post("/uploads", response_model=Envelope[UploadPlanOut])
+def uploads(body: UploadRequest, store: StoreDep, settings: SettingsDep) -> Envelope[UploadPlanOut]:
+    """Presigned PUT URLs for `<label>/<file>` paths the dataset does not hold yet (same size
+    and MD5 count as held: a repeated request resumes an interrupted upload)."""
+    files = [UploadFile(f.path, f.size, f.md5.lower()) for f in body.files]
+    plan = plan_upload(body.path, files, store, settings)
+    return Envelope(
+        status=OK,
+        data=UploadPlanOut(
+            data_uri=plan.location.uri,
+            expires_in=settings.presign_seconds,
+            uploads=[PresignedUpload(path=p, key=k, url=u) for p, k, u in plan.uploads],
+            skipped=plan.skipped,
+            rejected=[RejectedFile(path=p, reason=r) for p, r in plan.rejected],
+        ),
+        number_documents_non_treated=len(plan.rejected),
+        list_id_not_treated=[p for p, _ in plan.rejected],
+    )

@@ -1,0 +1,292 @@
+"""`custom-classifier`: the HTTP API from a shell or a CI pipeline.
+
+Base URL and API key come from --url / --api-key or CC_API_URL / CC_API_KEY. Every command
+exits non-zero on failure (1: the API or the job said no; 2: bad usage) and prints JSON
+with --json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+API = "/custom_classifier"
+UPLOAD_BATCH = 500
+TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+
+
+class ApiError(click.ClickException):
+    exit_code = 1
+
+
+@dataclass
+class Client:
+    url: str
+    api_key: str
+    as_json: bool
+    timeout: float = 60.0
+
+    def _http(self) -> httpx.Client:
+        headers = {"x-api-key": self.api_key} if self.api_key else {}
+        return httpx.Client(base_url=self.url.rstrip("/"), headers=headers, timeout=self.timeout)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            with self._http() as http:
+                response = http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach {self.url}: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:500]}
+        if response.status_code >= 400:
+            message = body.get("error") if isinstance(body, dict) else None
+            raise ApiError(f"{response.status_code}: {message or response.reason_phrase}")
+        return body
+
+    def show(self, payload: Any, human: str) -> None:
+        click.echo(json.dumps(payload, indent=2) if self.as_json else human)
+
+
+pass_client = click.make_pass_decorator(Client)
+
+
+@click.group()
+@click.option("--url", envvar="CC_API_URL", default="http://127.0.0.1:8000", show_default=True,
+              help="the API's base URL (with the stage path behind API Gateway)")  # fmt: skip
+@click.option("--api-key", envvar="CC_API_KEY", default="", help="sent as x-api-key")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
+def main(ctx: click.Context, url: str, api_key: str, as_json: bool) -> None:
+    """Train text classifiers on labelled S3 folders and use them."""
+    ctx.obj = Client(url, api_key, as_json)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()  # S3's ETag of a single-part upload; used to resume, not to secure
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _documents(folder: Path) -> list[tuple[str, Path]]:
+    """`<label>/<file>` for every file one level below a label folder."""
+    found = []
+    for label in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found += [(f"{label.name}/{f.name}", f) for f in sorted(label.iterdir()) if f.is_file()]
+    return found
+
+
+def _put(url: str, path: Path, attempts: int = 3) -> str | None:
+    for attempt in range(attempts):
+        try:
+            response = httpx.put(url, content=path.read_bytes(), timeout=120)
+            if response.status_code < 300:
+                return None
+            error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = str(exc)
+        time.sleep(0.5 * 2**attempt)
+    return error
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset")
+@click.option("--workers", default=8, show_default=True, help="concurrent uploads")
+@pass_client
+def upload(client: Client, folder: Path, dataset: str, workers: int) -> None:
+    """Upload FOLDER/<label>/<file> to the DATASET; files already there are skipped, so an
+    interrupted upload resumes."""
+    documents = _documents(folder)
+    if not documents:
+        raise click.UsageError(f"{folder} has no <label>/<file> documents")
+    local = dict(documents)
+    uploads, skipped, rejected, failed = [], [], [], []
+    for start in range(0, len(documents), UPLOAD_BATCH):
+        files = [{"path": name, "size": path.stat().st_size, "md5": _md5(path)}
+                 for name, path in documents[start : start + UPLOAD_BATCH]]  # fmt: skip
+        plan = client.call("POST", f"{API}/uploads", json={"path": dataset, "files": files})
+        uploads += plan["data"]["uploads"]
+        skipped += plan["data"]["skipped"]
+        rejected += plan["data"]["rejected"]
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        click.progressbar(length=len(uploads), label="uploading", file=sys.stderr) as bar,
+    ):
+        futures = {pool.submit(_put, u["url"], local[u["path"]]): u["path"] for u in uploads}
+        for future in as_completed(futures):
+            error = future.result()
+            if error:
+                failed.append({"path": futures[future], "error": error})
+            bar.update(1)
+    summary = {"dataset": dataset, "uploaded": len(uploads) - len(failed),
+               "skipped": len(skipped), "rejected": rejected, "failed": failed}  # fmt: skip
+    client.show(summary, f"{summary['uploaded']} uploaded, {len(skipped)} already there, "
+                f"{len(rejected)} rejected, {len(failed)} failed")  # fmt: skip
+    for item in rejected:
+        click.echo(f"  rejected {item['path']}: {item['reason']}", err=True)
+    if failed:
+        raise ApiError(f"{len(failed)} files failed to upload; run the command again to resume")
+
+
+def _runs(client: Client, experiment: str, limit: int = 3) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = client.call(
+        "GET", f"{API}/runid/status", params={"experiment_name": experiment, "limit": limit}
+    )
+    return runs
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    f1 = run.get("metrics.test_macro_f1")
+    score = f"macro-F1 {f1:.3f}" if f1 is not None else ""
+    registered = "registered" if run.get("registered") else ""
+    reason = run.get("failure_reason") or ""
+    return "  ".join(x for x in (run["run_id"], run["status"], score, registered, reason) if x)
+
+
+def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dict[str, Any]:
+    while True:
+        for run in _runs(client, experiment, limit=20):
+            if run["run_id"] == run_id and run["status"] in TERMINAL:
+                return run
+        time.sleep(every)
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--experiment", "-e", required=True, help="experiment name")
+@click.option("--labels", default="", help="comma-separated; default: every label folder")
+@click.option("--mode", type=click.Choice(["auto", "tfidf", "head", "finetune"]), default="auto")
+@click.option("--time-budget", type=float, default=0.0, help="seconds; 0 = no limit")
+@click.option("--hpo-trials", type=int, default=0)
+@click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")
+@click.option("--poll", type=float, default=5.0, show_default=True)
+@pass_client
+def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
+          time_budget: float, hpo_trials: int, wait: bool, poll: float) -> None:  # fmt: skip
+    """Train a classifier on DATASET/<label>/ documents."""
+    chosen = [label.strip() for label in labels.split(",") if label.strip()]
+    if not chosen:
+        folders = client.call("GET", f"{API}/datasets/labels", params={"path": dataset})["data"]
+        chosen = [f["label"] for f in folders if f["documents"] > 0]
+    body = {"labels": chosen, "path": dataset, "experiment_name": experiment, "mode": mode,
+            "time_budget_seconds": time_budget, "hpo_trials": hpo_trials}  # fmt: skip
+    started = client.call("POST", f"{API}/process", json=body)
+    run_id = started["data"]["info"]["run_id"]
+    if not wait:
+        client.show(started, f"started run {run_id} on {len(chosen)} labels: {', '.join(chosen)}")
+        return
+    click.echo(f"run {run_id} started; waiting", err=True)
+    run = _wait_run(client, experiment, run_id, poll)
+    client.show(run, _run_line(run))
+    if run["status"] != "FINISHED" or not run.get("registered"):
+        raise ApiError(f"run {run_id} did not produce a registered model")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--limit", default=3, show_default=True)
+@click.option("--watch", is_flag=True, help="refresh until no run is RUNNING")
+@click.option("--poll", type=float, default=5.0, show_default=True)
+@pass_client
+def status(client: Client, experiment: str, limit: int, watch: bool, poll: float) -> None:
+    """The newest runs of an EXPERIMENT."""
+    while True:
+        runs = _runs(client, experiment, limit)
+        if not watch or all(run["status"] in TERMINAL for run in runs):
+            client.show(runs, "\n".join(map(_run_line, runs)) or "no runs")
+            return
+        click.echo("\n".join(map(_run_line, runs)) + "\n", err=True)
+        time.sleep(poll)
+
+
+@main.command()
+@click.argument("runid")
+@click.argument("texts", nargs=-1)
+@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="classify a file's text (repeatable)")  # fmt: skip
+@pass_client
+def predict(client: Client, runid: str, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
+    """Classify TEXTS (and --file contents) with a run id or models:/<name>@<alias>."""
+    items = [*texts, *(path.read_text(errors="replace") for path in files)]
+    if not items:
+        raise click.UsageError("give a text or --file")
+    answer = client.call("POST", f"{API}/predict", json={"runid": runid, "texts": items})
+    lines = [f"{p['label']}\t{p['score']:.3f}{'  (abstained)' if p['abstained'] else ''}"
+             for p in answer["data"]]  # fmt: skip
+    client.show(answer["data"], "\n".join(lines))
+
+
+@main.command("batch-predict")
+@click.argument("runid")
+@click.argument("input_path")
+@click.argument("output_path")
+@click.option("--wait", is_flag=True, help="follow the progress until it ends")
+@click.option("--poll", type=float, default=3.0, show_default=True)
+@pass_client
+def batch_predict(client: Client, runid: str, input_path: str, output_path: str, wait: bool,
+                  poll: float) -> None:  # fmt: skip
+    """Classify every document under INPUT_PATH; results go to OUTPUT_PATH (S3)."""
+    body = {"runid": runid, "input_path": input_path, "output_path": output_path}
+    job = client.call("POST", f"{API}/batch_predict", json=body)["data"]
+    if wait:
+        with click.progressbar(length=job.get("total") or 1, label="classifying",
+                               file=sys.stderr) as bar:  # fmt: skip
+            shown = 0
+            while job["status"] not in {"COMPLETED", "FAILED"}:
+                time.sleep(poll)
+                job = client.call("GET", f"{API}/batch_predict/{job['job_id']}")["data"]
+                if job.get("total"):
+                    bar.length = job["total"]
+                bar.update(job["done"] - shown)
+                shown = job["done"]
+    client.show(job, f"{job['job_id']} {job['status']} {job['done']}/{job.get('total') or '?'} "
+                f"-> {job['output_uri']}")  # fmt: skip
+    if job["status"] == "FAILED":
+        raise ApiError(f"batch job failed: {job.get('error', '')}")
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["experiment", "run"]))
+@click.argument("name")
+@click.option("--hard", is_flag=True, help="remove everything (experiments only)")
+@click.option("--yes", is_flag=True, help="do not ask")
+@pass_client
+def delete(client: Client, what: str, name: str, hard: bool, yes: bool) -> None:
+    """Delete an experiment (soft, or --hard) or a run (soft)."""
+    if hard and what != "experiment":
+        raise click.UsageError("--hard applies to experiments")
+    if hard and not yes:
+        click.confirm(f"remove experiment {name!r}, its runs, models and artifacts?", abort=True)
+    if what == "run":
+        answer = client.call("POST", f"{API}/run/soft_delete", json={"run_id": name})
+    else:
+        kind = "hard_delete" if hard else "soft_delete"
+        answer = client.call("POST", f"{API}/experiment/{kind}", json={"experiment_name": name})
+    client.show(answer, answer["status"])
+
+
+@main.command()
+@click.argument("run_id")
+@pass_client
+def promote(client: Client, run_id: str) -> None:
+    """Make RUN_ID's registered model the `champion` (what models:/<name>@champion serves)."""
+    answer = client.call("POST", f"{API}/promote", json={"run_id": run_id})["data"]
+    client.show(answer, f"{answer['registered_model']} version {answer['version']} is now "
+                f"@{answer['alias']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Use cases for the UI and CLI: list datasets, suggest labels, plan a (resumable) upload.
+
+Uploads never pass through the API: it hands out presigned PUT URLs for the files the
+bucket does not already hold with the same size (and MD5, when the client sends it), so an
+interrupted upload resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from functions.core.config import Settings
+from functions.core.errors import InvalidRequest
+from functions.core.models import DatasetLocation
+from functions.core.ports import ObjectStore
+from functions.core.validation import classify_document, label_problem, resolve_location
+
+MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class LabelFolder:
+    label: str
+    documents: int  # usable, judged from the listing as /process judges them
+    not_usable: int
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    path: str  # "<label>/<name>" inside the dataset
+    size: int
+    md5: str = ""
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    location: DatasetLocation
+    uploads: list[tuple[str, str, str]] = field(default_factory=list)  # path, key, url
+    skipped: list[str] = field(default_factory=list)  # already there, same size and MD5
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # path, reason
+
+
+def list_datasets(store: ObjectStore, settings: Settings) -> list[str]:
+    """The top-level folders of the data bucket."""
+    return sorted(name for name in store.list_folders(settings.data_bucket, "") if name)
+
+
+def label_folders(path: str, store: ObjectStore, settings: Settings) -> list[LabelFolder]:
+    """Each label folder of a dataset with its usable and unusable document counts."""
+    location = resolve_location(path, settings)
+    usable: Counter[str] = Counter()
+    unusable: Counter[str] = Counter()
+    for info in store.list_objects(location.bucket, f"{location.prefix}/"):
+        rest = info.key[len(location.prefix) + 1 :]
+        label, sep, name = rest.partition("/")
+        if not sep or not name or name.endswith("/") or label.startswith(("_", ".")):
+            continue  # a file beside the labels (a manifest), or a folder marker
+        if classify_document(info.key, info.size, settings.max_document_bytes) is None:
+            usable[label] += 1
+        else:
+            unusable[label] += 1
+    return [
+        LabelFolder(label, usable[label], unusable[label])
+        for label in sorted(set(usable) | set(unusable))
+    ]
+
+
+def _check_file(upload: UploadFile, settings: Settings) -> str | None:
+    parts = upload.path.split("/")
+    if len(parts) != 2 or not all(parts):
+        return "path must be <label>/<file name>"
+    problem = label_problem(parts[0])
+    if problem is not None:
+        return problem
+    if parts[1] in {".", ".."} or parts[1].startswith("."):
+        return "hidden or relative file names are not documents"
+    if upload.size <= 0:
+        return "empty"
+    if upload.size > settings.max_document_bytes:
+        return f"larger than {settings.max_document_bytes} bytes"
+    if upload.md5 and not MD5.fullmatch(upload.md5):
+        return "md5 must be 32 lowercase hex digits"
+    return None
+
+
+def plan_upload(
+    path: str, files: list[UploadFile], store: ObjectStore, settings: Settings
+) -> UploadPlan:
+    """Presigned PUT URLs for the files not yet in the dataset; the rest skipped or rejected."""
+    if not files:
+        raise InvalidRequest("no files to upload")
+    if len(files) > settings.max_upload_files:
+        raise InvalidRequest(f"at most {settings.max_upload_files} files per request")
+    location = resolve_location(path, settings)
+    if location.bucket != settings.data_bucket:
+        raise InvalidRequest("uploads go to the data bucket: give a dataset name, not a URI")
+    existing = {
+        info.key: info for info in store.list_objects(location.bucket, f"{location.prefix}/")
+    }
+    plan = UploadPlan(location)
+    for upload in files:
+        reason = _check_file(upload, settings)
+        if reason is not None:
+            plan.rejected.append((upload.path, reason))
+            continue
+        key = f"{location.prefix}/{upload.path}"
+        there = existing.get(key)
+        if (
+            there is not None
+            and there.size == upload.size
+            and (not upload.md5 or there.etag == upload.md5)
+        ):
+            plan.skipped.append(upload.path)
+            continue
+        url = store.presign_put(location.bucket, key, settings.presign_seconds)
+        plan.uploads.append((upload.path, key, url))
+    return plan

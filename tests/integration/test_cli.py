@@ -1,0 +1,83 @@
+"""`custom-classifier` against the API running as its own process, as a CI pipeline uses it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from functions.cli import main
+from tests.conftest import LiveApi
+from tests.support import TOPICS, keyword_tree
+
+
+def _cli(api: LiveApi, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--url", api.url, "--json", *args], catch_exceptions=False)
+
+
+def _json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_upload_train_status_predict_batch_promote_delete(
+    live_api: LiveApi, tmp_path: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: a local folder of labelled documents
+    folder = tmp_path / "docs"
+    for label, docs in keyword_tree(TOPICS, 8).items():
+        (folder / label).mkdir(parents=True)
+        for name, body in docs.items():
+            (folder / label / name).write_bytes(body)
+    (folder / "sports" / ".DS_Store").write_bytes(b"junk")
+    # when / then: upload, then again (nothing new to send)
+    uploaded = _json(_cli(live_api, "upload", str(folder), dataset_prefix))
+    assert (uploaded["uploaded"], uploaded["skipped"]) == (16, 0)
+    assert [r["path"] for r in uploaded["rejected"]] == ["sports/.DS_Store"]
+    again = _json(_cli(live_api, "upload", str(folder), dataset_prefix))
+    assert (again["uploaded"], again["skipped"]) == (0, 16)
+    # train on every label folder and wait for the registered model
+    run = _json(_cli(live_api, "train", dataset_prefix, "-e", experiment_name, "--mode", "tfidf",
+                     "--wait", "--poll", "0.5"))  # fmt: skip
+    assert run["status"] == "FINISHED" and run["registered"]
+    runs = _json(_cli(live_api, "status", experiment_name, "--watch", "--poll", "0.5"))
+    assert [r["run_id"] for r in runs] == [run["run_id"]]
+    predicted = _json(_cli(live_api, "predict", run["run_id"], "goal striker", "rain storm"))
+    assert [p["label"] for p in predicted] == ["sports", "weather"]
+    batch = _json(_cli(live_api, "batch-predict", run["run_id"], dataset_prefix,
+                       f"{dataset_prefix}-out", "--wait", "--poll", "0.5"))  # fmt: skip
+    assert batch["status"] == "COMPLETED" and batch["done"] == 16
+    promoted = _json(_cli(live_api, "promote", run["run_id"]))
+    assert promoted["alias"] == "champion"
+    alias = f"models:/{promoted['registered_model']}@champion"
+    assert _json(_cli(live_api, "predict", alias, "goal"))[0]["label"] == "sports"
+    deleted = _json(_cli(live_api, "delete", "experiment", experiment_name, "--hard", "--yes"))
+    assert "deleted" in deleted["status"]
+    assert _cli(live_api, "status", experiment_name).exit_code == 1
+
+
+def test_failures_exit_non_zero_with_the_reason(live_api: LiveApi, tmp_path: Path) -> None:
+    unknown = _cli(live_api, "predict", "0" * 32, "text")
+    assert unknown.exit_code == 1
+    assert "404" in unknown.output
+    down = CliRunner().invoke(main, ["--url", "http://127.0.0.1:9", "status", "x"])
+    assert down.exit_code == 1
+    assert "cannot reach" in down.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _cli(live_api, "upload", str(empty), "ds").exit_code == 2
+    no_labels = _cli(live_api, "train", "no-such-dataset", "-e", "x")
+    assert no_labels.exit_code == 1
+    assert "at least two distinct labels" in no_labels.output
+
+
+def test_api_logs_are_json_lines_with_request_ids(live_api: LiveApi) -> None:
+    answer = CliRunner().invoke(main, ["--url", live_api.url, "status", "nothing-here"])
+    assert answer.exit_code == 1
+    lines = [json.loads(line) for line in live_api.log.read_text().splitlines() if line.strip()]
+    failed = [line for line in lines if line.get("event") == "request failed"]
+    assert failed and failed[-1]["status"] == 404
+    assert failed[-1]["request_id"] and failed[-1]["service"] == "api"
+    assert all("timestamp" in line and "level" in line for line in lines)
