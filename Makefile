@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCAL := .local
 STAMP := $(VENV)/.installed
+# The browser tests drive Debian's chromium (Playwright's own browser download needs the internet).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
 .PHONY: install up down status test lint typecheck unit bench-train bench-quality bench-control-plane bench-predict clean
@@ -24,6 +27,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
 up: $(STAMP)
 	$(PY) scripts/stack.py up
 
@@ -41,7 +48,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy functions training_job scripts bench
 	cd iac && ../$(VENV)/bin/mypy --config-file ../pyproject.toml app.py custom_classifier_iac
 
-test: lint typecheck
+test: lint typecheck $(CHROMIUM)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)

@@ -289,13 +289,15 @@ class LiveApi:
     log: Path
 
 
-@pytest.fixture
-def live_api(settings: Settings, tmp_path: Path) -> Iterator[LiveApi]:
+def _live_api(settings: Settings, tmp_path: Path, base_path: str = "") -> Iterator[LiveApi]:
     """The API as `make up` runs it: `python -m functions.api.main`, a process of its own."""
     port = free_port()
-    live = settings.model_copy(
-        update={"api_port": port, "audit_log_path": tmp_path / "audit.jsonl"}
-    )
+    update = {
+        "api_port": port,
+        "audit_log_path": tmp_path / "audit.jsonl",
+        "api_base_path": base_path,
+    }
+    live = settings.model_copy(update=update)
     log = tmp_path / "api.log"
     env = {**os.environ, **settings_env(live)}
     with log.open("wb") as sink:
@@ -303,8 +305,20 @@ def live_api(settings: Settings, tmp_path: Path) -> Iterator[LiveApi]:
                                    stdout=sink, stderr=sink, cwd=ROOT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: requests.get(f"{url}/health", timeout=2).status_code == 200,
+        wait_until(lambda: requests.get(f"{url}{base_path}/health", timeout=2).status_code == 200,
                    timeout=60, what="API")  # fmt: skip
         yield LiveApi(url, live, log)
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def live_api(settings: Settings, tmp_path: Path) -> Iterator[LiveApi]:
+    """The API as `make up` runs it: `python -m functions.api.main`, a process of its own."""
+    yield from _live_api(settings, tmp_path)
+
+
+@pytest.fixture
+def staged_api(settings: Settings, tmp_path: Path) -> Iterator[LiveApi]:
+    """The same, served under /prod as behind an API Gateway stage."""
+    yield from _live_api(settings, tmp_path, "/prod")

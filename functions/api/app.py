@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from functions.api.errors import install_error_handlers
-from functions.api.observability import Metrics, ObservedApp
+from functions.api.observability import EmfWriter, Metrics, ObservedApp
 from functions.api.routes import (
     batch,
     datasets,
@@ -16,6 +19,7 @@ from functions.api.routes import (
     runs,
     status,
     training,
+    ui,
 )
 from functions.core.config import Settings, get_settings
 from functions.services import Services
@@ -36,8 +40,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services or Services(settings)
     app.state.metrics = Metrics(app.state.services)
-    app.add_middleware(ObservedApp, metrics=app.state.metrics)
+    emf = EmfWriter() if settings.metrics_emf else None
+    app.add_middleware(ObservedApp, metrics=app.state.metrics, emf=emf)
     install_error_handlers(app)
-    for module in (training, predict, batch, status, runs, datasets, deletes, health, metrics):
+    for module in (training, predict, batch, status, runs, datasets, deletes, health, metrics, ui):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     return app
+
+
+def with_root_path(app: Any, root_path: str) -> Any:
+    """Tell the app it is served under an API Gateway stage, so /docs finds openapi.json."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in {"http", "websocket"}:
+            scope = {**scope, "root_path": root_path}
+        await app(scope, receive, send)
+
+    return asgi

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mangum import Mangum
 
-from functions.api.app import create_app
+from functions.api.app import create_app, with_root_path
 from functions.core.config import Settings, get_settings
 from functions.logs import configure_logging
-
-
-def with_root_path(app: Any, root_path: str) -> Any:
-    """Tell the app it is served under an API Gateway stage, so /docs finds openapi.json."""
-
-    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] in {"http", "websocket"}:
-            scope = {**scope, "root_path": root_path}
-        await app(scope, receive, send)
-
-    return asgi
 
 
 def build_handler(settings: Settings) -> Mangum:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from functions.api.app import create_app
+from functions.api.app import create_app, with_root_path
 from functions.core.config import get_settings
 from functions.logs import configure_logging
 
@@ -12,11 +12,13 @@ from functions.logs import configure_logging
 def main() -> None:
     settings = get_settings()
     configure_logging("api")
+    base = settings.api_base_path.rstrip("/")
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        # Served under the base path itself, as an API Gateway stage URL is (/prod/...).
+        with_root_path(app, base) if base else app,
         host=settings.api_host,
         port=settings.api_port,
-        root_path=settings.api_base_path,
         log_config=None,  # uvicorn's own records go through the JSON formatter too
     )
 

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     audit_sink: Literal["jsonl", "stdout", "off"] = "jsonl"
     audit_log_path: Path = Path(".local/audit/predict.jsonl")
     audit_include_text: bool = False
+    # Also write request metrics as CloudWatch EMF lines on stdout (template.yaml: on).
+    metrics_emf: bool = False
 
     # HTTP.
     api_host: str = "127.0.0.1"

@@ -76,6 +76,13 @@ class CustomClassifierStack(Stack):
                                     description="Custom Classifier functions and jobs")  # fmt: skip
 
         data = _bucket(self, "DataBucket")
+        # The web UI uploads documents with presigned PUTs straight from the browser.
+        data.add_cors_rule(
+            allowed_methods=[s3.HttpMethods.PUT],
+            allowed_origins=[self.node.try_get_context("ui_origin") or "*"],
+            allowed_headers=["*"],
+            max_age=3000,
+        )
         artifacts = _bucket(self, "ArtifactsBucket")
 
         # S3 -> SQS -> the trigger Lambda (template.yaml); five failures park a manifest.

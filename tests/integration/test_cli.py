@@ -42,6 +42,11 @@ def test_upload_train_status_predict_batch_promote_delete(
     run = _json(_cli(live_api, "train", dataset_prefix, "-e", experiment_name, "--mode", "tfidf",
                      "--wait", "--poll", "0.5"))  # fmt: skip
     assert run["status"] == "FINISHED" and run["registered"]
+    job_log = live_api.settings.work_dir / f"cc-{run['run_id']}" / "job.log"
+    job_lines = [json.loads(line) for line in job_log.read_text().splitlines()
+                 if line.startswith('{"event"')]  # fmt: skip
+    assert job_lines and all(line["run_id"] == run["run_id"] for line in job_lines[1:])
+    assert {line["service"] for line in job_lines} == {"job-train"}
     runs = _json(_cli(live_api, "status", experiment_name, "--watch", "--poll", "0.5"))
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     predicted = _json(_cli(live_api, "predict", run["run_id"], "goal striker", "rain storm"))

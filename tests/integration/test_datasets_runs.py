@@ -176,3 +176,16 @@ def test_process_counts_training_jobs_by_outcome(api: TestClient, dataset_prefix
     assert api.post(f"{API}/process", json=body).status_code == 422
     text = api.get("/metrics").text
     assert _metric(text, "cc_training_jobs_total", outcome="rejected") >= 1
+
+
+def test_lambda_writes_request_metrics_as_cloudwatch_emf(settings: Settings, capsys: Any) -> None:
+    with TestClient(create_app(settings.model_copy(update={"metrics_emf": True}))) as api:
+        api.get(f"{API}/runs/{'0' * 32}")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    (emf,) = lines
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "CustomClassifier"
+    assert directive["Dimensions"] == [["route", "status"]]
+    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
+        "Requests": "Count", "Latency": "Milliseconds"}  # fmt: skip
+    assert (emf["route"], emf["status"], emf["Requests"]) == (f"{API}/runs/{{run_id}}", "404", 1)

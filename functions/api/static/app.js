@@ -1,0 +1,310 @@
+// Custom Classifier UI: plain ES modules, no build step, no framework. Every URL is
+// relative to <base>, which the API sets to its own base path (API Gateway stages work).
+const $ = (id) => document.getElementById(id);
+const API = "custom_classifier";
+const state = { dataset: "", experiment: "", runId: "", timer: null };
+
+async function call(method, path, body) {
+  const init = { method, headers: {} };
+  const key = localStorage.getItem("cc-api-key");
+  if (key) init.headers["x-api-key"] = key;
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const payload = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(payload.error || payload.detail || `${response.status} ${response.statusText}`);
+    error.payload = payload;
+    throw error;
+  }
+  return payload;
+}
+
+function say(id, text, kind = "") {
+  const el = $(id);
+  el.textContent = text;
+  el.className = `status ${kind}`;
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+  return td;
+}
+
+const pct = (x) => (x === null || x === undefined ? "–" : x.toFixed(3));
+
+// ---- health ---------------------------------------------------------------------------
+async function health() {
+  const pill = $("health");
+  try {
+    const body = await fetch("health").then((r) => r.json());
+    pill.textContent = body.status === "ok" ? "connected" : `degraded: ${body.s3} / ${body.mlflow}`;
+    pill.className = `pill ${body.status === "ok" ? "ok" : "down"}`;
+  } catch {
+    pill.textContent = "API unreachable";
+    pill.className = "pill down";
+  }
+}
+
+// ---- datasets and labels ----------------------------------------------------------------
+async function loadDatasets() {
+  const { data } = await call("GET", `${API}/datasets`);
+  $("datasets").replaceChildren(...data.map((name) => new Option(name, name)));
+}
+
+async function loadLabels() {
+  const dataset = $("dataset").value.trim();
+  state.dataset = dataset;
+  const box = $("labels");
+  if (!dataset) return;
+  try {
+    const { data } = await call("GET", `${API}/datasets/labels?path=${encodeURIComponent(dataset)}`);
+    if (!data.length) {
+      box.innerHTML = '<span class="hint">No label folders under this dataset yet.</span>';
+      return;
+    }
+    box.replaceChildren(
+      ...data.map((folder) => {
+        const label = document.createElement("label");
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.value = folder.label;
+        input.checked = folder.documents > 0;
+        input.name = "label";
+        label.append(input, ` ${folder.label} (${folder.documents})`);
+        return label;
+      }),
+    );
+  } catch (error) {
+    box.textContent = error.message;
+  }
+}
+
+// Files of a picked folder: <picked>/<label>/<file> becomes <label>/<file>.
+function pickedFiles() {
+  return [...$("folder").files]
+    .map((file) => {
+      const parts = (file.webkitRelativePath || file.name).split("/");
+      return { file, path: parts.slice(-2).join("/"), depth: parts.length };
+    })
+    .filter((item) => item.depth >= 2);
+}
+
+async function upload() {
+  const dataset = $("dataset").value.trim();
+  const files = pickedFiles();
+  if (!dataset) return say("upload-status", "Name the dataset first.", "error");
+  if (!files.length) return say("upload-status", "Pick a folder of label folders.", "error");
+  $("upload").disabled = true;
+  try {
+    const byPath = Object.fromEntries(files.map((f) => [f.path, f.file]));
+    const { data } = await call("POST", `${API}/uploads`, {
+      path: dataset,
+      files: files.map((f) => ({ path: f.path, size: f.file.size })),
+    });
+    let done = 0;
+    const failed = [];
+    const queue = [...data.uploads];
+    const worker = async () => {
+      while (queue.length) {
+        const item = queue.shift();
+        const response = await fetch(item.url, { method: "PUT", body: byPath[item.path] }).catch(() => null);
+        if (!response || !response.ok) failed.push(item.path);
+        done += 1;
+        say("upload-status", `Uploading ${done}/${data.uploads.length}…`);
+      }
+    };
+    await Promise.all(Array.from({ length: 6 }, worker));
+    const rejected = data.rejected.map((r) => `${r.path}: ${r.reason}`).join("\n");
+    say(
+      "upload-status",
+      `${data.uploads.length - failed.length} uploaded, ${data.skipped.length} already there` +
+        (failed.length ? `, ${failed.length} failed (upload again to resume)` : "") +
+        (rejected ? `\nNot used:\n${rejected}` : ""),
+      failed.length ? "error" : "ok",
+    );
+    await loadDatasets();
+    await loadLabels();
+  } catch (error) {
+    say("upload-status", error.message, "error");
+  } finally {
+    $("upload").disabled = false;
+  }
+}
+
+// ---- training ---------------------------------------------------------------------------
+async function train() {
+  const labels = [...document.querySelectorAll('#labels input[name="label"]:checked')].map((i) => i.value);
+  const experiment = $("experiment").value.trim();
+  try {
+    const payload = await call("POST", `${API}/process`, {
+      labels,
+      path: $("dataset").value.trim(),
+      experiment_name: experiment,
+      mode: $("mode").value,
+    });
+    const run = payload.data.info.run_id;
+    say("train-status", `Training started: run ${run} on ${payload.number_documents_treated} documents` +
+      (payload.number_documents_non_treated ? `, ${payload.number_documents_non_treated} not usable` : ""), "ok");
+    $("runs-experiment").value = experiment;
+    showExperiment();
+  } catch (error) {
+    const skipped = (error.payload?.list_id_not_treated || []).join("\n");
+    say("train-status", error.message + (skipped ? `\nNot usable:\n${skipped}` : ""), "error");
+  }
+}
+
+// ---- runs -------------------------------------------------------------------------------
+async function loadExperiments() {
+  const runs = await call("GET", `${API}/all_experiments/last_run`).catch(() => []);
+  const names = [...new Set(runs.map((r) => r.experiment_name))];
+  $("experiments").replaceChildren(...names.map((n) => new Option(n, n)));
+}
+
+function showExperiment() {
+  state.experiment = $("runs-experiment").value.trim();
+  clearInterval(state.timer);
+  refreshRuns();
+  state.timer = setInterval(refreshRuns, 3000);
+}
+
+async function refreshRuns() {
+  const body = $("runs").tBodies[0];
+  if (!state.experiment) return;
+  let runs;
+  try {
+    runs = await call("GET", `${API}/runid/status?limit=20&experiment_name=${encodeURIComponent(state.experiment)}`);
+  } catch (error) {
+    body.innerHTML = "";
+    cell(body.insertRow(), error.message).colSpan = 7;
+    return;
+  }
+  body.replaceChildren(
+    ...runs.map((run) => {
+      const row = document.createElement("tr");
+      row.className = "clickable";
+      row.dataset.runId = run.run_id;
+      cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
+      cell(row, run.run_id.slice(0, 8));
+      cell(row, run.status);
+      cell(row, run.model_kind || "");
+      cell(row, pct(run["metrics.test_macro_f1"]));
+      cell(row, run.registered ? "yes" : run.status === "FINISHED" ? "no (below the bar)" : "");
+      const open = document.createElement("button");
+      open.textContent = "Open";
+      cell(row, "").appendChild(open);
+      row.addEventListener("click", () => openRun(run.run_id));
+      return row;
+    }),
+  );
+  if (!runs.length) cell(body.insertRow(), "No runs yet.").colSpan = 7;
+  if (state.runId && runs.some((r) => r.run_id === state.runId && r.status === "RUNNING")) openRun(state.runId, false);
+}
+
+async function deleteExperiment() {
+  const name = $("runs-experiment").value.trim();
+  if (!name) return;
+  const hard = confirm(`Delete experiment "${name}" for good (runs, models, artifacts)?\nCancel to hide it instead.`);
+  if (!hard && !confirm(`Hide (soft-delete) experiment "${name}"?`)) return;
+  try {
+    const answer = await call("POST", `${API}/experiment/${hard ? "hard" : "soft"}_delete`, { experiment_name: name });
+    say("run-summary", answer.status, "ok");
+    $("run-section").hidden = true;
+    refreshRuns();
+  } catch (error) {
+    alert(error.message);
+  }
+}
+
+// ---- one run ----------------------------------------------------------------------------
+async function openRun(runId, scroll = true) {
+  state.runId = runId;
+  const section = $("run-section");
+  section.hidden = false;
+  $("run-id").textContent = runId;
+  try {
+    const { data } = await call("GET", `${API}/runs/${runId}`);
+    const gate = data.gate === "passed" ? `registered as ${data.registered_model}` : data.gate_reason || "";
+    say("run-summary", [`${data.status} · ${data.model_kind || "training…"}`, gate, data.failure_reason]
+      .filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
+    const metrics = $("metrics").tBodies[0];
+    const headline = ["test_macro_f1", "test_accuracy", "test_macro_precision", "test_macro_recall",
+      "test_roc_auc", "test_pr_auc", "test_ece", "train_seconds"];
+    metrics.replaceChildren(...headline.filter((k) => k in data.metrics).map((k) => {
+      const row = document.createElement("tr");
+      cell(row, k.replace("test_", ""));
+      cell(row, pct(data.metrics[k]));
+      return row;
+    }));
+    const perClass = $("per-class").tBodies[0];
+    const classes = Object.entries(data.report?.per_class || {});
+    perClass.replaceChildren(...classes.map(([label, m]) => {
+      const row = document.createElement("tr");
+      [label, pct(m.precision), pct(m.recall), pct(m.f1), String(m.support)].forEach((t) => cell(row, t));
+      return row;
+    }));
+    $("images").replaceChildren(...data.artifacts.map((path) => {
+      const img = document.createElement("img");
+      img.src = `${API}/runs/${runId}/artifacts/${path}`;
+      img.alt = path.split("/").pop().replace(".png", "").replaceAll("_", " ");
+      return img;
+    }));
+    $("promote").disabled = data.gate !== "passed";
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+  if (scroll) section.scrollIntoView({ behavior: "smooth" });
+}
+
+async function predict() {
+  const text = $("text").value;
+  try {
+    const { data } = await call("POST", `${API}/predict`, { runid: state.runId, text });
+    say("prediction", `${data.label} (score ${data.score.toFixed(3)})` +
+      (data.abstained ? " · abstained: route to a person" : ""), data.abstained ? "" : "ok");
+  } catch (error) {
+    say("prediction", error.message, "error");
+  }
+}
+
+async function promote() {
+  try {
+    const { data } = await call("POST", `${API}/promote`, { run_id: state.runId });
+    say("run-summary", `${data.registered_model} version ${data.version} is now @${data.alias}`, "ok");
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+}
+
+async function deleteRun() {
+  if (!confirm(`Delete run ${state.runId}?`)) return;
+  try {
+    await call("POST", `${API}/run/soft_delete`, { run_id: state.runId });
+    $("run-section").hidden = true;
+    refreshRuns();
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+}
+
+// ---- wiring -----------------------------------------------------------------------------
+$("dataset").addEventListener("change", loadLabels);
+$("folder").addEventListener("change", () => {
+  $("upload").disabled = pickedFiles().length === 0;
+  const first = $("folder").files[0];
+  if (first && !$("dataset").value) $("dataset").value = (first.webkitRelativePath || "").split("/")[0];
+});
+$("upload").addEventListener("click", upload);
+$("train").addEventListener("click", train);
+$("runs-experiment").addEventListener("change", showExperiment);
+$("delete-experiment").addEventListener("click", deleteExperiment);
+$("predict").addEventListener("click", predict);
+$("promote").addEventListener("click", promote);
+$("delete-run").addEventListener("click", deleteRun);
+health();
+loadDatasets().catch(() => {});
+loadExperiments();

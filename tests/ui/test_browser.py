@@ -1,0 +1,106 @@
+"""The web UI in a real browser (Debian's chromium through Playwright): upload a folder,
+train, watch the run, open it, classify a text, delete; and the page under a stage path.
+Screenshots land in tests/ui/artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import LiveApi
+from tests.support import TOPICS, keyword_tree
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "make test installs Debian's chromium (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+expect.set_options(timeout=20_000)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_upload_train_inspect_predict_and_delete_in_the_browser(
+    live_api: LiveApi, page: Page, tmp_path: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    folder = tmp_path / dataset_prefix
+    for label, docs in keyword_tree(TOPICS, 8).items():
+        (folder / label).mkdir(parents=True)
+        for name, body in docs.items():
+            (folder / label / name).write_bytes(body)
+    page.goto(f"{live_api.url}/")
+    expect(page.locator("#health")).to_have_text("connected")
+    _shot(page, "01-first-view")
+    # upload the folder (presigned PUTs straight to S3), then the labels are suggested
+    page.fill("#dataset", dataset_prefix)
+    page.set_input_files("#folder", str(folder))
+    page.click("#upload")
+    expect(page.locator("#upload-status")).to_contain_text("16 uploaded")
+    expect(page.locator('#labels input[name="label"]')).to_have_count(2)
+    expect(page.locator("#labels")).to_contain_text("sports (8)")
+    # train
+    page.fill("#experiment", experiment_name)
+    page.select_option("#mode", "tfidf")
+    page.click("#train")
+    expect(page.locator("#train-status")).to_contain_text("Training started")
+    row = page.locator("#runs tbody tr").first
+    expect(row).to_contain_text("FINISHED", timeout=120_000)
+    expect(row).to_contain_text("yes")
+    _shot(page, "02-runs")
+    # the run page: metrics, per-class table, evaluation images
+    row.click()
+    expect(page.locator("#per-class tbody tr")).to_have_count(2)
+    expect(page.locator("#metrics")).to_contain_text("macro_f1")
+    images = page.locator("#images img")
+    expect(images).to_have_count(2)
+    for index in range(2):
+        expect(images.nth(index)).to_have_js_property("complete", True)
+        assert images.nth(index).evaluate("img => img.naturalWidth") > 100
+    # classify a text
+    page.fill("#text", "the striker scored a late goal in the league match")
+    page.click("#predict")
+    # the first prediction loads the model into the API process (imports included)
+    expect(page.locator("#prediction")).to_have_text(
+        re.compile(r"^sports \(score [01]\.\d{3}\)"), timeout=90_000
+    )
+    _shot(page, "03-run-and-prediction")
+    # delete the run, confirming the dialog
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-run")
+    expect(page.locator("#runs tbody")).to_contain_text("No runs yet.")
+
+
+def test_the_page_works_under_an_api_gateway_stage_path(
+    page: Page, settings: object, request: pytest.FixtureRequest
+) -> None:
+    staged: LiveApi = request.getfixturevalue("staged_api")
+    page.goto(f"{staged.url}/prod/")
+    expect(page.locator("#health")).to_have_text("connected")
+    assert page.evaluate("document.baseURI").endswith("/prod/")
+    page.fill("#runs-experiment", "no-such-experiment")
+    page.dispatch_event("#runs-experiment", "change")
+    expect(page.locator("#runs tbody")).to_contain_text("not found")
