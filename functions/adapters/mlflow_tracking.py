@@ -299,6 +299,10 @@ class MlflowTracking:
             raise
         return str(version.run_id)
 
+    def list_artifacts(self, run_id: str, folder: str) -> list[str]:
+        entries = self._do(self.client.list_artifacts, run_id, folder)
+        return [str(entry.path) for entry in entries if not entry.is_dir]
+
     def download_artifact(self, run_id: str, path: str) -> bytes | None:
         import tempfile
 

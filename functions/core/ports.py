@@ -85,6 +85,10 @@ class Tracking(Protocol):
         """The run id behind `models:/<name>@<alias>` or `models:/<name>/<version>`."""
         ...
 
+    def list_artifacts(self, run_id: str, folder: str) -> list[str]:
+        """Paths of the files in one artifact folder of a run."""
+        ...
+
     def download_artifact(self, run_id: str, path: str) -> bytes | None:
         """One artifact file of a run, or None when the run has no such file."""
         ...

@@ -84,7 +84,8 @@ def run_detail(tracking: Tracking, launcher: JobLauncher, run_id: str) -> RunDet
     if run.status == "FINISHED":
         raw = tracking.download_artifact(run_id, "evaluation/classification_report.json")
         report = json.loads(raw) if raw else None
-        artifacts = [path for path in VIEWABLE_ARTIFACTS if path.endswith(".png")]
+        logged = set(tracking.list_artifacts(run_id, "evaluation"))
+        artifacts = [p for p in VIEWABLE_ARTIFACTS if p.endswith(".png") and p in logged]
     return RunDetail(run, experiments[run.experiment_id], report, artifacts)
 
 
