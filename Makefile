@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test lint typecheck unit bench-train bench-quality bench-control-plane bench-predict clean
+.PHONY: install up down status test lint typecheck fuzz load unit bench-train bench-quality bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -50,6 +50,14 @@ typecheck: $(STAMP)
 
 test: lint typecheck $(CHROMIUM)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Schema fuzzing of the running API (schemathesis); CC_FUZZ_EXAMPLES sets its depth.
+fuzz: $(STAMP)
+	$(PY) -m pytest -q -s -p no:cacheprovider -m fuzz tests/fuzz
+
+# Needs the local stack: make up. 100 predict clients for 60 s and 10 trainings at once.
+load: $(STAMP)
+	$(PY) bench/load.py
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

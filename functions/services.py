@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 
 from functions.adapters.audit import build_audit_sink
+from functions.core.auth import Authenticator
 from functions.core.config import Settings
 from functions.core.ports import AuditSink, JobLauncher, ObjectStore, Tracking
 from functions.core.serving import ServingRegistry
@@ -32,6 +33,7 @@ class Services:
         self._tracking = tracking
         self._launcher = launcher
         self._registry = registry
+        self._authenticator: Authenticator | None = None
         self._lock = threading.Lock()
 
     @property
@@ -74,6 +76,14 @@ class Services:
                     recheck_seconds=self.settings.model_recheck_seconds,
                 )
             return self._registry
+
+    @property
+    def authenticator(self) -> Authenticator:
+        store = self.store
+        with self._lock:
+            if self._authenticator is None:
+                self._authenticator = Authenticator(store, self.settings)
+            return self._authenticator
 
     def registry_if_loaded(self) -> ServingRegistry | None:
         return self._registry

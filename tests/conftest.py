@@ -117,38 +117,35 @@ class MlflowServer:
     backend_store_uri: str
 
 
+def start_mlflow(folder: Path, port: int, s3_endpoint: str) -> subprocess.Popen[bytes]:
+    """A real `mlflow server` on this port: sqlite in the folder, artifacts proxied to S3;
+    returns once it answers /health (started again on the same folder, it has the same data)."""
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    log = (folder / "server.log").open("ab")
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination", f"s3://{ARTIFACTS_BUCKET}",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log, stderr=log, env=env, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(f"{uri}/health", timeout=1).ok, timeout=90, what="mlflow")
+    return process
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(
     s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MlflowServer]:
-    """A real `mlflow server`: sqlite backend store, artifacts proxied to moto S3."""
+    """The session's MLflow server."""
     folder = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     backend = f"sqlite:///{folder / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            f"s3://{ARTIFACTS_BUCKET}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=log,
-        env=env,
-        start_new_session=True,
-    )
+    process = start_mlflow(folder, port, s3_endpoint)
     uri = f"http://127.0.0.1:{port}"
-    wait_until(lambda: requests.get(f"{uri}/health", timeout=1).ok, timeout=90, what="mlflow")
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     yield MlflowServer(uri, backend)

@@ -64,7 +64,16 @@ class LocalProcessLauncher:
         python = self.settings.training_python or sys.executable
         with (root / "job.log").open("ab") as log:
             process = subprocess.Popen(
-                [python, "-m", "training_job", spec.command],
+                # Niced: on a shared machine the API's predictions keep the CPU first.
+                [
+                    "nice",
+                    "-n",
+                    str(self.settings.local_job_nice),
+                    python,
+                    "-m",
+                    "training_job",
+                    spec.command,
+                ],
                 cwd=root,
                 env=self._environment(root),
                 stdin=subprocess.DEVNULL,

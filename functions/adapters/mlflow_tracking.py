@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException, RestException
 
 from functions.core.config import Settings
 from functions.core.errors import (
+    Conflict,
     DependencyUnavailable,
     InvalidRequest,
     ModelNotReady,
@@ -51,7 +52,10 @@ def _reachable(uri: str) -> Iterator[None]:
     """Turn connection failures into DependencyUnavailable; leave answers from MLflow alone."""
     try:
         yield
-    except RestException:
+    except RestException as exc:
+        if exc.error_code == "INVALID_PARAMETER_VALUE" and not _is_not_found(exc):
+            # MLflow refused a value the API let through: the caller's mistake, not ours
+            raise InvalidRequest(f"MLflow rejected the request: {exc.message}") from exc
         raise
     except requests.RequestException as exc:
         raise DependencyUnavailable(f"MLflow tracking server at {uri} is unreachable") from exc
@@ -118,7 +122,26 @@ class MlflowTracking:
         }
 
     def create_experiment(self, name: str) -> str:
-        return str(self._do(self.client.create_experiment, name))
+        try:
+            return str(self._do(self.client.create_experiment, name))
+        except RestException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        # A concurrent request created it first: both runs go to that experiment.
+        existing = self._do(self.client.get_experiment_by_name, name)
+        if existing is None or existing.lifecycle_stage != "active":
+            raise Conflict(f"experiment {name!r} exists but is deleted; hard delete it first")
+        return str(existing.experiment_id)
+
+    def running_runs(self, max_results: int) -> list[RunSummary]:
+        runs = self._do(
+            self.client.search_runs,
+            [e.experiment_id for e in self.list_experiments()] or ["0"],
+            filter_string="attributes.status = 'RUNNING'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=max_results,
+        )
+        return [_summary(run) for run in runs]
 
     def list_experiments(self) -> list[Experiment]:
         found: list[Experiment] = []

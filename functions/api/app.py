@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from functions.api.deps import require_key
 from functions.api.errors import install_error_handlers
+from functions.api.limits import BodyLimit
 from functions.api.observability import EmfWriter, Metrics, ObservedApp
 from functions.api.routes import (
     batch,
@@ -41,10 +43,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services or Services(settings)
     app.state.metrics = Metrics(app.state.services)
     emf = EmfWriter() if settings.metrics_emf else None
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObservedApp, metrics=app.state.metrics, emf=emf)
     install_error_handlers(app)
-    for module in (training, predict, batch, status, runs, datasets, deletes, health, metrics, ui):
+    # Health, the UI page and the API docs stay open; everything else needs a key when
+    # CC_AUTH=api_key (the UI asks for it).
+    for module in (health, ui):
         app.include_router(module.router)
+    for module in (training, predict, batch, status, runs, datasets, deletes, metrics):
+        app.include_router(module.router, dependencies=[Depends(require_key)])
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     return app
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
 
 from functions.api.observability import Metrics
+from functions.core.auth import ApiKeyRecord
 from functions.core.config import Settings
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.serving import ServingRegistry
+from functions.logs import bind
 from functions.services import Services
 
 
@@ -51,6 +55,23 @@ async def get_metrics(request: Request) -> Metrics:
 
 async def get_request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+API_KEY = APIKeyHeader(name="x-api-key", auto_error=False, description="CC_AUTH=api_key")
+
+
+async def require_key(
+    request: Request, key: Annotated[str | None, Security(API_KEY)]
+) -> ApiKeyRecord | None:
+    """The caller's key record when authentication is on (401 otherwise); None when off."""
+    services = _services_of(request)
+    if services.settings.auth == "off":
+        return None
+    authenticator = services.authenticator
+    record = await run_in_threadpool(authenticator.authenticate, key)  # S3 on a cache miss
+    request.state.tenant = record.tenant
+    bind(tenant=record.tenant, key_id=record.key_id)
+    return record
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -21,12 +21,14 @@ from functions.core.errors import (
     JobNotFound,
     ModelNotReady,
     RunNotFound,
+    Unauthorized,
 )
 from functions.core.models import DatasetSummary
 
 log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    Unauthorized: 401,
     InvalidRequest: 422,
     InvalidDataset: 422,
     ExperimentNotFound: 404,
@@ -82,7 +84,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail))
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal error; the request id in x-request-id locates it")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

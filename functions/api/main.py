@@ -20,6 +20,9 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # uvicorn's own records go through the JSON formatter too
+        # Longer than clients' and load balancers' idle pools (ALB: 60 s), so the server
+        # never closes a kept-alive connection a client is about to reuse.
+        timeout_keep_alive=65,
     )
 
 

@@ -132,4 +132,4 @@ class ObservedApp:
                     {"route": template, "status": str(status)},
                     {"Requests": (1, "Count"), "Latency": (seconds * 1000, "Milliseconds")},
                 )
-            unbind("request_id", "run_id")
+            unbind("request_id", "run_id", "tenant", "key_id")

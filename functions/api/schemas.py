@@ -205,3 +205,19 @@ class PromotedOut(BaseModel):
     registered_model: str
     version: str
     alias: str
+
+
+# Every error answers the envelope with the reason in `error`; documented on each route.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Envelope[None], "description": description}
+    for code, description in {
+        400: "the body is not JSON",
+        401: "no API key, or an unknown one (when CC_AUTH=api_key)",
+        404: "not found (experiment, run, model, batch job)",
+        409: "conflict with the current state (model not ready, deleted experiment)",
+        413: "the body is larger than CC_MAX_REQUEST_BYTES (refused before parsing)",
+        422: "invalid request; nothing was created",
+        500: "unexpected error (the response's x-request-id locates it in the logs)",
+        503: "S3, MLflow or the job launcher is unreachable",
+    }.items()
+}

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_labels: int = 100
     max_hpo_trials: int = 100
     max_name_length: int = 200
+    # Request bodies above this are refused (413) before they are read or parsed.
+    max_request_bytes: int = 10 * 1024**2
     # Uploads: presigned PUT URLs live this long; at most this many files per request.
     presign_seconds: int = 900
     max_upload_files: int = 1000
@@ -81,8 +83,12 @@ class Settings(BaseSettings):
     ecs_assign_public_ip: bool = False
     # The local stack's stand-in for S3 notifications checks for new manifests this often.
     trigger_poll_seconds: float = 5.0
+    # How often the local stack's reaper looks for RUNNING runs whose job has ended.
+    reaper_seconds: float = 30.0
     work_dir: Path = Path(".local/jobs")
     training_python: str = ""
+    # Local jobs run at this nice level, below the API that launched them.
+    local_job_nice: int = 10
     min_macro_f1: float = 0.7
     # Base encoder for training jobs ("" = the packaged all-MiniLM-L6-v2).
     base_model: str = ""
@@ -108,6 +114,12 @@ class Settings(BaseSettings):
     audit_include_text: bool = False
     # Also write request metrics as CloudWatch EMF lines on stdout (template.yaml: on).
     metrics_emf: bool = False
+
+    # Authentication: "api_key" (x-api-key header, keys made by `custom-classifier-admin`)
+    # or "off" (the local default; in AWS a JWT authorizer in template.yaml is the other way).
+    auth: Literal["off", "api_key"] = "off"
+    # How long a known key is trusted before it is looked up again (revocation delay).
+    auth_cache_seconds: float = 60.0
 
     # HTTP.
     api_host: str = "127.0.0.1"

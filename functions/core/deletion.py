@@ -5,7 +5,7 @@ from __future__ import annotations
 from functions.core.config import Settings
 from functions.core.errors import ExperimentNotFound
 from functions.core.ports import ObjectStore, Tracking
-from functions.core.runs import active_experiment
+from functions.core.runs import active_experiment, experiment_name
 
 
 def soft_delete_experiment(tracking: Tracking, name: str) -> str:
@@ -27,7 +27,8 @@ def hard_delete_experiment(
     tracking: Tracking, store: ObjectStore, settings: Settings, name: str
 ) -> str:
     """Remove the experiment everywhere: registry, logged models, runs, rows and S3 objects."""
-    experiment = tracking.get_experiment(name)  # soft-deleted experiments can be purged too
+    # Soft-deleted experiments can be purged too.
+    experiment = tracking.get_experiment(experiment_name(name))
     if experiment is None:
         raise ExperimentNotFound(f"experiment {name!r} not found")
     report = tracking.purge_experiment(experiment)

@@ -14,6 +14,10 @@ class DomainError(Exception):
         self.details = details
 
 
+class Unauthorized(DomainError):
+    """No API key, or one this service does not know."""
+
+
 class InvalidRequest(DomainError):
     """The request itself is malformed (names, labels, paths)."""
 

@@ -63,6 +63,10 @@ class Tracking(Protocol):
 
     def fail_run(self, run_id: str, reason: str) -> None: ...
 
+    def running_runs(self, max_results: int) -> list[RunSummary]:
+        """Active runs whose status is RUNNING, across active experiments."""
+        ...
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
 
     def find_run(self, experiment_id: str, tag: str, value: str) -> RunSummary | None:

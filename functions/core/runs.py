@@ -15,8 +15,14 @@ EXPERIMENT_RUNS = 3
 LATEST_RUNS = 10
 
 
+def experiment_name(name: str) -> str:
+    if not name.strip():
+        raise InvalidRequest("experiment_name must not be empty")
+    return name
+
+
 def active_experiment(tracking: Tracking, name: str) -> Experiment:
-    experiment = tracking.get_experiment(name)
+    experiment = tracking.get_experiment(experiment_name(name))
     if experiment is None or not experiment.active:
         raise ExperimentNotFound(f"experiment {name!r} not found")
     return experiment
@@ -36,6 +42,16 @@ def reconcile(run: RunSummary, tracking: Tracking, launcher: JobLauncher) -> Run
         return latest
     tracking.fail_run(run.run_id, reason)
     return tracking.get_run(run.run_id)
+
+
+def reap(tracking: Tracking, launcher: JobLauncher, max_runs: int = 500) -> list[str]:
+    """Mark FAILED every RUNNING run whose job has ended without logging; returns their ids.
+    Status reads do this for the runs they show; this catches the ones nobody looks at."""
+    reaped = []
+    for run in tracking.running_runs(max_runs):
+        if reconcile(run, tracking, launcher).status == "FAILED":
+            reaped.append(run.run_id)
+    return reaped
 
 
 def experiment_runs(

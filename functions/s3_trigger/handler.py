@@ -1,4 +1,5 @@
-"""Lambda entrypoint for S3 `ObjectCreated` events on `<dataset>/_train.json` manifests.
+"""Lambda entrypoint for S3 `ObjectCreated` events on `<dataset>/_train.json` manifests,
+and for the scheduled reaper (runs whose job ended without logging are marked FAILED).
 
 Takes the events straight from S3 or wrapped by SQS (S3 -> SQS -> Lambda). A manifest that
 cannot be handled now because S3 or MLflow is down fails the invocation, so Lambda (or SQS)
@@ -15,6 +16,7 @@ from urllib.parse import unquote_plus
 
 from functions.core.config import Settings, get_settings
 from functions.core.errors import DependencyUnavailable
+from functions.core.runs import reap
 from functions.core.trigger import ManifestUpload, is_manifest, train_from_manifest
 from functions.logs import bind, configure_logging, unbind
 from functions.services import Services
@@ -50,6 +52,10 @@ def manifest_uploads(event: dict[str, Any]) -> list[ManifestUpload]:
 
 
 def handle(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    if event.get("detail-type") == "Scheduled Event":  # EventBridge schedule: the reaper
+        reaped = reap(services.tracking, services.launcher)
+        log.info("reaper: %d runs whose job had ended marked FAILED", len(reaped))
+        return {"reaped": reaped}
     results, retry = [], []
     for upload in manifest_uploads(event):
         bind(manifest=f"s3://{upload.bucket}/{upload.key}", trigger_id=upload.trigger_id)

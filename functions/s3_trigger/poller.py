@@ -15,6 +15,7 @@ from typing import Any
 
 from functions.core.config import get_settings
 from functions.core.ports import ObjectStore
+from functions.core.runs import reap
 from functions.core.trigger import ManifestUpload, is_manifest
 from functions.logs import configure_logging
 from functions.s3_trigger.handler import RetryLater, handle
@@ -70,9 +71,13 @@ def poll_once(services: Services) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     configure_logging("trigger-poller")
     services = Services(get_settings())
+    next_reap = 0.0
     while True:
         try:
             poll_once(services)
+            if time.monotonic() >= next_reap:  # the local stand-in for the scheduled reaper
+                reap(services.tracking, services.launcher)
+                next_reap = time.monotonic() + services.settings.reaper_seconds
         except RetryLater as exc:
             log.warning("will retry: %s", exc)
         except Exception:  # keep watching: one bad pass must not stop the local trigger

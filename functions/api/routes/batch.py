@@ -5,11 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TrackingDep
-from functions.api.schemas import BatchJobOut, BatchPredictRequest, Envelope, Status
+from functions.api.schemas import (
+    ERROR_RESPONSES,
+    BatchJobOut,
+    BatchPredictRequest,
+    Envelope,
+    Status,
+)
 from functions.core.batch import batch_status, start_batch
 from functions.core.models import BatchJobStatus
 
-router = APIRouter(prefix="/custom_classifier", tags=["predict"])
+router = APIRouter(prefix="/custom_classifier", tags=["predict"], responses=ERROR_RESPONSES)
 
 
 def _out(job: BatchJobStatus) -> BatchJobOut:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from functions.api.deps import SettingsDep, StoreDep
 from functions.api.schemas import (
+    ERROR_RESPONSES,
     MAX_TEXT_FIELD,
     Envelope,
     LabelFolderOut,
@@ -17,7 +18,7 @@ from functions.api.schemas import (
 )
 from functions.core.datasets import UploadFile, label_folders, list_datasets, plan_upload
 
-router = APIRouter(prefix="/custom_classifier", tags=["datasets"])
+router = APIRouter(prefix="/custom_classifier", tags=["datasets"], responses=ERROR_RESPONSES)
 OK = Status(code=200, message="Success")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.deps import SettingsDep, StoreDep, TrackingDep
-from functions.api.schemas import DeleteStatus, ExperimentRequest, RunRequest
+from functions.api.schemas import ERROR_RESPONSES, DeleteStatus, ExperimentRequest, RunRequest
 from functions.core.deletion import hard_delete_experiment, soft_delete_experiment, soft_delete_run
 
-router = APIRouter(prefix="/custom_classifier", tags=["deletes"])
+router = APIRouter(prefix="/custom_classifier", tags=["deletes"], responses=ERROR_RESPONSES)
 
 
 @router.post("/experiment/soft_delete", response_model=DeleteStatus)

@@ -8,12 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from functions.api.deps import MetricsDep, RegistryDep, RequestIdDep, ServicesDep, SettingsDep
-from functions.api.schemas import Envelope, PredictionOut, PredictRequest, Status
+from functions.api.schemas import ERROR_RESPONSES, Envelope, PredictionOut, PredictRequest, Status
 from functions.core.errors import InvalidRequest
 from functions.core.prediction import audit_entries, predict_texts
 from functions.logs import bind
 
-router = APIRouter(prefix="/custom_classifier", tags=["predict"])
+router = APIRouter(prefix="/custom_classifier", tags=["predict"], responses=ERROR_RESPONSES)
 
 
 @router.post("/predict", response_model=Envelope[PredictionOut | list[PredictionOut]])

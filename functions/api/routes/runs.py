@@ -6,7 +6,14 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from functions.api.deps import LauncherDep, TrackingDep
-from functions.api.schemas import Envelope, PromotedOut, PromoteRequest, RunDetailOut, Status
+from functions.api.schemas import (
+    ERROR_RESPONSES,
+    Envelope,
+    PromotedOut,
+    PromoteRequest,
+    RunDetailOut,
+    Status,
+)
 from functions.core.runs import CHAMPION_ALIAS, promote, run_artifact, run_detail
 from functions.core.tags import (
     TAG_FAILURE,
@@ -16,7 +23,7 @@ from functions.core.tags import (
     TAG_REGISTERED,
 )
 
-router = APIRouter(prefix="/custom_classifier", tags=["runs"])
+router = APIRouter(prefix="/custom_classifier", tags=["runs"], responses=ERROR_RESPONSES)
 OK = Status(code=200, message="Success")
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from functions.api.deps import LauncherDep, TrackingDep
-from functions.api.schemas import ExperimentRequest, LastRunItem, RunStatusItem
+from functions.api.schemas import ERROR_RESPONSES, ExperimentRequest, LastRunItem, RunStatusItem
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
 from functions.core.tags import TAG_FAILURE, TAG_MODEL_KIND, TAG_REGISTERED
 
-router = APIRouter(prefix="/custom_classifier", tags=["status"])
+router = APIRouter(prefix="/custom_classifier", tags=["status"], responses=ERROR_RESPONSES)
 
 
 def _status_item(run: RunSummary) -> RunStatusItem:

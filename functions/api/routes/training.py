@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from functions.api.deps import LauncherDep, MetricsDep, SettingsDep, StoreDep, TrackingDep
 from functions.api.schemas import (
+    ERROR_RESPONSES,
     DatasetReport,
     Envelope,
     NotTreatedDocument,
@@ -18,7 +19,7 @@ from functions.core.models import TrainingRequest
 from functions.core.training import start_training
 from functions.logs import bind
 
-router = APIRouter(prefix="/custom_classifier", tags=["training"])
+router = APIRouter(prefix="/custom_classifier", tags=["training"], responses=ERROR_RESPONSES)
 
 
 @router.post("/process", response_model=Envelope[ProcessData])

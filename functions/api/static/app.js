@@ -292,6 +292,12 @@ async function deleteRun() {
 }
 
 // ---- wiring -----------------------------------------------------------------------------
+$("api-key").value = localStorage.getItem("cc-api-key") || "";
+$("api-key").addEventListener("change", () => {
+  localStorage.setItem("cc-api-key", $("api-key").value.trim());
+  loadDatasets().catch(() => {});
+  loadExperiments();
+});
 $("dataset").addEventListener("change", loadLabels);
 $("folder").addEventListener("change", () => {
   $("upload").disabled = pickedFiles().length === 0;
