@@ -39,7 +39,9 @@ def _admin(*args: str) -> Any:
     return result.output
 
 
-def test_keys_are_required_hashed_at_rest_and_revocable(secured: Settings, s3: Any) -> None:
+def test_keys_are_required_hashed_at_rest_and_revocable(
+    secured: Settings, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     created = json.loads(_admin("create-key", "--tenant", "acme"))
     key, key_id = created["api_key"], created["key_id"]
     # stored as a SHA-256 only
@@ -67,6 +69,9 @@ def test_keys_are_required_hashed_at_rest_and_revocable(secured: Settings, s3: A
         # revoked: refused again
         assert "revoked" in _admin("revoke-key", key_id)
         assert api.get(f"{API}/all_experiments/last_run", headers=ok).status_code == 401
+    # the key never reaches a log line; its id does
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert key.split("_")[-1] not in logged
 
 
 def test_tenant_names_are_checked(secured: Settings) -> None:
