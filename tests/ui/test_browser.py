@@ -62,6 +62,15 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#upload-status")).to_contain_text("16 uploaded")
     expect(page.locator('#labels input[name="label"]')).to_have_count(2)
     expect(page.locator("#labels")).to_contain_text("sports (8)")
+    # loose files go to the label typed next to them
+    extra = [tmp_path / "late-1.txt", tmp_path / "late-2.txt"]
+    for path in extra:
+        path.write_text("the striker scored a goal in the league match")
+    page.set_input_files("#files", [str(p) for p in extra])
+    page.fill("#files-label", "sports")
+    page.click("#upload")
+    expect(page.locator("#upload-status")).to_contain_text("2 uploaded")
+    expect(page.locator("#labels")).to_contain_text("sports (10)")
     # train
     page.fill("#experiment", experiment_name)
     page.select_option("#mode", "tfidf")

@@ -84,21 +84,25 @@ async function loadLabels() {
   }
 }
 
-// Files of a picked folder: <picked>/<label>/<file> becomes <label>/<file>.
+// A picked folder's <picked>/<label>/<file> becomes <label>/<file>; loose files go to the
+// label typed next to them.
 function pickedFiles() {
-  return [...$("folder").files]
+  const fromFolder = [...$("folder").files]
     .map((file) => {
       const parts = (file.webkitRelativePath || file.name).split("/");
       return { file, path: parts.slice(-2).join("/"), depth: parts.length };
     })
     .filter((item) => item.depth >= 2);
+  const label = $("files-label").value.trim();
+  const loose = label ? [...$("files").files].map((file) => ({ file, path: `${label}/${file.name}` })) : [];
+  return [...fromFolder, ...loose];
 }
 
 async function upload() {
   const dataset = $("dataset").value.trim();
   const files = pickedFiles();
   if (!dataset) return say("upload-status", "Name the dataset first.", "error");
-  if (!files.length) return say("upload-status", "Pick a folder of label folders.", "error");
+  if (!files.length) return say("upload-status", "Pick a folder of label folders, or files and their label.", "error");
   $("upload").disabled = true;
   try {
     const byPath = Object.fromEntries(files.map((f) => [f.path, f.file]));
@@ -127,6 +131,10 @@ async function upload() {
         (rejected ? `\nNot used:\n${rejected}` : ""),
       failed.length ? "error" : "ok",
     );
+    if (!failed.length) {  // sent: clear the pickers so the next upload starts empty
+      $("folder").value = "";
+      $("files").value = "";
+    }
     await loadDatasets();
     await loadLabels();
   } catch (error) {
@@ -304,6 +312,9 @@ $("folder").addEventListener("change", () => {
   const first = $("folder").files[0];
   if (first && !$("dataset").value) $("dataset").value = (first.webkitRelativePath || "").split("/")[0];
 });
+for (const id of ["files", "files-label"]) {
+  $(id).addEventListener("input", () => ($("upload").disabled = pickedFiles().length === 0));
+}
 $("upload").addEventListener("click", upload);
 $("train").addEventListener("click", train);
 $("runs-experiment").addEventListener("change", showExperiment);
