@@ -1,5 +1,5 @@
 """The local stack's stand-in for S3 event notifications (moto's server does not send them
-to a process): every few seconds, each `_train.json` in the data bucket whose result file
+to a process): every few seconds, each top-level dataset's `_train.json` whose result file
 does not record this very upload is passed to the Lambda handler as an S3 event.
 
     python -m functions.s3_trigger.poller [--once]
@@ -11,12 +11,14 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from functions.core.config import get_settings
+from functions.core.models import ObjectInfo
 from functions.core.ports import ObjectStore
 from functions.core.runs import reap
-from functions.core.trigger import ManifestUpload, is_manifest
+from functions.core.trigger import MANIFEST_NAME, ManifestUpload
 from functions.logs import configure_logging
 from functions.s3_trigger.handler import RetryLater, handle
 from functions.services import Services
@@ -53,13 +55,20 @@ def s3_event(uploads: list[ManifestUpload], region: str) -> dict[str, Any]:
     }
 
 
+def _manifests(store: ObjectStore, bucket: str) -> Iterator[ObjectInfo]:
+    """`<dataset>/_train.json` of each top-level dataset: one listing per dataset, never a
+    walk through the documents."""
+    for folder in store.list_folders(bucket, ""):
+        key = f"{folder}/{MANIFEST_NAME}"
+        yield from (info for info in store.list_objects(bucket, key) if info.key == key)
+
+
 def poll_once(services: Services) -> dict[str, Any]:
     settings = services.settings
     store = services.store
     pending = [
         upload
-        for info in store.list_objects(settings.data_bucket, "")
-        if is_manifest(info.key)
+        for info in _manifests(store, settings.data_bucket)
         for upload in [ManifestUpload(settings.data_bucket, info.key, info.etag)]
         if not _handled(upload, store)
     ]
