@@ -69,7 +69,6 @@ async def require_key(
         return None
     authenticator = services.authenticator
     record = await run_in_threadpool(authenticator.authenticate, key)  # S3 on a cache miss
-    request.state.tenant = record.tenant
     bind(tenant=record.tenant, key_id=record.key_id)
     return record
 
