@@ -20,6 +20,9 @@ class Status(BaseModel):
     message: str
 
 
+SUCCESS = Status(code=200, message="Success")  # never mutated: one instance serves all
+
+
 class Envelope(BaseModel, Generic[T]):
     """The seed's response envelope."""
 

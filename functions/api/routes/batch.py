@@ -7,10 +7,10 @@ from fastapi import APIRouter
 from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TrackingDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
+    SUCCESS,
     BatchJobOut,
     BatchPredictRequest,
     Envelope,
-    Status,
 )
 from functions.core.batch import batch_status, start_batch
 from functions.core.models import BatchJobStatus
@@ -35,7 +35,7 @@ def _out(job: BatchJobStatus) -> BatchJobOut:
 
 def _envelope(job: BatchJobStatus) -> Envelope[BatchJobOut]:
     return Envelope(
-        status=Status(code=200, message="Success"),
+        status=SUCCESS,
         data=_out(job),
         number_documents_treated=job.number_documents_treated,
         number_documents_non_treated=job.number_documents_non_treated,

@@ -8,24 +8,23 @@ from functions.api.deps import SettingsDep, StoreDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
     MAX_TEXT_FIELD,
+    SUCCESS,
     Envelope,
     LabelFolderOut,
     PresignedUpload,
     RejectedFile,
-    Status,
     UploadPlanOut,
     UploadRequest,
 )
 from functions.core.datasets import UploadFile, label_folders, list_datasets, plan_upload
 
 router = APIRouter(prefix="/custom_classifier", tags=["datasets"], responses=ERROR_RESPONSES)
-OK = Status(code=200, message="Success")
 
 
 @router.get("/datasets", response_model=Envelope[list[str]])
 def datasets(store: StoreDep, settings: SettingsDep) -> Envelope[list[str]]:
     """The datasets (top-level folders) of the data bucket."""
-    return Envelope(status=OK, data=list_datasets(store, settings))
+    return Envelope(status=SUCCESS, data=list_datasets(store, settings))
 
 
 @router.get("/datasets/labels", response_model=Envelope[list[LabelFolderOut]])
@@ -35,7 +34,7 @@ def dataset_labels(
     """The label folders of a dataset with their usable document counts (label suggestions)."""
     folders = label_folders(path, store, settings)
     return Envelope(
-        status=OK,
+        status=SUCCESS,
         data=[LabelFolderOut(label=f.label, documents=f.documents, not_usable=f.not_usable)
               for f in folders],
         number_documents_treated=sum(f.documents for f in folders),
@@ -50,7 +49,7 @@ def uploads(body: UploadRequest, store: StoreDep, settings: SettingsDep) -> Enve
     files = [UploadFile(f.path, f.size, f.md5.lower()) for f in body.files]
     plan = plan_upload(body.path, files, store, settings)
     return Envelope(
-        status=OK,
+        status=SUCCESS,
         data=UploadPlanOut(
             data_uri=plan.location.uri,
             expires_in=settings.presign_seconds,

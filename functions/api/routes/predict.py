@@ -8,7 +8,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from functions.api.deps import MetricsDep, RegistryDep, RequestIdDep, ServicesDep, SettingsDep
-from functions.api.schemas import ERROR_RESPONSES, Envelope, PredictionOut, PredictRequest, Status
+from functions.api.schemas import (
+    ERROR_RESPONSES,
+    SUCCESS,
+    Envelope,
+    PredictionOut,
+    PredictRequest,
+)
 from functions.core.errors import InvalidRequest
 from functions.core.prediction import audit_entries, predict_texts
 from functions.logs import bind
@@ -46,8 +52,6 @@ def predict(
         for p in results
     ]
     data = predictions[0] if body.text is not None else predictions
-    envelope: Envelope[PredictionOut | list[PredictionOut]] = Envelope(
-        status=Status(code=200, message="Success"), data=data
-    )
+    envelope: Envelope[PredictionOut | list[PredictionOut]] = Envelope(status=SUCCESS, data=data)
     # Built and typed here already: skip FastAPI's second validation on the hot path.
     return JSONResponse(envelope.model_dump())

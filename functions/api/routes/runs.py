@@ -8,11 +8,11 @@ from fastapi.responses import Response
 from functions.api.deps import LauncherDep, TrackingDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
+    SUCCESS,
     Envelope,
     PromotedOut,
     PromoteRequest,
     RunDetailOut,
-    Status,
 )
 from functions.core.runs import CHAMPION_ALIAS, promote, run_artifact, run_detail
 from functions.core.tags import (
@@ -24,7 +24,6 @@ from functions.core.tags import (
 )
 
 router = APIRouter(prefix="/custom_classifier", tags=["runs"], responses=ERROR_RESPONSES)
-OK = Status(code=200, message="Success")
 
 
 @router.get("/runs/{run_id}", response_model=Envelope[RunDetailOut])
@@ -33,7 +32,7 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
     detail = run_detail(tracking, launcher, run_id)
     summary = detail.run
     return Envelope(
-        status=OK,
+        status=SUCCESS,
         data=RunDetailOut(
             run_id=summary.run_id,
             experiment_name=detail.experiment_name,
@@ -66,5 +65,6 @@ def promote_run(body: PromoteRequest, tracking: TrackingDep) -> Envelope[Promote
     """Move the `champion` alias to this run's registered version (atomic)."""
     name, version = promote(tracking, body.run_id.strip())
     return Envelope(
-        status=OK, data=PromotedOut(registered_model=name, version=version, alias=CHAMPION_ALIAS)
+        status=SUCCESS,
+        data=PromotedOut(registered_model=name, version=version, alias=CHAMPION_ALIAS),
     )

@@ -7,12 +7,12 @@ from fastapi import APIRouter
 from functions.api.deps import LauncherDep, MetricsDep, SettingsDep, StoreDep, TrackingDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
+    SUCCESS,
     DatasetReport,
     Envelope,
     NotTreatedDocument,
     ProcessData,
     ProcessRequest,
-    Status,
 )
 from functions.core.errors import DependencyUnavailable, DomainError
 from functions.core.models import TrainingRequest
@@ -65,7 +65,7 @@ def process(
         job_id=started.job_id,
     )
     return Envelope(
-        status=Status(code=200, message="Success"),
+        status=SUCCESS,
         data=data,
         number_documents_treated=dataset.number_treated,
         number_documents_non_treated=len(not_treated),
