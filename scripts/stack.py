@@ -152,7 +152,9 @@ def up() -> None:
     client = _s3(settings)
     _restore(client, settings)
     mlflow_port = _port(settings.mlflow_tracking_uri)
-    backend = settings.mlflow_backend_store_uri or f"sqlite:///{LOCAL / 'mlflow.db'}"
+    backend = (
+        settings.mlflow_backend_store_uri.get_secret_value() or f"sqlite:///{LOCAL / 'mlflow.db'}"
+    )
     _start(
         "mlflow",
         [

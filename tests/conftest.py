@@ -214,6 +214,20 @@ def settings(
 
 
 @pytest.fixture
+def secured(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings with API keys required; also in the environment, where the admin command
+    reads them as the API does."""
+    from functions.core.config import get_settings
+
+    secure = settings.model_copy(update={"auth": "api_key", "auth_cache_seconds": 0.0})
+    for name, value in settings_env(secure).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield secure
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def api(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +94,13 @@ class LambdaApi:
         self.stage = stage
 
     def _event(
-        self, version: str, method: str, path: str, body: Any, query: dict[str, str] | None
+        self,
+        version: str,
+        method: str,
+        path: str,
+        body: Any,
+        query: dict[str, str] | None,
+        claims: dict[str, str] | None,
     ) -> dict[str, Any]:
         name = "apigw_rest_v1.json" if version == "v1" else "apigw_http_v2.json"
         event: dict[str, Any] = json.loads((EVENTS / name).read_text())
@@ -105,6 +112,8 @@ class LambdaApi:
                 {k: [v] for k, v in query.items()} if query else None
             )
             event["requestContext"].update(httpMethod=method, path=f"/{self.stage}{path}")
+            if claims is not None:  # a Cognito user pool authorizer's verified claims
+                event["requestContext"]["authorizer"] = {"claims": claims}
         else:
             full = f"/{self.stage}{path}"
             event.update(rawPath=full, body=raw_body, rawQueryString=urlencode(query or {}))
@@ -112,6 +121,8 @@ class LambdaApi:
                 event["queryStringParameters"] = query
             event["requestContext"]["http"].update(method=method, path=full)
             event["headers"]["content-length"] = str(len(raw_body or ""))
+            if claims is not None:  # the JWT authorizer's verified claims
+                event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
         return event
 
     def call(
@@ -121,9 +132,11 @@ class LambdaApi:
         path: str,
         body: Any = None,
         query: dict[str, str] | None = None,
+        claims: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         context = SimpleNamespace(aws_request_id="req-1", function_name="cc-api")
-        response = self.handler(self._event(version, method, path, body, query), context)
+        event = self._event(version, method, path, body, query, claims)
+        response = self.handler(event, context)
         text = response["body"]
         try:
             return response["statusCode"], json.loads(text)
@@ -131,11 +144,24 @@ class LambdaApi:
             return response["statusCode"], text
 
 
+def admin_cli(*args: str) -> str:
+    """`custom-classifier-admin <args>` (settings from CC_* in os.environ); its output."""
+    from click.testing import CliRunner
+
+    from functions.admin import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False, env=dict(os.environ))
+    assert result.exit_code == 0, result.output
+    return str(result.output)
+
+
 def settings_env(settings: Any) -> dict[str, str]:
     """Settings as the CC_* environment variables a separate process reads them from."""
     env = {}
     for name in type(settings).model_fields:
         value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
         if isinstance(value, list):
             text = ",".join(value)
         elif isinstance(value, dict):

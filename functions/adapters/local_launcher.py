@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from functions.core.config import Settings
+from functions.core.config import ENV_PREFIX, Settings
 from functions.core.models import JobSpec, Launch
 
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
@@ -29,7 +29,9 @@ class LocalProcessLauncher:
 
     def _environment(self, root: Path) -> dict[str, str]:
         env = {
-            **os.environ,
+            # The job is configured by its hyperparameters; the service's CC_* settings (some
+            # secret, like the MLflow database URI) stay with the service.
+            **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)},
             "SM_ROOT": str(root),
             "MLFLOW_TRACKING_URI": self.settings.mlflow_tracking_uri,
             "AWS_DEFAULT_REGION": self.settings.aws_region,

@@ -22,7 +22,8 @@ from functions.core.errors import (
     DependencyUnavailable,
     InvalidRequest,
     ModelNotReady,
-    RunNotFound,
+    model_not_found,
+    run_not_found,
 )
 from functions.core.models import Experiment, PurgeReport, RunSummary
 from functions.core.tags import TAG_FAILURE
@@ -31,7 +32,7 @@ T = TypeVar("T")
 # Registry searches take at most this many run ids in one IN (...) filter.
 RUN_ID_BATCH = 50
 # MLflow run ids are 32 hex digits; allow a little more, never a path separator or quote.
-RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")  # MLflow refuses a leading "-" or "_"
 
 
 def configure_mlflow_http(settings: Settings) -> None:
@@ -83,6 +84,19 @@ def _summary(run: Any, with_document: bool = False) -> RunSummary:
         metrics=dict(run.data.metrics),
         document=_document(run) if with_document else {},
     )
+
+
+GC_BACKEND_ENV = "CC_GC_BACKEND_STORE_URI"
+GC_WITH_BACKEND_FROM_ENV = (
+    "import os, sys; from mlflow.cli import cli; "
+    f"cli(['gc', '--backend-store-uri', os.environ['{GC_BACKEND_ENV}'], *sys.argv[1:]])"
+)
+_CREDENTIALS = re.compile(r"(://[^/\s:@]+):[^@\s/]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """`scheme://user:password@host` -> `scheme://user:***@host`."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def _experiment(exp: Any) -> Experiment:
@@ -173,15 +187,15 @@ class MlflowTracking:
 
     def get_run(self, run_id: str) -> RunSummary:
         if not RUN_ID.fullmatch(run_id):  # never send a malformed id into a REST path
-            raise RunNotFound(f"run {run_id!r} not found")
+            raise run_not_found(run_id)
         try:
             run = self._do(self.client.get_run, run_id)
         except MlflowException as exc:
             if _is_not_found(exc):
-                raise RunNotFound(f"run {run_id!r} not found") from exc
+                raise run_not_found(run_id) from exc
             raise
         if run.info.lifecycle_stage != "active":
-            raise RunNotFound(f"run {run_id!r} not found")
+            raise run_not_found(run_id)
         return _summary(run)
 
     def fail_run(self, run_id: str, reason: str) -> None:
@@ -271,20 +285,22 @@ class MlflowTracking:
 
     def _gc(self, experiment_id: str, logged_model_ids: list[str]) -> bool:
         """Purge rows (and proxied artifacts) with `mlflow gc`; needs the backend store URI."""
-        if not self.settings.mlflow_backend_store_uri:
+        backend = self.settings.mlflow_backend_store_uri.get_secret_value()
+        if not backend:
             return False
+        # The URI (it may hold a password) goes by environment, never on a command line.
         command = [
-            sys.executable, "-m", "mlflow", "gc",
-            "--backend-store-uri", self.settings.mlflow_backend_store_uri,
+            sys.executable, "-c", GC_WITH_BACKEND_FROM_ENV,
             "--tracking-uri", self.uri,
             "--experiment-ids", experiment_id,
         ]  # fmt: skip
         if logged_model_ids:
             command += ["--logged-model-ids", ",".join(logged_model_ids)]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri, GC_BACKEND_ENV: backend}
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            raise DependencyUnavailable(f"mlflow gc failed: {done.stderr.strip()[-500:]}")
+            detail = redact_credentials(done.stderr.strip()[-500:])
+            raise DependencyUnavailable(f"mlflow gc failed: {detail}")
         return True
 
     def purge_experiment(self, experiment: Experiment) -> PurgeReport:
@@ -318,7 +334,7 @@ class MlflowTracking:
                 )
         except MlflowException as exc:
             if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-                raise RunNotFound(f"model {reference!r} not found") from exc
+                raise model_not_found(reference) from exc
             raise
         return str(version.run_id)
 

@@ -24,6 +24,8 @@ def s3_client(settings: Settings) -> Any:
         read_timeout=20,
         retries={"max_attempts": 2, "mode": "standard"},
         max_pool_connections=32,
+        # SigV4 presigned URLs: SigV2 is refused by newer regions and KMS-encrypted buckets.
+        signature_version="s3v4",
     )
     return boto3.client(
         "s3",

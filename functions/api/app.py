@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from functions.api.deps import require_key
+from functions.api.deps import get_tenant
 from functions.api.errors import install_error_handlers
 from functions.api.limits import BodyLimit
 from functions.api.observability import EmfWriter, Metrics, ObservedApp
@@ -46,12 +46,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObservedApp, metrics=app.state.metrics, emf=emf)
     install_error_handlers(app)
-    # Health, the UI page and the API docs stay open; everything else needs a key when
-    # CC_AUTH=api_key (the UI asks for it).
+    # Health, the UI page and the API docs stay open; everything else needs a key (or a JWT)
+    # when authentication is on, and sees only the caller's tenant.
     for module in (health, ui):
         app.include_router(module.router)
     for module in (training, predict, batch, status, runs, datasets, deletes, metrics):
-        app.include_router(module.router, dependencies=[Depends(require_key)])
+        app.include_router(module.router, dependencies=[Depends(get_tenant)])
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     return app
 

@@ -9,10 +9,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from functions.api.observability import Metrics
-from functions.core.auth import ApiKeyRecord
+from functions.core.auth import tenant_from_claims
 from functions.core.config import Settings
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.serving import ServingRegistry
+from functions.core.tenancy import NO_TENANT, Tenant, scoped
 from functions.logs import bind
 from functions.services import Services
 
@@ -36,10 +37,6 @@ async def get_store(request: Request) -> ObjectStore:
     return _services_of(request).store
 
 
-async def get_tracking(request: Request) -> Tracking:
-    return _services_of(request).tracking
-
-
 async def get_launcher(request: Request) -> JobLauncher:
     return _services_of(request).launcher
 
@@ -60,22 +57,42 @@ async def get_request_id(request: Request) -> str:
 API_KEY = APIKeyHeader(name="x-api-key", auto_error=False, description="CC_AUTH=api_key")
 
 
-async def require_key(
-    request: Request, key: Annotated[str | None, Security(API_KEY)]
-) -> ApiKeyRecord | None:
-    """The caller's key record when authentication is on (401 otherwise); None when off."""
+def _authorizer_claims(request: Request) -> dict[str, object] | None:
+    """The claims API Gateway's JWT (HTTP API) or Cognito (REST API) authorizer verified.
+    Only Mangum's event carries them, so no header sent to a bare server can fake them."""
+    event = request.scope.get("aws.event") or {}
+    authorizer = event.get("requestContext", {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims") or authorizer.get("claims")
+    return claims if isinstance(claims, dict) else None
+
+
+async def get_tenant(request: Request, key: Annotated[str | None, Security(API_KEY)]) -> Tenant:
+    """Whose request this is (401 when it cannot be told); NO_TENANT with CC_AUTH=off."""
     services = _services_of(request)
-    if services.settings.auth == "off":
-        return None
+    settings = services.settings
+    if settings.auth == "off":
+        return NO_TENANT
+    if settings.auth == "jwt":
+        tenant = tenant_from_claims(_authorizer_claims(request), settings.jwt_tenant_claim)
+        bind(tenant=tenant)
+        return Tenant(tenant)
     authenticator = services.authenticator
     record = await run_in_threadpool(authenticator.authenticate, key)  # S3 on a cache miss
     bind(tenant=record.tenant, key_id=record.key_id)
-    return record
+    return Tenant(record.tenant)
+
+
+async def get_tracking(
+    request: Request, tenant: Annotated[Tenant, Depends(get_tenant)]
+) -> Tracking:
+    """MLflow as the caller's tenant sees it: other tenants' runs do not exist."""
+    return scoped(_services_of(request).tracking, tenant)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 TrackingDep = Annotated[Tracking, Depends(get_tracking)]
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
 LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
 RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

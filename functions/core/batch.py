@@ -12,6 +12,7 @@ from functions.core.errors import InvalidRequest, JobNotFound
 from functions.core.models import BatchJobRecord, BatchJobStatus, DatasetLocation, JobSpec
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.serving import MODEL_REFERENCE_PREFIX, check_servable
+from functions.core.tenancy import Tenant
 from functions.core.validation import check_name, resolve_location
 
 BATCH_COMMAND = "batch"
@@ -42,11 +43,13 @@ def start_batch(
     store: ObjectStore,
     launcher: JobLauncher,
     settings: Settings,
+    tenant: Tenant,
 ) -> BatchJobRecord:
-    """Check the model and the paths, record the job, launch it; returns the job record."""
+    """Check the model and the paths, record the job, launch it; returns the job record.
+    `tracking` is the tenant's (functions/core/tenancy.py)."""
     reference = check_name("runid", reference, settings.max_name_length)
-    source = resolve_location(input_path, settings)
-    target = resolve_location(output_path, settings)
+    source = resolve_location(input_path, settings, tenant)
+    target = resolve_location(output_path, settings, tenant)
     if _inside(target, source) or _inside(source, target):
         raise InvalidRequest("output_path must not overlap input_path")
     run_id = (
@@ -58,7 +61,7 @@ def start_batch(
     if next(iter(store.list_objects(source.bucket, f"{source.prefix}/")), None) is None:
         raise InvalidRequest(f"no documents under {source.uri}/")
     job_id = batch_job_id(run_id, source.uri, target.uri)
-    record = BatchJobRecord(job_id, run_id, source.uri, target.uri, time.time())
+    record = BatchJobRecord(job_id, run_id, source.uri, target.uri, time.time(), tenant.name)
     store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(record.__dict__))
     launcher.launch(
         JobSpec(
@@ -78,16 +81,18 @@ def start_batch(
     return record
 
 
-def batch_status(job_id: str, store: ObjectStore, settings: Settings) -> BatchJobStatus:
+def batch_status(
+    job_id: str, store: ObjectStore, settings: Settings, tenant: Tenant
+) -> BatchJobStatus:
     """PENDING until the job writes its progress, then RUNNING, COMPLETED or FAILED."""
     text = (
         store.get_text(settings.artifacts_bucket, _record_key(job_id))
         if JOB_ID.fullmatch(job_id)
         else None
     )
-    if text is None:
+    record = BatchJobRecord(**json.loads(text)) if text else None
+    if record is None or not tenant.owns_tag(record.tenant):
         raise JobNotFound(f"batch job {job_id!r} not found")
-    record = BatchJobRecord(**json.loads(text))
     bucket, _, prefix = record.output_uri.removeprefix("s3://").partition("/")
     progress_text = store.get_text(bucket, f"{prefix}/_progress.json")
     progress = json.loads(progress_text) if progress_text else {}

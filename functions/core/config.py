@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CC_"
@@ -38,8 +38,9 @@ class Settings(BaseSettings):
 
     # MLflow.
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
-    # Needed only by hard delete, to purge rows with `mlflow gc` (a SQLAlchemy URI).
-    mlflow_backend_store_uri: str = ""
+    # Needed only by hard delete, to purge rows with `mlflow gc` (a SQLAlchemy URI). Secret:
+    # it may hold the database password, so it never shows in a repr, log or error.
+    mlflow_backend_store_uri: SecretStr = SecretStr("")
     mlflow_timeout_seconds: int = 10
     # How long an experiment's name -> id lookup is reused (deletes here drop it at once).
     experiment_cache_seconds: float = 10.0
@@ -52,8 +53,9 @@ class Settings(BaseSettings):
     max_name_length: int = 200
     # Request bodies above this are refused (413) before they are read or parsed.
     max_request_bytes: int = 10 * 1024**2
-    # Uploads: presigned PUT URLs live this long; at most this many files per request.
-    presign_seconds: int = 900
+    # Uploads: presigned PUT URLs live this long (an hour at most: they are bearer
+    # credentials for one object); at most this many files per request.
+    presign_seconds: int = Field(default=900, ge=1, le=3600)
     max_upload_files: int = 1000
 
     # Training jobs.
@@ -115,9 +117,11 @@ class Settings(BaseSettings):
     # Also write request metrics as CloudWatch EMF lines on stdout (template.yaml: on).
     metrics_emf: bool = False
 
-    # Authentication: "api_key" (x-api-key header, keys made by `custom-classifier-admin`)
-    # or "off" (the local default; in AWS a JWT authorizer in template.yaml is the other way).
-    auth: Literal["off", "api_key"] = "off"
+    # Authentication, which also names the caller's tenant: "api_key" (x-api-key header, keys
+    # made by `custom-classifier-admin`), "jwt" (behind API Gateway's JWT authorizer: the
+    # tenant is the verified token's `jwt_tenant_claim`) or "off" (one tenant; local default).
+    auth: Literal["off", "api_key", "jwt"] = "off"
+    jwt_tenant_claim: str = "custom:tenant"
     # How long a known key is trusted before it is looked up again (revocation delay).
     auth_cache_seconds: float = 60.0
 

@@ -15,6 +15,7 @@ from functions.core.config import Settings
 from functions.core.errors import InvalidRequest
 from functions.core.models import DatasetLocation
 from functions.core.ports import ObjectStore
+from functions.core.tenancy import Tenant
 from functions.core.validation import classify_document, label_problem, resolve_location
 
 MD5 = re.compile(r"[0-9a-f]{32}")
@@ -42,14 +43,17 @@ class UploadPlan:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # path, reason
 
 
-def list_datasets(store: ObjectStore, settings: Settings) -> list[str]:
-    """The top-level folders of the data bucket."""
-    return sorted(name for name in store.list_folders(settings.data_bucket, "") if name)
+def list_datasets(store: ObjectStore, settings: Settings, tenant: Tenant) -> list[str]:
+    """The datasets: top-level folders of the data bucket, or of the tenant's folder."""
+    folders = store.list_folders(settings.data_bucket, tenant.data_prefix)
+    return sorted(name for name in folders if name)
 
 
-def label_folders(path: str, store: ObjectStore, settings: Settings) -> list[LabelFolder]:
+def label_folders(
+    path: str, store: ObjectStore, settings: Settings, tenant: Tenant
+) -> list[LabelFolder]:
     """Each label folder of a dataset with its usable and unusable document counts."""
-    location = resolve_location(path, settings)
+    location = resolve_location(path, settings, tenant)
     usable: Counter[str] = Counter()
     unusable: Counter[str] = Counter()
     for info in store.list_objects(location.bucket, f"{location.prefix}/"):
@@ -86,14 +90,14 @@ def _check_file(upload: UploadFile, settings: Settings) -> str | None:
 
 
 def plan_upload(
-    path: str, files: list[UploadFile], store: ObjectStore, settings: Settings
+    path: str, files: list[UploadFile], store: ObjectStore, settings: Settings, tenant: Tenant
 ) -> UploadPlan:
     """Presigned PUT URLs for the files not yet in the dataset; the rest skipped or rejected."""
     if not files:
         raise InvalidRequest("no files to upload")
     if len(files) > settings.max_upload_files:
         raise InvalidRequest(f"at most {settings.max_upload_files} files per request")
-    location = resolve_location(path, settings)
+    location = resolve_location(path, settings, tenant)
     if location.bucket != settings.data_bucket:
         raise InvalidRequest("uploads go to the data bucket: give a dataset name, not a URI")
     existing = {

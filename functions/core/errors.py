@@ -34,6 +34,15 @@ class RunNotFound(DomainError):
     pass
 
 
+# One wording for "unknown" and "not yours", so a 404 never tells which it was.
+def run_not_found(run_id: str) -> RunNotFound:
+    return RunNotFound(f"run {run_id!r} not found")
+
+
+def model_not_found(reference: str) -> RunNotFound:
+    return RunNotFound(f"model {reference!r} not found")
+
+
 class JobNotFound(DomainError):
     pass
 

@@ -145,6 +145,7 @@ class BatchJobRecord:
     input_uri: str
     output_uri: str
     created_at: float
+    tenant: str | None = None  # who started it; others are told it does not exist
 
 
 @dataclass(frozen=True)

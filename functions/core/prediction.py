@@ -10,6 +10,7 @@ from functions.core.config import Settings
 from functions.core.errors import InvalidRequest
 from functions.core.models import Prediction
 from functions.core.serving import ServingRegistry
+from functions.core.tenancy import Tenant
 from functions.core.validation import check_name
 
 
@@ -60,11 +61,17 @@ def audit_entries(
 
 
 def predict_texts(
-    registry: ServingRegistry, settings: Settings, reference: str, texts: list[str]
+    registry: ServingRegistry,
+    settings: Settings,
+    reference: str,
+    texts: list[str],
+    tenant: Tenant,
 ) -> tuple[str, list[Prediction]]:
     """The run id that answered, and its predictions in the order of `texts`."""
-    run_id = registry.resolve(check_name("runid", reference, settings.max_name_length))
-    predictions = registry.predict(run_id, check_texts(texts, settings))
+    reference = check_name("runid", reference, settings.max_name_length)
+    check_texts(texts, settings)
+    predictions = registry.predict(reference, texts, tenant)
+    run_id = registry.resolve(reference)
     if settings.abstain_below > 0:
         predictions = [replace(p, abstained=p.score < settings.abstain_below) for p in predictions]
     return run_id, predictions

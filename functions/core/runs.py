@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from functions.core.errors import ExperimentNotFound, InvalidRequest, RunNotFound
+from functions.core.errors import ExperimentNotFound, InvalidRequest, RunNotFound, run_not_found
 from functions.core.models import Experiment, RunSummary
 from functions.core.ports import JobLauncher, Tracking
 from functions.core.tags import TAG_JOB_ID
@@ -94,7 +94,7 @@ def run_detail(tracking: Tracking, launcher: JobLauncher, run_id: str) -> RunDet
     run = reconcile(tracking.get_run(run_id), tracking, launcher)
     experiments = {e.experiment_id: e.name for e in tracking.list_experiments()}
     if run.experiment_id not in experiments:
-        raise RunNotFound(f"run {run_id!r} not found")  # its experiment is deleted
+        raise run_not_found(run_id)  # its experiment is deleted
     report = None
     artifacts = []
     if run.status == "FINISHED":

@@ -13,10 +13,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from functions.core.errors import ModelNotReady, RunNotFound
+from functions.core.errors import ModelNotReady, RunNotFound, model_not_found, run_not_found
 from functions.core.models import Prediction, RunSummary
 from functions.core.ports import LoadedModel, ModelLoader, Tracking
-from functions.core.tags import TAG_FAILURE, TAG_GATE, TAG_GATE_REASON
+from functions.core.tags import TAG_FAILURE, TAG_GATE, TAG_GATE_REASON, TAG_TENANT
+from functions.core.tenancy import NO_TENANT, Tenant
 
 MODEL_REFERENCE_PREFIX = "models:/"
 
@@ -55,6 +56,7 @@ class CacheStats:
 class _Entry:
     model: LoadedModel
     checked_at: float
+    tenant: str | None  # whose run it is: the cache is shared, answers are not
 
 
 @dataclass
@@ -85,18 +87,27 @@ class ServingRegistry:
         self._aliases[reference] = (run_id, time.monotonic())
         return run_id
 
-    def model(self, reference: str) -> LoadedModel:
+    def model(self, reference: str, tenant: Tenant = NO_TENANT) -> LoadedModel:
+        """The loaded model of a run the tenant owns; another tenant's run is not found."""
         run_id = self.resolve(reference)
         with self._lock:
             entry = self._entries.get(run_id)
             if entry is not None:
                 self._entries.move_to_end(run_id)
         if entry is None:
-            return self._load(run_id)
+            return self._load(run_id, reference, tenant)
+        self._check_owner(entry.tenant, reference, run_id, tenant)
         if time.monotonic() - entry.checked_at >= self.recheck_seconds:
             self._recheck(run_id, entry)
         self.stats.hits += 1
         return entry.model
+
+    @staticmethod
+    def _check_owner(owner: str | None, reference: str, run_id: str, tenant: Tenant) -> None:
+        if not tenant.owns_tag(owner):
+            if reference.startswith(MODEL_REFERENCE_PREFIX):
+                raise model_not_found(reference)
+            raise run_not_found(run_id)
 
     def _recheck(self, run_id: str, entry: _Entry) -> None:
         try:
@@ -106,17 +117,21 @@ class ServingRegistry:
             raise
         entry.checked_at = time.monotonic()
 
-    def _load(self, run_id: str) -> LoadedModel:
+    def _load(self, run_id: str, reference: str, tenant: Tenant) -> LoadedModel:
         with self._lock:
             gate = self._loading.setdefault(run_id, threading.Lock())
         with gate:  # one loader per run; the others wait and then hit the cache
             with self._lock:
                 entry = self._entries.get(run_id)
             if entry is not None:
+                self._check_owner(entry.tenant, reference, run_id, tenant)
                 self.stats.hits += 1
                 return entry.model
             self.stats.misses += 1
-            check_servable(self.tracking.get_run(run_id))
+            run = self.tracking.get_run(run_id)
+            # Ownership before servability: another tenant's run must not say "training".
+            self._check_owner(run.tags.get(TAG_TENANT), reference, run_id, tenant)
+            check_servable(run)
             started = time.monotonic()
             try:
                 model = self.loader.load(run_id)
@@ -126,7 +141,7 @@ class ServingRegistry:
             self.stats.loads += 1
             self.stats.load_seconds_total += time.monotonic() - started
             with self._lock:
-                self._entries[run_id] = _Entry(model, time.monotonic())
+                self._entries[run_id] = _Entry(model, time.monotonic(), run.tags.get(TAG_TENANT))
                 self._evict()
             return model
 
@@ -145,8 +160,10 @@ class ServingRegistry:
             self._entries.pop(run_id, None)
             self._aliases = {k: v for k, v in self._aliases.items() if v[0] != run_id}
 
-    def predict(self, reference: str, texts: list[str]) -> list[Prediction]:
-        return self.model(reference).predict(texts)
+    def predict(
+        self, reference: str, texts: list[str], tenant: Tenant = NO_TENANT
+    ) -> list[Prediction]:
+        return self.model(reference, tenant).predict(texts)
 
     def cached_runs(self) -> list[str]:
         with self._lock:

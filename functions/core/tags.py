@@ -13,3 +13,5 @@ TAG_DATA_URI = "custom_classifier.data_uri"
 TAG_JOB_ID = "custom_classifier.job_id"
 # The S3 manifest upload (bucket, key, etag) a run was started from.
 TAG_TRIGGER = "custom_classifier.trigger"
+# The tenant a run belongs to (functions/core/tenancy.py); absent without authentication.
+TAG_TENANT = "custom_classifier.tenant"

@@ -10,6 +10,7 @@ from functions.core.errors import Conflict, DependencyUnavailable, DuplicateJob
 from functions.core.models import JobSpec, StartedTraining, TrainingRequest
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.tags import TAG_DATA_URI, TAG_JOB_ID, TAG_LAUNCHER
+from functions.core.tenancy import Tenant
 from functions.core.validation import validate_training_request
 
 
@@ -40,15 +41,17 @@ def start_training(
     tracking: Tracking,
     launcher: JobLauncher,
     settings: Settings,
+    tenant: Tenant,
     job_name: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> StartedTraining:
-    """Validate first (nothing is created for a bad request), then run + job.
+    """Validate first (nothing is created for a bad request), then run + job. `tracking` is
+    the tenant's (functions/core/tenancy.py).
 
     `job_name` makes a repeated request idempotent: when that job already exists, the run
     opened here is deleted again and DuplicateJob is raised.
     """
-    labels, experiment_name, dataset = validate_training_request(request, store, settings)
+    labels, experiment_name, dataset = validate_training_request(request, store, settings, tenant)
     experiment_id = _experiment_id(tracking, experiment_name)
     label2id, id2label = label_maps(labels)
     run = tracking.create_run(
@@ -64,7 +67,8 @@ def start_training(
             **({"base_model": settings.base_model} if settings.base_model else {}),
             "labels": json.dumps(labels),
             "data_uri": dataset.location.uri,
-            "experiment_name": experiment_name,
+            # The MLflow name: the registered model's name derives from it, per tenant.
+            "experiment_name": tenant.qualify(experiment_name),
             "run_id": run.run_id,
             "tracking_uri": settings.mlflow_tracking_uri,
             "min_macro_f1": str(settings.min_macro_f1),

@@ -5,7 +5,8 @@
 Labels are optional (every label folder of the dataset). The outcome is written next to the
 manifest as `_train.result.json`. Delivery is at least once, so the upload (bucket, key,
 etag) names the job: the same upload delivered twice, or the same manifest uploaded again,
-starts one job; a changed manifest starts a new run.
+starts one job; a changed manifest starts a new run. A manifest under
+`tenants/<tenant>/<dataset>/` trains for that tenant (functions/core/tenancy.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from functions.core.errors import (
 from functions.core.models import DatasetSummary, RunSummary, TrainingRequest
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.tags import TAG_JOB_ID, TAG_TRIGGER
+from functions.core.tenancy import Tenant, scoped, tenant_of_key
 from functions.core.training import start_training
 
 MANIFEST_NAME = "_train.json"
@@ -55,6 +57,11 @@ class ManifestUpload:
     @property
     def job_name(self) -> str:
         return f"cc-m-{self.trigger_id}"
+
+    @property
+    def tenant(self) -> Tenant:
+        """A manifest in `tenants/<tenant>/<dataset>/` trains for that tenant."""
+        return tenant_of_key(self.key)
 
 
 def is_manifest(key: str) -> bool:
@@ -166,6 +173,8 @@ def train_from_manifest(
     previous = _previous_result(upload, store)
     if previous is not None:
         return previous
+    tenant = upload.tenant
+    tracking = scoped(tracking, tenant)
     result: dict[str, Any] = {
         "manifest": f"s3://{upload.bucket}/{upload.key}",
         "manifest_etag": upload.etag,
@@ -179,7 +188,7 @@ def train_from_manifest(
         existing = _existing_run(tracking, request.experiment_name, upload.trigger_id)
         if existing is None:
             started = start_training(
-                request, store, tracking, launcher, settings,
+                request, store, tracking, launcher, settings, tenant,
                 job_name=upload.job_name, tags={TAG_TRIGGER: upload.trigger_id},
             )  # fmt: skip
             result.update(status="started", **_run_fields(started.run), **_counts(started.dataset))

@@ -13,6 +13,7 @@ from functions.core.config import Settings
 from functions.core.errors import InvalidDataset, InvalidRequest
 from functions.core.models import DatasetLocation, DatasetSummary, NotTreated, TrainingRequest
 from functions.core.ports import ObjectStore
+from functions.core.tenancy import Tenant
 
 
 def _has_control_chars(text: str) -> bool:
@@ -56,13 +57,16 @@ def check_labels(labels: list[str], max_labels: int) -> list[str]:
     return cleaned
 
 
-def resolve_location(path: str, settings: Settings) -> DatasetLocation:
-    """`prefix` in the data bucket, or `s3://bucket/prefix` in an allowed bucket."""
+def resolve_location(path: str, settings: Settings, tenant: Tenant) -> DatasetLocation:
+    """`prefix` in the data bucket, or `s3://bucket/prefix` in an allowed bucket. A tenant's
+    paths are inside its folder: a name is taken from there, a URI must point there."""
     raw = path.strip()
     bucket = settings.data_bucket
-    if raw.startswith("s3://"):
+    is_uri = raw.startswith("s3://")
+    if is_uri:
         bucket, _, raw = raw[len("s3://") :].partition("/")
-        if bucket not in settings.readable_buckets():
+        readable = {settings.data_bucket} if tenant.restricted else settings.readable_buckets()
+        if bucket not in readable:
             raise InvalidRequest(f"bucket {bucket!r} is not one this service may read")
     elif "://" in raw:
         raise InvalidRequest("path must be a prefix in the data bucket or an s3:// URI")
@@ -71,9 +75,18 @@ def resolve_location(path: str, settings: Settings) -> DatasetLocation:
     parts = [part for part in raw.strip("/").split("/") if part]
     if any(part in {".", ".."} for part in parts):
         raise InvalidRequest("path must not contain '.' or '..' segments")
-    if not parts:
+    prefix = "/".join(parts)
+    if tenant.restricted:
+        own = tenant.data_prefix
+        if not is_uri:
+            prefix = f"{own}{prefix}" if prefix else ""
+        elif not prefix.startswith(own):
+            raise InvalidRequest(
+                f"path must be one of your datasets: a name, or s3://{bucket}/{own}<name>"
+            )
+    if not prefix:
         raise InvalidRequest("path must name a dataset folder, not the bucket root")
-    return DatasetLocation(bucket=bucket, prefix="/".join(parts))
+    return DatasetLocation(bucket=bucket, prefix=prefix)
 
 
 def classify_document(key: str, size: int, max_bytes: int) -> str | None:
@@ -130,13 +143,13 @@ def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> Non
 
 
 def validate_training_request(
-    request: TrainingRequest, store: ObjectStore, settings: Settings
+    request: TrainingRequest, store: ObjectStore, settings: Settings, tenant: Tenant
 ) -> tuple[list[str], str, DatasetSummary]:
     """Labels, experiment name and dataset summary of a valid request, or a domain error."""
     check_training_options(request, settings.max_hpo_trials)
     labels = check_labels(request.labels, settings.max_labels)
     experiment = check_name("experiment_name", request.experiment_name, settings.max_name_length)
-    location = resolve_location(request.path, settings)
+    location = resolve_location(request.path, settings, tenant)
     summary = survey_dataset(store, location, labels, settings)
     require_enough_documents(summary, settings.min_docs_per_label)
     return labels, experiment, summary

@@ -18,6 +18,7 @@ from functions.core.config import get_settings
 from functions.core.models import ObjectInfo
 from functions.core.ports import ObjectStore
 from functions.core.runs import reap
+from functions.core.tenancy import TENANTS_FOLDER
 from functions.core.trigger import MANIFEST_NAME, ManifestUpload
 from functions.logs import configure_logging
 from functions.s3_trigger.handler import RetryLater, handle
@@ -56,10 +57,15 @@ def s3_event(uploads: list[ManifestUpload], region: str) -> dict[str, Any]:
 
 
 def _manifests(store: ObjectStore, bucket: str) -> Iterator[ObjectInfo]:
-    """`<dataset>/_train.json` of each top-level dataset: one listing per dataset, never a
-    walk through the documents."""
-    for folder in store.list_folders(bucket, ""):
-        key = f"{folder}/{MANIFEST_NAME}"
+    """`<dataset>/_train.json` of each top-level dataset and `tenants/<t>/<dataset>/...` of
+    each tenant's: one listing per dataset, never a walk through the documents."""
+    datasets = [f"{folder}/" for folder in store.list_folders(bucket, "")]
+    if f"{TENANTS_FOLDER}/" in datasets:
+        for tenant in store.list_folders(bucket, f"{TENANTS_FOLDER}/"):
+            prefix = f"{TENANTS_FOLDER}/{tenant}/"
+            datasets += [f"{prefix}{folder}/" for folder in store.list_folders(bucket, prefix)]
+    for dataset in datasets:
+        key = f"{dataset}{MANIFEST_NAME}"
         yield from (info for info in store.list_objects(bucket, key) if info.key == key)
 
 

@@ -132,6 +132,12 @@ def test_process_then_status_then_hard_delete_removes_everything(
         (["sports", "politics"], None, None, "'politics' has 0"),
         (["sports", "weather"], None, "", "experiment_name must not be empty"),
         (["sports", "weather"], None, "bad\x07name", "control characters"),
+        (["sports", "weather"], None, "right\u202eto-left", "control characters"),
+        (["sports", "wea\x00ther"], None, None, "not a valid folder name"),
+        (["sports", ".."], None, None, "not a valid folder name"),
+        ([f"label-{i}" for i in range(101)], None, None, "at most 100 labels"),
+        (["sports", "weather"], "data/\x1b[31m", None, "control characters"),
+        (["sports", "weather"], "s3://cc-data/a/../../b", None, "'..'"),
     ],
 )
 def test_invalid_requests_get_422_and_create_nothing(
@@ -188,9 +194,10 @@ def test_unknown_names_get_404(api: TestClient, experiment_name: str) -> None:
         assert experiment_name in response.json()["error"]
     response = api.get("/custom_classifier/runid/status", params={"experiment_name": "nope-x"})
     assert response.status_code == 404
-    for run_id in ("0" * 32, "a/b", "../../x", "a'b", "%00"):
+    for run_id in ("0" * 32, "a/b", "../../x", "a'b", "%00", "-", "_x"):
         response = api.post("/custom_classifier/run/soft_delete", json={"run_id": run_id})
         assert response.status_code == 404, run_id
+    assert api.get("/custom_classifier/runs/-").status_code == 404  # found by schemathesis
 
 
 def test_soft_deletes_hide_but_keep(api: TestClient, experiment_name: str) -> None:

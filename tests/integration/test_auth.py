@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,33 +14,15 @@ from fastapi.testclient import TestClient
 from functions.admin import main as admin
 from functions.api.app import create_app
 from functions.core.config import Settings
-from tests.support import ARTIFACTS_BUCKET, settings_env
+from tests.support import ARTIFACTS_BUCKET, admin_cli
 
 API = "/custom_classifier"
-
-
-@pytest.fixture
-def secured(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    secure = settings.model_copy(update={"auth": "api_key", "auth_cache_seconds": 0.0})
-    for name, value in settings_env(secure).items():
-        monkeypatch.setenv(name, value)  # the admin command reads CC_* as the API does
-    from functions.core.config import get_settings
-
-    get_settings.cache_clear()
-    yield secure
-    get_settings.cache_clear()
-
-
-def _admin(*args: str) -> Any:
-    result = CliRunner().invoke(admin, list(args), catch_exceptions=False, env=dict(os.environ))
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_keys_are_required_hashed_at_rest_and_revocable(
     secured: Settings, s3: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    created = json.loads(_admin("create-key", "--tenant", "acme"))
+    created = json.loads(admin_cli("create-key", "--tenant", "acme"))
     key, key_id = created["api_key"], created["key_id"]
     # stored as a SHA-256 only
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -50,7 +30,7 @@ def test_keys_are_required_hashed_at_rest_and_revocable(
     record = stored["Body"].read().decode()
     assert key not in record and key.split("_")[-1] not in record
     assert json.loads(record)["tenant"] == "acme"
-    assert key_id in _admin("list-keys")
+    assert key_id in admin_cli("list-keys")
     with TestClient(create_app(secured)) as api:
         # open: the health check and the UI page
         assert api.get("/health").status_code == 200
@@ -67,7 +47,7 @@ def test_keys_are_required_hashed_at_rest_and_revocable(
         assert api.get(f"{API}/all_experiments/last_run", headers=ok).status_code == 200
         assert api.get("/metrics", headers=ok).status_code == 200
         # revoked: refused again
-        assert "revoked" in _admin("revoke-key", key_id)
+        assert "revoked" in admin_cli("revoke-key", key_id)
         assert api.get(f"{API}/all_experiments/last_run", headers=ok).status_code == 401
     # the key never reaches a log line; its id does
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from fastapi.testclient import TestClient
@@ -45,6 +46,13 @@ def test_presigned_upload_puts_files_in_s3_and_resumes(
     assert data["data_uri"] == f"s3://{DATA_BUCKET}/{dataset_prefix}"
     assert {r["path"] for r in data["rejected"]} == {b["path"] for b in bad}
     assert plan.json()["list_id_not_treated"] == [b["path"] for b in bad]
+    # short-lived SigV4 URLs, each for one object
+    assert data["expires_in"] == 900
+    for item in data["uploads"]:
+        query = parse_qs(urlsplit(item["url"]).query)
+        assert query["X-Amz-Expires"] == ["900"]
+        assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+        assert urlsplit(item["url"]).path.endswith(quote(item["key"]))
     for item in data["uploads"][:2]:
         assert httpx.put(item["url"], content=bodies[item["path"]]).status_code == 200
     # then: the objects are in S3, and planning again skips them (the upload resumes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TrackingDep
+from functions.api.deps import LauncherDep, SettingsDep, StoreDep, TenantDep, TrackingDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
     SUCCESS,
@@ -49,20 +49,21 @@ def batch_predict(
     store: StoreDep,
     launcher: LauncherDep,
     settings: SettingsDep,
+    tenant: TenantDep,
 ) -> Envelope[BatchJobOut]:
     """Classify every document under `input_path`; results go to `output_path` as JSON Lines.
 
     The same request again answers the same job (resumed if it stopped early).
     """
     record = start_batch(
-        body.runid, body.input_path, body.output_path, tracking, store, launcher, settings
+        body.runid, body.input_path, body.output_path, tracking, store, launcher, settings, tenant
     )
-    return _envelope(batch_status(record.job_id, store, settings))
+    return _envelope(batch_status(record.job_id, store, settings, tenant))
 
 
 @router.get("/batch_predict/{job_id}", response_model=Envelope[BatchJobOut])
 def batch_predict_status(
-    job_id: str, store: StoreDep, settings: SettingsDep
+    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
 ) -> Envelope[BatchJobOut]:
     """Progress (documents done / total), status and where the output is."""
-    return _envelope(batch_status(job_id, store, settings))
+    return _envelope(batch_status(job_id, store, settings, tenant))

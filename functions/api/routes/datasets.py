@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from functions.api.deps import SettingsDep, StoreDep
+from functions.api.deps import SettingsDep, StoreDep, TenantDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
     MAX_TEXT_FIELD,
@@ -22,17 +22,20 @@ router = APIRouter(prefix="/custom_classifier", tags=["datasets"], responses=ERR
 
 
 @router.get("/datasets", response_model=Envelope[list[str]])
-def datasets(store: StoreDep, settings: SettingsDep) -> Envelope[list[str]]:
-    """The datasets (top-level folders) of the data bucket."""
-    return Envelope(status=SUCCESS, data=list_datasets(store, settings))
+def datasets(store: StoreDep, settings: SettingsDep, tenant: TenantDep) -> Envelope[list[str]]:
+    """The datasets: top-level folders of the data bucket (of your folder, with a key)."""
+    return Envelope(status=SUCCESS, data=list_datasets(store, settings, tenant))
 
 
 @router.get("/datasets/labels", response_model=Envelope[list[LabelFolderOut]])
 def dataset_labels(
-    store: StoreDep, settings: SettingsDep, path: str = Query(max_length=MAX_TEXT_FIELD)
+    store: StoreDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    path: str = Query(max_length=MAX_TEXT_FIELD),
 ) -> Envelope[list[LabelFolderOut]]:
     """The label folders of a dataset with their usable document counts (label suggestions)."""
-    folders = label_folders(path, store, settings)
+    folders = label_folders(path, store, settings, tenant)
     return Envelope(
         status=SUCCESS,
         data=[LabelFolderOut(label=f.label, documents=f.documents, not_usable=f.not_usable)
@@ -43,11 +46,13 @@ def dataset_labels(
 
 
 @router.post("/uploads", response_model=Envelope[UploadPlanOut])
-def uploads(body: UploadRequest, store: StoreDep, settings: SettingsDep) -> Envelope[UploadPlanOut]:
+def uploads(
+    body: UploadRequest, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> Envelope[UploadPlanOut]:
     """Presigned PUT URLs for `<label>/<file>` paths the dataset does not hold yet (same size
     and MD5 count as held: a repeated request resumes an interrupted upload)."""
     files = [UploadFile(f.path, f.size, f.md5.lower()) for f in body.files]
-    plan = plan_upload(body.path, files, store, settings)
+    plan = plan_upload(body.path, files, store, settings, tenant)
     return Envelope(
         status=SUCCESS,
         data=UploadPlanOut(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from functions.api.deps import ServicesDep, SettingsDep, StoreDep, TrackingDep
+from functions.api.deps import ServicesDep
 from functions.core.errors import DependencyUnavailable
 
 router = APIRouter(tags=["health"])
@@ -22,13 +22,11 @@ def _check(ping: Callable[..., None], *args: str) -> str:
 
 
 @router.get("/health")
-def health(
-    store: StoreDep, tracking: TrackingDep, settings: SettingsDep, services: ServicesDep
-) -> JSONResponse:
-    """Reachability of S3 and MLflow, and the model cache's counters."""
+def health(services: ServicesDep) -> JSONResponse:
+    """Reachability of S3 and MLflow, and the model cache's counters (no key needed)."""
     checks = {
-        "s3": _check(store.ping, settings.data_bucket),
-        "mlflow": _check(tracking.ping),
+        "s3": _check(services.store.ping, services.settings.data_bucket),
+        "mlflow": _check(services.tracking.ping),
     }
     healthy = all(value == "ok" for value in checks.values())
     body: dict[str, object] = {"status": "ok" if healthy else "degraded", **checks}

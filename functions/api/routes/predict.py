@@ -7,7 +7,14 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from functions.api.deps import MetricsDep, RegistryDep, RequestIdDep, ServicesDep, SettingsDep
+from functions.api.deps import (
+    MetricsDep,
+    RegistryDep,
+    RequestIdDep,
+    ServicesDep,
+    SettingsDep,
+    TenantDep,
+)
 from functions.api.schemas import (
     ERROR_RESPONSES,
     SUCCESS,
@@ -30,6 +37,7 @@ def predict(
     services: ServicesDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    tenant: TenantDep,
 ) -> JSONResponse:
     """Classify `text` (answers one prediction) or `texts` (answers a list, same order).
 
@@ -39,7 +47,7 @@ def predict(
         raise InvalidRequest("give exactly one of `text` or `texts`")
     texts = [body.text] if body.text is not None else list(body.texts or [])
     started = time.perf_counter()
-    run_id, results = predict_texts(registry, settings, body.runid, texts)
+    run_id, results = predict_texts(registry, settings, body.runid, texts, tenant)
     bind(run_id=run_id)
     services.audit.record(
         audit_entries(run_id, texts, results, time.perf_counter() - started, request_id,

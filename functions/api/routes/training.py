@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from functions.api.deps import LauncherDep, MetricsDep, SettingsDep, StoreDep, TrackingDep
+from functions.api.deps import (
+    LauncherDep,
+    MetricsDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    TrackingDep,
+)
 from functions.api.schemas import (
     ERROR_RESPONSES,
     SUCCESS,
@@ -30,6 +37,7 @@ def process(
     launcher: LauncherDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    tenant: TenantDep,
 ) -> Envelope[ProcessData]:
     """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING)."""
     request = TrainingRequest(
@@ -41,7 +49,7 @@ def process(
         body.hpo_trials,
     )
     try:
-        started = start_training(request, store, tracking, launcher, settings)
+        started = start_training(request, store, tracking, launcher, settings, tenant)
     except DependencyUnavailable:
         metrics.training_jobs.labels("unavailable").inc()
         raise
