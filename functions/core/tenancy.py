@@ -49,7 +49,7 @@ class Tenant:
         return mlflow_name[len(prefix) :] if mlflow_name.startswith(prefix) else None
 
     def owns(self, run: RunSummary) -> bool:
-        return not self.name or run.tags.get(TAG_TENANT) == self.name
+        return self.owns_tag(run.tags.get(TAG_TENANT))
 
     def owns_tag(self, tenant_tag: str | None) -> bool:
         return not self.name or tenant_tag == self.name
@@ -124,7 +124,7 @@ class TenantTracking:
         self, experiment_id: str, run_name: str, params: dict[str, str], tags: dict[str, str]
     ) -> RunSummary:
         self._own_experiment(experiment_id)
-        tagged = {**tags, TAG_TENANT: self.tenant.name or ""}
+        tagged = {**tags, TAG_TENANT: str(self.tenant.name)}
         return self._own_run(self.inner.create_run(experiment_id, run_name, params, tagged))
 
     def get_run(self, run_id: str) -> RunSummary:
