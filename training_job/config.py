@@ -62,6 +62,9 @@ class Hyperparameters:
     time_budget_seconds: float = 0.0
     # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
     hpo_trials: int = 0
+    # With a validation set too small to compare on, auto compares fine-tuning by k-fold when
+    # the folds and the final fit take at most this long (short texts), else skips it.
+    finetune_cv_max_seconds: float = 120.0
     head_max_windows: int = 2
     head_c: float = 10.0
     tfidf_c: float = 10.0

@@ -93,6 +93,29 @@ def test_time_budget_skips_finetuning_that_cannot_fit(
     assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
 
 
+def test_a_small_validation_set_compares_finetuning_by_folds_when_that_is_cheap(
+    s3: Any,
+    mlflow_uri: str,
+    tiny_base_model: str,
+    tmp_path: Path,
+    dataset_prefix: str,
+    experiment_name: str,
+) -> None:
+    # given: 21 training documents per label, but only 9 to validate on
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 30))
+    # when: comparing by folds would take longer than allowed
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path,
+                        finetune_cv_max_seconds="0.001")  # fmt: skip
+    # then: fine-tuning is skipped, saying why
+    run = MlflowClient().get_run(run_id)
+    assert "folds" in run.data.tags[f"{TAG_SKIPPED}.finetune"]
+    # when: it is cheap (the tiny model): fine-tuning is a candidate, scored by folds
+    run_id = train_tiny(dataset_prefix, f"{experiment_name}-folds", tiny_base_model, tmp_path)
+    run = MlflowClient().get_run(run_id)
+    assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
+    assert 0.0 <= run.data.metrics["candidate_finetune_val_macro_f1"] <= 1.0
+
+
 def _candidate(kind: str, f1: float) -> Candidate:
     return Candidate(kind=kind, classifier=None, selection_f1=f1, seconds=1.0)  # type: ignore[arg-type]
 
@@ -132,12 +155,12 @@ def test_predictions_below_the_threshold_are_marked_abstained(
     assert all(item["label"] in TOPICS for item in data)
 
 
-def _split(train_per_label: int, validation: int) -> Split:
-    def docs(n: int, tag: str) -> list[Document]:
+def _split(train_per_label: int | dict[str, int], validation: int) -> Split:
+    def docs(n: int | dict[str, int], tag: str) -> list[Document]:
         return [
             Document(f"{tag}/{label}/{i}", label, "text", 4, "0", "utf-8")
             for label in TOPICS
-            for i in range(n)
+            for i in range(n if isinstance(n, int) else n[label])
         ]
 
     return Split(docs(train_per_label, "train"), docs(validation // 2, "val"), [])
@@ -147,12 +170,15 @@ def _split(train_per_label: int, validation: int) -> Split:
     ("train_per_label", "validation", "planned", "reason"),
     [
         (10, 40, ["tfidf", "head"], "does not pay off"),
-        (40, 10, ["tfidf", "head"], "cannot compare fine-tuning fairly"),
+        # a small validation set: fine-tuning is planned, compared by folds if cheap enough
+        (40, 10, ["tfidf", "head", "finetune"], None),
         (40, 40, ["tfidf", "head", "finetune"], None),
+        # one rare label in a dataset that is not few-shot: fine-tuning is still tried
+        ({"sports": 70, "weather": 6}, 40, ["tfidf", "head", "finetune"], None),
     ],
 )
 def test_auto_plans_finetuning_only_where_it_can_pay_off_and_be_compared(
-    train_per_label: int, validation: int, planned: list[str], reason: str | None
+    train_per_label: int | dict[str, int], validation: int, planned: list[str], reason: str | None
 ) -> None:
     kinds, skipped = plan(Hyperparameters(labels=list(TOPICS)), _split(train_per_label, validation))
     assert kinds == planned
