@@ -70,50 +70,38 @@ def test_auto_picks_tfidf_on_keyword_labels_and_says_why_finetune_was_skipped(
     assert run.data.metrics["test_macro_f1"] == pytest.approx(1.0)
 
 
-def test_time_budget_skips_finetuning_that_cannot_fit(
+@pytest.mark.parametrize(
+    ("per_label", "limit", "reason"),
+    [
+        # enough documents to compare on validation, but a time budget fine-tuning cannot meet
+        (100, {"time_budget_seconds": "0.001"}, "time budget"),
+        # 21 training documents per label but 9 to validate on: compared by folds, unless
+        # that takes longer than allowed
+        (30, {"finetune_cv_max_seconds": "0.001"}, "folds"),
+    ],
+)
+def test_finetuning_that_cannot_fit_is_skipped_with_the_reason_and_tried_otherwise(
     s3: Any,
     mlflow_uri: str,
     tiny_base_model: str,
     tmp_path: Path,
     dataset_prefix: str,
     experiment_name: str,
+    per_label: int,
+    limit: dict[str, str],
+    reason: str,
 ) -> None:
-    # given: enough documents for fine-tuning (and to compare it), but a budget it cannot meet
-    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 100))
-    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path,
-                        time_budget_seconds="0.001")  # fmt: skip
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, per_label))
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path, **limit)
     run = MlflowClient().get_run(run_id)
-    assert "time budget" in run.data.tags[f"{TAG_SKIPPED}.finetune"]
+    assert reason in run.data.tags[f"{TAG_SKIPPED}.finetune"]
     assert "candidate_finetune_val_macro_f1" not in run.data.metrics
 
-    # when: the same data with no budget, then fine-tuning is a candidate too
+    # when: the same data without the limit (the tiny model is fast), fine-tuning competes
     run_id = train_tiny(dataset_prefix, f"{experiment_name}-free", tiny_base_model, tmp_path)
     run = MlflowClient().get_run(run_id)
-    assert "candidate_finetune_val_macro_f1" in run.data.metrics
-    assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
-
-
-def test_a_small_validation_set_compares_finetuning_by_folds_when_that_is_cheap(
-    s3: Any,
-    mlflow_uri: str,
-    tiny_base_model: str,
-    tmp_path: Path,
-    dataset_prefix: str,
-    experiment_name: str,
-) -> None:
-    # given: 21 training documents per label, but only 9 to validate on
-    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 30))
-    # when: comparing by folds would take longer than allowed
-    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path,
-                        finetune_cv_max_seconds="0.001")  # fmt: skip
-    # then: fine-tuning is skipped, saying why
-    run = MlflowClient().get_run(run_id)
-    assert "folds" in run.data.tags[f"{TAG_SKIPPED}.finetune"]
-    # when: it is cheap (the tiny model): fine-tuning is a candidate, scored by folds
-    run_id = train_tiny(dataset_prefix, f"{experiment_name}-folds", tiny_base_model, tmp_path)
-    run = MlflowClient().get_run(run_id)
-    assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
     assert 0.0 <= run.data.metrics["candidate_finetune_val_macro_f1"] <= 1.0
+    assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
 
 
 def _candidate(kind: str, f1: float) -> Candidate:
