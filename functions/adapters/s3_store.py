@@ -27,11 +27,16 @@ def s3_client(settings: Settings) -> Any:
         # SigV4 presigned URLs: SigV2 is refused by newer regions and KMS-encrypted buckets.
         signature_version="s3v4",
     )
-    return boto3.client(
+    session = boto3.session.Session()
+    # The local S3 (moto) takes any credentials: a shell without AWS ones still works.
+    local = bool(settings.s3_endpoint_url) and session.get_credentials() is None
+    return session.client(
         "s3",
         region_name=settings.aws_region,
         endpoint_url=settings.s3_endpoint_url or None,
         config=config,
+        aws_access_key_id="local" if local else None,
+        aws_secret_access_key="local" if local else None,
     )
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +62,22 @@ def test_tenant_names_are_checked(secured: Settings) -> None:
     result = CliRunner().invoke(admin, ["create-key", "--tenant", "Not Valid/"])
     assert result.exit_code == 1
     assert "tenant must be" in result.output
+
+
+def test_the_admin_command_needs_no_aws_credentials_against_the_local_s3(
+    secured: Settings,
+) -> None:
+    # a new user's shell next to `make up`: no AWS credentials anywhere
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+    admin = Path(sys.executable).parent / "custom-classifier-admin"
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(admin), *args], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    created = json.loads(run("create-key", "--tenant", "newcomer"))
+    assert created["key_id"] in run("list-keys")
