@@ -279,6 +279,17 @@ def delete(client: Client, what: str, name: str, hard: bool, yes: bool) -> None:
 
 
 @main.command()
+@click.argument("what", type=click.Choice(["experiment", "run"]))
+@click.argument("name")
+@pass_client
+def restore(client: Client, what: str, name: str) -> None:
+    """Undo the soft delete of an experiment (by name) or a run (by id)."""
+    body = {"experiment_name": name} if what == "experiment" else {"run_id": name}
+    answer = client.call("POST", f"{API}/{what}/restore", json=body)
+    client.show(answer, answer["status"])
+
+
+@main.command()
 @click.argument("run_id")
 @pass_client
 def promote(client: Client, run_id: str) -> None:

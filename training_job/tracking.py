@@ -13,6 +13,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 
 from training_job.config import Hyperparameters
 from training_job.data import Dataset
@@ -29,6 +30,8 @@ TAG_REGISTERED = "custom_classifier.registered_model"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_SKIPPED = "custom_classifier.skipped"
 TAG_HPO = "custom_classifier.hpo"
+# On a registered model: the id of the one experiment whose runs it holds.
+TAG_MODEL_OWNER = "custom_classifier.experiment_id"
 # The pyfunc environment: what a serving process needs to load the model.
 SERVING_REQUIREMENTS = [
     "torch==2.13.0", "transformers==5.23.0", "scikit-learn==1.9.1", "numpy", "pandas",
@@ -43,11 +46,15 @@ def label_maps(labels: list[str]) -> tuple[str, str]:
 
 
 def registered_model_name(hp: Hyperparameters) -> str:
-    """The registry name: set explicitly, or derived from the experiment name."""
+    """The registry name: given by the API, or `<experiment>-classifier` with "/" and ":"
+    (which MLflow refuses) as "-"; the API's copy is functions/core/training.py."""
     if hp.registered_model_name:
         return hp.registered_model_name
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", hp.experiment_name).strip("-.") or "experiment"
-    return f"{slug}-classifier"
+    return f"{re.sub(r'[/:]', '-', hp.experiment_name.strip())}-classifier"
+
+
+class ModelNameTaken(RuntimeError):
+    """The registered model of that name holds another experiment's models."""
 
 
 def training_run_name() -> str:
@@ -131,8 +138,27 @@ class RunTracker:
         )
         return str(info.model_uri)
 
+    def _claim_model_name(self, name: str) -> None:
+        """Create the registered model owned by this run's experiment, or check it is."""
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        try:
+            self.client.create_registered_model(name, tags={TAG_MODEL_OWNER: experiment_id})
+            return
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        owner = self.client.get_registered_model(name).tags.get(TAG_MODEL_OWNER)
+        if owner is None:  # registered before models had owners: adopted by its experiment
+            self.client.set_registered_model_tag(name, TAG_MODEL_OWNER, experiment_id)
+        elif owner != experiment_id:
+            raise ModelNameTaken(
+                f"registered model {name!r} holds the models of experiment {owner}; "
+                "train under another experiment name"
+            )
+
     def register(self, model_uri: str, name: str) -> str:
         """Register the model and point the champion alias at the new version."""
+        self._claim_model_name(name)
         version = mlflow.register_model(model_uri, name, tags={"run_id": self.run_id})
         self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
         self.client.set_tag(self.run_id, TAG_REGISTERED, f"{name}/{version.version}")

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus, ViewType
 from mlflow.exceptions import MlflowException, RestException
 
+from functions.adapters import mlflow_gc
 from functions.core.config import Settings
 from functions.core.errors import (
     Conflict,
@@ -26,7 +27,7 @@ from functions.core.errors import (
     run_not_found,
 )
 from functions.core.models import Experiment, PurgeReport, RunSummary
-from functions.core.tags import TAG_FAILURE
+from functions.core.tags import TAG_FAILURE, TAG_MODEL_OWNER
 
 T = TypeVar("T")
 # Registry searches take at most this many run ids in one IN (...) filter.
@@ -83,20 +84,21 @@ def _summary(run: Any, with_document: bool = False) -> RunSummary:
         tags=dict(run.data.tags),
         metrics=dict(run.data.metrics),
         document=_document(run) if with_document else {},
+        lifecycle_stage=run.info.lifecycle_stage,
     )
 
 
-GC_BACKEND_ENV = "CC_GC_BACKEND_STORE_URI"
-GC_WITH_BACKEND_FROM_ENV = (
-    "import os, sys; from mlflow.cli import cli; "
-    f"cli(['gc', '--backend-store-uri', os.environ['{GC_BACKEND_ENV}'], *sys.argv[1:]])"
-)
 _CREDENTIALS = re.compile(r"(://[^/\s:@]+):[^@\s/]+@")
 
 
 def redact_credentials(text: str) -> str:
     """`scheme://user:password@host` -> `scheme://user:***@host`."""
     return _CREDENTIALS.sub(r"\1:***@", text)
+
+
+def _quoted(value: str) -> str:
+    """A value inside single quotes of an MLflow search filter."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _experiment(exp: Any) -> Experiment:
@@ -185,7 +187,7 @@ class MlflowTracking:
 
         return _summary(self._do(create), with_document=True)
 
-    def get_run(self, run_id: str) -> RunSummary:
+    def get_run(self, run_id: str, include_deleted: bool = False) -> RunSummary:
         if not RUN_ID.fullmatch(run_id):  # never send a malformed id into a REST path
             raise run_not_found(run_id)
         try:
@@ -194,7 +196,7 @@ class MlflowTracking:
             if _is_not_found(exc):
                 raise run_not_found(run_id) from exc
             raise
-        if run.info.lifecycle_stage != "active":
+        if run.info.lifecycle_stage != "active" and not include_deleted:
             raise run_not_found(run_id)
         return _summary(run)
 
@@ -239,6 +241,13 @@ class MlflowTracking:
     def delete_run(self, run_id: str) -> None:
         self._do(self.client.delete_run, run_id)
 
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._forget_experiment(experiment_id)
+        self._do(self.client.restore_experiment, experiment_id)
+
+    def restore_run(self, run_id: str) -> None:
+        self._do(self.client.restore_run, run_id)
+
     def _all_run_ids(self, experiment_id: str) -> list[str]:
         ids: list[str] = []
         token = None
@@ -266,9 +275,18 @@ class MlflowTracking:
                 touched.add(version.name)
                 deleted += 1
         for name in touched:  # a registered model with no versions left goes too
-            if not self._do(self.client.search_model_versions, f"name='{name}'"):
+            if not self._do(self.client.search_model_versions, f"name='{_quoted(name)}'"):
                 self._do(self.client.delete_registered_model, name)
         return deleted
+
+    def _delete_owned_models(self, experiment_id: str) -> None:
+        """Registered models the experiment owns go with it, even ones left without versions."""
+        owned = self._do(
+            self.client.search_registered_models,
+            filter_string=f"tags.`{TAG_MODEL_OWNER}` = '{experiment_id}'",
+        )
+        for model in owned:
+            self._do(self.client.delete_registered_model, model.name)
 
     def _delete_logged_models(self, experiment_id: str) -> list[str]:
         ids: list[str] = []
@@ -284,19 +302,15 @@ class MlflowTracking:
         return ids
 
     def _gc(self, experiment_id: str, logged_model_ids: list[str]) -> bool:
-        """Purge rows (and proxied artifacts) with `mlflow gc`; needs the backend store URI."""
+        """Purge the experiment's rows (and proxied artifacts), and nothing else's
+        (functions/adapters/mlflow_gc.py); needs the backend store URI."""
         backend = self.settings.mlflow_backend_store_uri.get_secret_value()
         if not backend:
             return False
+        command = [sys.executable, "-m", mlflow_gc.__name__, self.uri, experiment_id,
+                   *logged_model_ids]  # fmt: skip
         # The URI (it may hold a password) goes by environment, never on a command line.
-        command = [
-            sys.executable, "-c", GC_WITH_BACKEND_FROM_ENV,
-            "--tracking-uri", self.uri,
-            "--experiment-ids", experiment_id,
-        ]  # fmt: skip
-        if logged_model_ids:
-            command += ["--logged-model-ids", ",".join(logged_model_ids)]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri, GC_BACKEND_ENV: backend}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri, mlflow_gc.BACKEND_ENV: backend}
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             detail = redact_credentials(done.stderr.strip()[-500:])
@@ -307,6 +321,7 @@ class MlflowTracking:
         self._forget_experiment(experiment.experiment_id)
         run_ids = self._all_run_ids(experiment.experiment_id)
         versions = self._delete_model_versions(run_ids)
+        self._delete_owned_models(experiment.experiment_id)
         logged = self._delete_logged_models(experiment.experiment_id)
         if experiment.active:
             self.delete_experiment(experiment.experiment_id)
@@ -318,11 +333,38 @@ class MlflowTracking:
             rows_purged=purged,
         )
 
+    def model_owner(self, name: str) -> str | None:
+        try:
+            model = self._do(self.client.get_registered_model, name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        owner = model.tags.get(TAG_MODEL_OWNER)
+        if owner:
+            return str(owner)
+        # Registered before models had owners: its versions' runs tell whose it is.
+        versions = self._do(self.client.search_model_versions, f"name='{_quoted(name)}'")
+        for version in versions:
+            try:
+                return str(self._do(self.client.get_run, version.run_id).info.experiment_id)
+            except MlflowException:
+                continue  # a version whose run is gone says nothing
+        return None
+
+    def claim_model_name(self, name: str, experiment_id: str) -> None:
+        try:
+            self._do(self.client.create_registered_model, name,
+                     tags={TAG_MODEL_OWNER: experiment_id})  # fmt: skip
+        except RestException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
     def resolve_model_reference(self, reference: str) -> str:
         rest = reference.removeprefix("models:/")
         try:
             if "@" in rest:
-                name, alias = rest.split("@", 1)
+                name, alias = rest.rsplit("@", 1)  # as MLflow parses it: names may hold "@"
                 version = self._do(self.client.get_model_version_by_alias, name, alias)
             elif "/" in rest:
                 name, number = rest.rsplit("/", 1)

@@ -122,7 +122,10 @@ class RunStatusItem(BaseModel):
     macro_f1: float | None = Field(default=None, alias="metrics.test_macro_f1")
     accuracy: float | None = Field(default=None, alias="metrics.test_accuracy")
     registered: bool = False
-    registered_model: str | None = None
+    registered_model: str | None = None  # "<name>/<version>" once registered
+    model_name: str | None = Field(
+        default=None, description="the registered model this run registers into"
+    )
     failure_reason: str | None = None
     model_kind: str | None = None
     start_time: int | None = None  # ms since the epoch
@@ -193,6 +196,7 @@ class RunDetailOut(BaseModel):
     metrics: dict[str, float]
     model_kind: str | None
     registered_model: str | None
+    model_name: str | None
     gate: str | None
     gate_reason: str | None
     failure_reason: str | None

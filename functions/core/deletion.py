@@ -1,9 +1,10 @@
-"""Use cases: soft and hard deletes. Each returns a sentence saying exactly what happened."""
+"""Use cases: soft deletes and their restore, hard deletes. Each returns a sentence saying
+exactly what happened. A hard delete touches only the experiment it names."""
 
 from __future__ import annotations
 
 from functions.core.config import Settings
-from functions.core.errors import ExperimentNotFound
+from functions.core.errors import Conflict, ExperimentNotFound
 from functions.core.ports import ObjectStore, Tracking
 from functions.core.runs import active_experiment, experiment_name
 
@@ -21,6 +22,26 @@ def soft_delete_run(tracking: Tracking, run_id: str) -> str:
     run = tracking.get_run(run_id)
     tracking.delete_run(run.run_id)
     return f"Run {run_id} soft-deleted: hidden from listings, its artifacts are kept"
+
+
+def restore_experiment(tracking: Tracking, name: str) -> str:
+    experiment = tracking.get_experiment(experiment_name(name))
+    if experiment is None:
+        raise ExperimentNotFound(f"experiment {name!r} not found")
+    if experiment.active:
+        raise Conflict(f"experiment {name!r} is not deleted; there is nothing to restore")
+    tracking.restore_experiment(experiment.experiment_id)
+    return f"Experiment {name} restored with its runs, models and artifacts"
+
+
+def restore_run(tracking: Tracking, run_id: str) -> str:
+    run = tracking.get_run(run_id, include_deleted=True)
+    if run.lifecycle_stage == "active":
+        raise Conflict(f"run {run_id} is not deleted; there is nothing to restore")
+    if run.experiment_id not in {e.experiment_id for e in tracking.list_experiments()}:
+        raise Conflict(f"run {run_id}'s experiment is deleted; restore the experiment instead")
+    tracking.restore_run(run.run_id)
+    return f"Run {run_id} restored: listed and served again"
 
 
 def hard_delete_experiment(

@@ -82,6 +82,8 @@ class RunSummary:
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict)
+    # "deleted" once soft-deleted (only a restore reads such runs).
+    lifecycle_stage: str = "active"
 
     @property
     def run_name(self) -> str | None:

@@ -57,8 +57,8 @@ class Tracking(Protocol):
         self, experiment_id: str, run_name: str, params: dict[str, str], tags: dict[str, str]
     ) -> RunSummary: ...
 
-    def get_run(self, run_id: str) -> RunSummary:
-        """Raise RunNotFound for an unknown id."""
+    def get_run(self, run_id: str, include_deleted: bool = False) -> RunSummary:
+        """Raise RunNotFound for an unknown id (and a soft-deleted one unless asked for)."""
         ...
 
     def fail_run(self, run_id: str, reason: str) -> None: ...
@@ -81,8 +81,23 @@ class Tracking(Protocol):
 
     def delete_run(self, run_id: str) -> None: ...
 
+    def restore_experiment(self, experiment_id: str) -> None:
+        """Undo a soft delete: the experiment and its runs are active again."""
+        ...
+
+    def restore_run(self, run_id: str) -> None: ...
+
     def purge_experiment(self, experiment: Experiment) -> PurgeReport:
         """Remove registry versions, logged models, runs and rows of an experiment."""
+        ...
+
+    def model_owner(self, name: str) -> str | None:
+        """The id of the experiment whose models the registered model `name` holds, or None
+        when there is no such registered model (or it holds no one's yet)."""
+        ...
+
+    def claim_model_name(self, name: str, experiment_id: str) -> None:
+        """Create the registered model `name`, owned by the experiment (kept if it exists)."""
         ...
 
     def resolve_model_reference(self, reference: str) -> str:

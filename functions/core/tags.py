@@ -15,3 +15,7 @@ TAG_JOB_ID = "custom_classifier.job_id"
 TAG_TRIGGER = "custom_classifier.trigger"
 # The tenant a run belongs to (functions/core/tenancy.py); absent without authentication.
 TAG_TENANT = "custom_classifier.tenant"
+# The registered model a run registers into (set when the run is opened).
+TAG_MODEL_NAME = "custom_classifier.model_name"
+# On a registered model: the id of the one experiment whose runs it holds.
+TAG_MODEL_OWNER = "custom_classifier.experiment_id"

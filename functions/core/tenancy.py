@@ -127,8 +127,8 @@ class TenantTracking:
         tagged = {**tags, TAG_TENANT: str(self.tenant.name)}
         return self._own_run(self.inner.create_run(experiment_id, run_name, params, tagged))
 
-    def get_run(self, run_id: str) -> RunSummary:
-        return self._own_run(self.inner.get_run(run_id))
+    def get_run(self, run_id: str, include_deleted: bool = False) -> RunSummary:
+        return self._own_run(self.inner.get_run(run_id, include_deleted))
 
     def fail_run(self, run_id: str, reason: str) -> None:
         self._check_run(run_id)
@@ -160,10 +160,26 @@ class TenantTracking:
         self._check_run(run_id)
         self.inner.delete_run(run_id)
 
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._own_experiment(experiment_id)
+        self.inner.restore_experiment(experiment_id)
+
+    def restore_run(self, run_id: str) -> None:
+        if run_id not in self._run_ids:
+            self.get_run(run_id, include_deleted=True)
+        self.inner.restore_run(run_id)
+
     def purge_experiment(self, experiment: Experiment) -> PurgeReport:
         self._own_experiment(experiment.experiment_id)
         mlflow_name = self.tenant.qualify(experiment.name)
         return self.inner.purge_experiment(replace(experiment, name=mlflow_name))
+
+    def model_owner(self, name: str) -> str | None:
+        return self.inner.model_owner(name)  # names carry the tenant: never another's
+
+    def claim_model_name(self, name: str, experiment_id: str) -> None:
+        self._own_experiment(experiment_id)
+        self.inner.claim_model_name(name, experiment_id)
 
     def resolve_model_reference(self, reference: str) -> str:
         run_id = self.inner.resolve_model_reference(reference)

@@ -58,6 +58,12 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert promoted["alias"] == "champion"
     alias = f"models:/{promoted['registered_model']}@champion"
     assert _json(_cli(live_api, "predict", alias, "goal"))[0]["label"] == "sports"
+    hidden = _json(_cli(live_api, "delete", "experiment", experiment_name))
+    assert "soft-deleted" in hidden["status"]
+    assert _cli(live_api, "status", experiment_name).exit_code == 1
+    back = _json(_cli(live_api, "restore", "experiment", experiment_name))
+    assert "restored" in back["status"]
+    assert _json(_cli(live_api, "status", experiment_name))[0]["run_id"] == run["run_id"]
     deleted = _json(_cli(live_api, "delete", "experiment", experiment_name, "--hard", "--yes"))
     assert "deleted" in deleted["status"]
     assert _cli(live_api, "status", experiment_name).exit_code == 1

@@ -20,6 +20,7 @@ from functions.core.tags import (
     TAG_GATE,
     TAG_GATE_REASON,
     TAG_MODEL_KIND,
+    TAG_MODEL_NAME,
     TAG_REGISTERED,
 )
 
@@ -43,6 +44,7 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             metrics=summary.metrics,
             model_kind=summary.tags.get(TAG_MODEL_KIND),
             registered_model=summary.tags.get(TAG_REGISTERED),
+            model_name=summary.tags.get(TAG_MODEL_NAME),
             gate=summary.tags.get(TAG_GATE),
             gate_reason=summary.tags.get(TAG_GATE_REASON),
             failure_reason=summary.tags.get(TAG_FAILURE),

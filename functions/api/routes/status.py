@@ -8,7 +8,7 @@ from functions.api.deps import LauncherDep, TrackingDep
 from functions.api.schemas import ERROR_RESPONSES, ExperimentRequest, LastRunItem, RunStatusItem
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
-from functions.core.tags import TAG_FAILURE, TAG_MODEL_KIND, TAG_REGISTERED
+from functions.core.tags import TAG_FAILURE, TAG_MODEL_KIND, TAG_MODEL_NAME, TAG_REGISTERED
 
 router = APIRouter(prefix="/custom_classifier", tags=["status"], responses=ERROR_RESPONSES)
 
@@ -25,6 +25,7 @@ def _status_item(run: RunSummary) -> RunStatusItem:
         accuracy=run.metrics.get("test_accuracy"),
         registered=registered is not None,
         registered_model=registered,
+        model_name=run.tags.get(TAG_MODEL_NAME),
         failure_reason=run.tags.get(TAG_FAILURE),
         model_kind=run.tags.get(TAG_MODEL_KIND),
         start_time=run.start_time or None,

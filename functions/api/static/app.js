@@ -236,7 +236,8 @@ async function openRun(runId, scroll = true) {
   $("run-id").textContent = runId;
   try {
     const { data } = await call("GET", `${API}/runs/${runId}`);
-    const gate = data.gate === "passed" ? `registered as ${data.registered_model}` : data.gate_reason || "";
+    const gate = data.gate === "passed" ? `registered as ${data.registered_model}`
+      : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
     say("run-summary", [`${data.status} · ${data.model_kind || "training…"}`, gate, data.failure_reason]
       .filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
     const metrics = $("metrics").tBodies[0];
