@@ -42,10 +42,10 @@ status: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check functions training_job tests bench scripts iac
+	$(VENV)/bin/ruff format --check functions training_job documents tests bench scripts iac
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions training_job scripts bench
+	$(VENV)/bin/mypy functions training_job documents scripts bench
 	cd iac && ../$(VENV)/bin/mypy --config-file ../pyproject.toml app.py custom_classifier_iac
 
 test: lint typecheck $(CHROMIUM)

@@ -21,8 +21,9 @@ from itertools import islice
 from typing import Any
 from urllib.parse import urlparse
 
+from documents import decode_document, listing_problem
 from training_job.config import JobPaths, load_parameters, parse_args
-from training_job.data import ObjectInfo, decode_document
+from training_job.data import ObjectInfo
 from training_job.logs import bind_run, configure_job_logging
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,10 @@ class BatchJob:
                     yield ObjectInfo(item["Key"], int(item["Size"]))
 
     def _read(self, info: ObjectInfo) -> tuple[str, str | None, str | None]:
-        """(key, text, reason): text when usable, else the reason it is not."""
-        if info.size > self.params.max_document_bytes:
-            return info.key, None, f"larger than {self.params.max_document_bytes} bytes"
+        """(key, text, reason): text when usable, else the reason it is not (training's rule)."""
+        reason = listing_problem(info.key, info.size, self.params.max_document_bytes)
+        if reason is not None:
+            return info.key, None, reason
         try:
             raw = self.s3.get_object(Bucket=self.in_bucket, Key=info.key)["Body"].read()
         except Exception as exc:  # one unreadable object must not stop millions of others

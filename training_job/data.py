@@ -1,9 +1,10 @@
 """Read a labelled dataset laid out as `<prefix>/<label>/<doc>` from S3 or a local folder.
 
-Decoding policy: UTF-8 first (a BOM is dropped); if that fails and the bytes are not binary,
-Windows-1252 and then Latin-1 are tried. Such documents are used and listed in
-`decoded_with_fallback`. Documents that are empty, binary or larger than the size limit are
-not used and are listed with their reason; they never stop the job on their own.
+Which documents are used is decided by the `documents` package, the rule that batch and
+predict apply too (its docstring states the decoding policy). Documents decoded with a
+fallback encoding are used and listed in `decoded_with_fallback`. Documents that are hidden,
+empty, binary or larger than the size limit are not used and are listed with their reason;
+they never stop the job on their own.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-# A control-character share above this marks a document as binary rather than text.
-BINARY_CONTROL_RATIO = 0.1
-_ALLOWED_CONTROLS = {"\n", "\r", "\t", "\f", "\v"}
+from documents import decode_document, listing_problem
 
 
 class DatasetError(ValueError):
@@ -152,24 +151,6 @@ class FolderSource:
         return (self.root / relative).read_bytes()
 
 
-def decode_document(raw: bytes) -> tuple[str, str] | str:
-    """Return (text, encoding) for usable bytes, or the reason they cannot be used."""
-    if b"\x00" in raw[:8192]:
-        return "binary"
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if not text.strip():
-            return "empty"
-        controls = sum(1 for ch in text if ord(ch) < 32 and ch not in _ALLOWED_CONTROLS)
-        if controls > BINARY_CONTROL_RATIO * len(text):
-            return "binary"
-        return text, "utf-8" if encoding == "utf-8-sig" else encoding
-    return "undecodable"  # unreachable in practice: latin-1 decodes any byte string
-
-
 def _load(source: DocumentSource, info: ObjectInfo, label: str) -> Document | RejectedDocument:
     try:
         raw = source.read(info.key)
@@ -190,15 +171,11 @@ def _candidates(
     rejected: list[RejectedDocument] = []
     for label in labels:
         for info in source.list_objects(label):
-            name = info.key.rsplit("/", 1)[-1]
-            if name.startswith("."):
-                rejected.append(RejectedDocument(info.key, label, "hidden file"))
-            elif info.size == 0:
-                rejected.append(RejectedDocument(info.key, label, "empty"))
-            elif info.size > max_bytes:
-                rejected.append(RejectedDocument(info.key, label, f"larger than {max_bytes} bytes"))
-            else:
+            reason = listing_problem(info.key, info.size, max_bytes)
+            if reason is None:
                 wanted.append((info, label))
+            else:
+                rejected.append(RejectedDocument(info.key, label, reason))
     return wanted, rejected
 
 

@@ -11,12 +11,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from documents import listing_problem
 from functions.core.config import Settings
 from functions.core.errors import InvalidRequest
 from functions.core.models import DatasetLocation
 from functions.core.ports import ObjectStore
 from functions.core.tenancy import Tenant
-from functions.core.validation import classify_document, label_problem, resolve_location
+from functions.core.validation import label_problem, resolve_location
 
 MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -61,7 +62,7 @@ def label_folders(
         label, sep, name = rest.partition("/")
         if not sep or not name or name.endswith("/") or label.startswith(("_", ".")):
             continue  # a file beside the labels (a manifest), or a folder marker
-        if classify_document(info.key, info.size, settings.max_document_bytes) is None:
+        if listing_problem(info.key, info.size, settings.max_document_bytes) is None:
             usable[label] += 1
         else:
             unusable[label] += 1
@@ -78,12 +79,9 @@ def _check_file(upload: UploadFile, settings: Settings) -> str | None:
     problem = label_problem(parts[0])
     if problem is not None:
         return problem
-    if parts[1] in {".", ".."} or parts[1].startswith("."):
-        return "hidden or relative file names are not documents"
-    if upload.size <= 0:
-        return "empty"
-    if upload.size > settings.max_document_bytes:
-        return f"larger than {settings.max_document_bytes} bytes"
+    reason = listing_problem(upload.path, upload.size, settings.max_document_bytes)
+    if reason is not None:
+        return reason  # "." and ".." are hidden names too
     if upload.md5 and not MD5.fullmatch(upload.md5):
         return "md5 must be 32 lowercase hex digits"
     return None

@@ -6,6 +6,7 @@ import hashlib
 import time
 from dataclasses import replace
 
+from documents import text_problem
 from functions.core.config import Settings
 from functions.core.errors import InvalidRequest
 from functions.core.models import Prediction
@@ -15,7 +16,8 @@ from functions.core.validation import check_name
 
 
 def check_texts(texts: list[str], settings: Settings) -> list[str]:
-    """Between 1 and `max_texts_per_request` texts, none blank, none over `max_text_chars`."""
+    """Between 1 and `max_texts_per_request` texts, none blank, none over `max_text_chars`,
+    and each one a document the training job would have used (not binary)."""
     if not texts:
         raise InvalidRequest("give `text` or a non-empty `texts` list")
     if len(texts) > settings.max_texts_per_request:
@@ -26,6 +28,12 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
         if len(text) > settings.max_text_chars:
             raise InvalidRequest(
                 f"text {index} has {len(text)} characters; the limit is {settings.max_text_chars}"
+            )
+        problem = text_problem(text)
+        if problem is not None:
+            raise InvalidRequest(
+                f"text {index} cannot be classified: {problem} "
+                "(the job does not train on such documents either)"
             )
     return texts
 

@@ -1,7 +1,8 @@
 """Validate a training request before anything is created.
 
 The API judges documents from the listing alone (name and size), so it stays fast on large
-datasets; the training job reads the content and reports binary or undecodable files.
+datasets; the training job reads the content and reports binary or undecodable files. Both
+apply the one rule of the `documents` package.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
+from documents import listing_problem
 from functions.core.config import Settings
 from functions.core.errors import InvalidDataset, InvalidRequest
 from functions.core.models import DatasetLocation, DatasetSummary, NotTreated, TrainingRequest
@@ -89,17 +91,6 @@ def resolve_location(path: str, settings: Settings, tenant: Tenant) -> DatasetLo
     return DatasetLocation(bucket=bucket, prefix=prefix)
 
 
-def classify_document(key: str, size: int, max_bytes: int) -> str | None:
-    name = key.rsplit("/", 1)[-1]
-    if name.startswith("."):
-        return "hidden file"
-    if size == 0:
-        return "empty"
-    if size > max_bytes:
-        return f"larger than {max_bytes} bytes"
-    return None
-
-
 def survey_dataset(
     store: ObjectStore, location: DatasetLocation, labels: list[str], settings: Settings
 ) -> DatasetSummary:
@@ -111,7 +102,7 @@ def survey_dataset(
         for info in store.list_objects(location.bucket, location.label_prefix(label)):
             if info.key.endswith("/"):
                 continue  # a folder marker, not a document
-            reason = classify_document(info.key, info.size, settings.max_document_bytes)
+            reason = listing_problem(info.key, info.size, settings.max_document_bytes)
             if reason is None:
                 counts[label] += 1
             else:

@@ -35,9 +35,10 @@ def _rows(s3: Any, prefix: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def batch_input(s3: Any, dataset_prefix: str) -> str:
-    tree = keyword_tree(TOPICS, 5)  # 10 documents
+    tree = keyword_tree(TOPICS, 5)  # 10 documents, and 3 that training would not use either
     tree["sports"]["junk.bin"] = bytes(range(256)) * 4
     tree["weather"]["empty.txt"] = b""
+    tree["weather"][".DS_Store"] = b"Bud1 finder metadata"
     upload_tree(s3, DATA_BUCKET, f"{dataset_prefix}/in", tree)
     return f"{dataset_prefix}/in"
 
@@ -68,9 +69,9 @@ def test_batch_job_writes_every_document_once_and_lists_the_unusable(
 
     # then: progress is complete and every usable document has exactly one row
     assert final["data"]["status"] == "COMPLETED", final
-    assert (final["data"]["done"], final["data"]["total"]) == (12, 12)
+    assert (final["data"]["done"], final["data"]["total"]) == (13, 13)
     assert final["number_documents_treated"] == 10
-    assert final["number_documents_non_treated"] == 2
+    assert final["number_documents_non_treated"] == 3
     rows = _rows(s3, f"{dataset_prefix}/out")
     assert len(rows) == 10
     assert len({row["key"] for row in rows}) == 10
@@ -82,6 +83,7 @@ def test_batch_job_writes_every_document_once_and_lists_the_unusable(
     assert {item["key"]: item["reason"] for item in manifest["list_id_not_treated"]} == {
         f"{batch_input}/sports/junk.bin": "binary",
         f"{batch_input}/weather/empty.txt": "empty",
+        f"{batch_input}/weather/.DS_Store": "hidden file",
     }
 
 
@@ -125,8 +127,8 @@ def test_rerun_after_a_crash_neither_duplicates_nor_loses_rows(
     rows = _rows(s3, f"{dataset_prefix}/out")
     assert sorted(row["key"] for row in rows) == sorted({row["key"] for row in rows})
     assert len(rows) == manifest["number_documents_treated"] == 10
-    assert manifest["number_documents_non_treated"] == 2
-    assert len(manifest["parts"]) == 4
+    assert manifest["number_documents_non_treated"] == 3
+    assert len(manifest["parts"]) == 5
 
 
 def test_batch_requests_that_cannot_run_get_4xx(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -191,6 +192,25 @@ def test_bad_predict_requests(
     response = api.post(PREDICT, json=body)
     assert response.status_code == code, response.text
     assert message in response.json()["error"]
+
+
+def test_a_binary_file_read_as_text_is_refused_as_training_would(
+    api: TestClient, trained_model: TrainedModel
+) -> None:
+    # given: a PDF's bytes as `predict --file scan.pdf` reads them (errors="replace")
+    stream = random.Random(0).randbytes(4000)
+    pdf = b"%PDF-1.7\n1 0 obj\n<< /Filter /DCTDecode >>\nstream\n" + stream + b"\nendstream\n"
+    as_read = pdf.decode("utf-8", errors="replace")
+    # when: it is sent beside a normal text
+    body = {"runid": trained_model.run_id, "texts": ["rain and storm", as_read]}
+    refused = api.post(PREDICT, json=body)
+    # then: 422 naming the rule and the index, not a confident label
+    assert refused.status_code == 422, refused.text
+    assert "text 1 cannot be classified: binary" in refused.json()["error"]
+    # and the normal text alone still predicts
+    alone = api.post(PREDICT, json={"runid": trained_model.run_id, "text": "rain and storm"})
+    assert alone.status_code == 200, alone.text
+    _assert_prediction(alone.json()["data"], trained_model.labels)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

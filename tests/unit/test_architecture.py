@@ -46,6 +46,44 @@ def test_training_job_imports_nothing_from_functions() -> None:
         assert "functions" not in names, module
 
 
+def test_documents_imports_only_the_standard_library() -> None:
+    # Both images ship it, so it can depend on neither program nor on anything installed.
+    for module, names in _imports(ROOT / "documents").items():
+        outside = names - set(sys.stdlib_module_names) - {"documents"}
+        assert not outside, f"{module} imports {outside}"
+        assert not names & {"functions", "training_job"}, module
+
+
+def _defined(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return {node.name for node in ast.walk(tree) if isinstance(node, functions)}
+
+
+def test_the_job_batch_and_api_use_the_one_document_rule() -> None:
+    import documents
+
+    # given: the modules that judge documents, in both programs
+    users = [
+        "training_job/data.py",
+        "training_job/batch.py",
+        "functions/core/validation.py",
+        "functions/core/datasets.py",
+        "functions/core/prediction.py",
+    ]
+    imports = _imports(ROOT / "training_job") | _imports(ROOT / "functions")
+    # then: each imports the rule, and no module of either program keeps a copy of it
+    for module in users:
+        assert "documents" in imports[module], module
+    rules = set(documents.__all__) | {"classify_document"}
+    for folder in ("functions", "training_job"):
+        for path in (ROOT / folder).rglob("*.py"):
+            copies = _defined(path) & rules
+            assert not copies, f"{path.relative_to(ROOT)} defines {copies}"
+            # nor spells out its reasons (a listing rule written again would)
+            assert f'"{documents.HIDDEN}"' not in path.read_text(), path
+
+
 def test_control_plane_imports_without_heavy_libraries() -> None:
     # given a fresh interpreter, when the Lambda handler and the routes are imported
     code = (

@@ -14,27 +14,9 @@ from training_job.data import (
     FolderSource,
     S3Source,
     check_trainable,
-    decode_document,
     read_dataset,
 )
 from training_job.split import stratified_split
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (b"", "empty"),
-        (b"  \n\t ", "empty"),
-        (b"\x00\x01\x02binary", "binary"),
-        (bytes(range(1, 32)) * 10, "binary"),
-        ("caf\u00e9 na\u00efve".encode(), ("caf\u00e9 na\u00efve", "utf-8")),
-        ("\ufeffwith bom".encode(), ("with bom", "utf-8")),
-        ("\u00a3100 profit".encode("latin-1"), ("\u00a3100 profit", "cp1252")),
-        (b"\x81\x8d odd bytes", ("\x81\x8d odd bytes", "latin-1")),
-    ],
-)
-def test_decode_document_classifies_bytes(raw: bytes, expected: object) -> None:
-    assert decode_document(raw) == expected
 
 
 def _write(root: Path, relative: str, body: bytes) -> None:
@@ -51,6 +33,7 @@ def test_folder_source_reads_nested_unicode_names_and_lists_unusable(tmp_path: P
     _write(tmp_path, "neg/b.txt", b"bad film")
     _write(tmp_path, "neg/big.txt", b"x" * 200)
     _write(tmp_path, "neg/empty.txt", b"")
+    _write(tmp_path, "neg/scan.pdf", b"%PDF-1.7\n\x00\x01\x02 a binary stream")
     _write(tmp_path, "other/c.txt", b"not requested")
     # when
     dataset = read_dataset(FolderSource(tmp_path, key_prefix="ds"), ["pos", "neg"], max_bytes=100)
@@ -60,11 +43,12 @@ def test_folder_source_reads_nested_unicode_names_and_lists_unusable(tmp_path: P
         ("ds/pos/.DS_Store", "hidden file"),
         ("ds/neg/big.txt", "larger than 100 bytes"),
         ("ds/neg/empty.txt", "empty"),
+        ("ds/neg/scan.pdf", "binary"),
     }
     assert "ds/pos/sub/\u00e9t\u00e9.txt" in {d.key for d in dataset.documents}
     report = dataset.report()
     assert report["number_documents_treated"] == 3
-    assert report["number_documents_non_treated"] == 3
+    assert report["number_documents_non_treated"] == 4
 
 
 def test_fingerprint_changes_when_a_document_changes(tmp_path: Path) -> None:
