@@ -3,8 +3,11 @@ concurrent training requests, then a check that every training request became ex
 tracked run that finishes.
 
 Needs the local stack (`make up`) and its demo dataset. Trains a tfidf model on it first
-when the `bench-load` experiment has no champion. Prints, against a baseline of one client
-measured in the same run:
+when the `bench-load` experiment has no champion. Each client is a user who sends a request,
+reads the answer and waits `--think` seconds (exponentially distributed, mean 1 s) before the
+next, so 100 clients offer about 100 requests a second; `--think 0` makes every client send
+back to back (a closed loop, where latency is only clients / throughput). Prints, against a
+baseline of one client measured in the same run:
 
     predict p50 ratio <x>      p50 under load / p50 of one sequential client
     predict p95 ratio <x>      p95 under load / p50 of one sequential client
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -75,9 +79,14 @@ async def ensure_model(client: httpx.AsyncClient) -> None:
 
 
 async def predictor(client: httpx.AsyncClient, until: float, latencies: list[float],
-                    errors: Counter[str], index: int) -> None:  # fmt: skip
+                    errors: Counter[str], index: int, think: float) -> None:  # fmt: skip
     n = index
+    pause = random.Random(index)
+    if think:  # users do not arrive in lockstep
+        await asyncio.sleep(pause.uniform(0, think))
     while time.monotonic() < until:
+        if think and n > index:
+            await asyncio.sleep(pause.expovariate(1 / think))
         body = {"runid": MODEL, "text": TEXTS[n % len(TEXTS)]}
         n += 1
         began = time.perf_counter()
@@ -106,7 +115,8 @@ async def main(args: argparse.Namespace) -> int:
         latencies: list[float] = []
         errors: Counter[str] = Counter()
         until = time.monotonic() + args.seconds
-        clients = [predictor(client, until, latencies, errors, i) for i in range(args.clients)]
+        clients = [predictor(client, until, latencies, errors, i, args.think)
+                   for i in range(args.clients)]  # fmt: skip
         trainings = [train(client) for _ in range(args.trainings)]
         outcomes = await asyncio.gather(*clients, *trainings)
         started = [r for r in outcomes[args.clients :] if isinstance(r, httpx.Response)]
@@ -120,7 +130,8 @@ async def main(args: argparse.Namespace) -> int:
     base = statistics.median(baseline)
     rate = len(latencies) / args.seconds
     print(f"predict requests {len(latencies)} in {args.seconds:.0f} s from {args.clients} "
-          f"clients ({rate:.1f}/s); one client p50 {base * 1000:.1f} ms")  # fmt: skip
+          f"clients thinking {args.think:g} s ({rate:.1f}/s); one client p50 "
+          f"{base * 1000:.1f} ms")  # fmt: skip
     print(f"predict p50 {quantile(latencies, 0.5) * 1000:.1f} ms, "
           f"p95 {quantile(latencies, 0.95) * 1000:.1f} ms, "
           f"p99 {quantile(latencies, 0.99) * 1000:.1f} ms")  # fmt: skip
@@ -142,6 +153,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--trainings", type=int, default=10)
     parser.add_argument("--baseline", type=int, default=50)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=1.0,
+        help="mean seconds a client waits between requests (0: closed loop)",
+    )
     parser.add_argument("--training-timeout", type=float, default=900)
     options = parser.parse_args()
     if not options.url.startswith(("http://127.0.0.1", "http://localhost")):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,10 @@ import httpx
 API = "/custom_classifier"
 UPLOAD_BATCH = 500
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+# How many of a batch job's not-treated documents batch-predict prints.
+SKIPPED_SHOWN = 10
+# Answers worth the same request again (with its Idempotency-Key, nothing is started twice).
+RETRYABLE = {502, 503, 504}
 
 
 class ApiError(click.ClickException):
@@ -39,12 +44,19 @@ class Client:
         headers = {"x-api-key": self.api_key} if self.api_key else {}
         return httpx.Client(base_url=self.url.rstrip("/"), headers=headers, timeout=self.timeout)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            with self._http() as http:
-                response = http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach {self.url}: {exc}") from exc
+    def call(self, method: str, path: str, retries: int = 0, **kwargs: Any) -> Any:
+        """One request; `retries` more after a transport error or a 502/503/504."""
+        for attempt in range(retries + 1):
+            try:
+                with self._http() as http:
+                    response = http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                if attempt == retries:
+                    raise ApiError(f"cannot reach {self.url}: {exc}") from exc
+            else:
+                if response.status_code not in RETRYABLE or attempt == retries:
+                    break
+            time.sleep(min(8.0, 0.5 * 2**attempt))
         try:
             body = response.json()
         except ValueError:
@@ -152,8 +164,10 @@ def _run_line(run: dict[str, Any]) -> str:
     f1 = run.get("metrics.test_macro_f1")
     score = f"macro-F1 {f1:.3f}" if f1 is not None else ""
     registered = "registered" if run.get("registered") else ""
-    reason = run.get("failure_reason") or ""
-    return "  ".join(x for x in (run["run_id"], run["status"], score, registered, reason) if x)
+    reason = run.get("failure_reason") or run.get("cancelled") or ""
+    queued = f"#{run['queue_position']} in the queue" if run.get("queue_position") else ""
+    fields = (run["run_id"], run["status"], queued, score, registered, reason)
+    return "  ".join(x for x in fields if x)
 
 
 def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dict[str, Any]:
@@ -173,20 +187,29 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @click.option("--hpo-trials", type=int, default=0)
 @click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")
 @click.option("--poll", type=float, default=5.0, show_default=True)
+@click.option("--idempotency-key", default="",
+              help="sent as Idempotency-Key (default: a new one); retries reuse it")  # fmt: skip
 @pass_client
 def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
-          time_budget: float, hpo_trials: int, wait: bool, poll: float) -> None:  # fmt: skip
-    """Train a classifier on DATASET/<label>/ documents."""
+          time_budget: float, hpo_trials: int, wait: bool, poll: float,
+          idempotency_key: str) -> None:  # fmt: skip
+    """Train a classifier on DATASET/<label>/ documents. The request is retried on timeouts
+    and 502/503/504 with one Idempotency-Key, so it starts one run."""
     chosen = [label.strip() for label in labels.split(",") if label.strip()]
     if not chosen:
         folders = client.call("GET", f"{API}/datasets/labels", params={"path": dataset})["data"]
         chosen = [f["label"] for f in folders if f["documents"] > 0]
     body = {"labels": chosen, "path": dataset, "experiment_name": experiment, "mode": mode,
             "time_budget_seconds": time_budget, "hpo_trials": hpo_trials}  # fmt: skip
-    started = client.call("POST", f"{API}/process", json=body)
+    key = idempotency_key or str(uuid.uuid4())
+    started = client.call("POST", f"{API}/process", retries=3, json=body,
+                          headers={"Idempotency-Key": key})  # fmt: skip
     run_id = started["data"]["info"]["run_id"]
     if not wait:
-        client.show(started, f"started run {run_id} on {len(chosen)} labels: {', '.join(chosen)}")
+        position = started["data"].get("queue_position")
+        queued = f" (queued: #{position}, starts when a slot frees)" if position else ""
+        client.show(started, f"started run {run_id}{queued} on {len(chosen)} labels: "
+                    f"{', '.join(chosen)}")  # fmt: skip
         return
     click.echo(f"run {run_id} started; waiting", err=True)
     run = _wait_run(client, experiment, run_id, poll)
@@ -252,30 +275,55 @@ def batch_predict(client: Client, runid: str, input_path: str, output_path: str,
                     bar.length = job["total"]
                 bar.update(job["done"] - shown)
                 shown = job["done"]
-    client.show(job, f"{job['job_id']} {job['status']} {job['done']}/{job.get('total') or '?'} "
+    client.show(job, f"{job['job_id']} {job['status']}: {job['treated']} treated, "
+                f"{job['not_treated']} not treated (of {job.get('total') or '?'}) "
                 f"-> {job['output_uri']}")  # fmt: skip
+    skipped = job.get("not_treated_documents", [])
+    for item in skipped[:SKIPPED_SHOWN]:
+        click.echo(f"  not treated {item['key']}: {item['reason']}", err=True)
+    if job["status"] == "COMPLETED" and job["not_treated"] > min(len(skipped), SKIPPED_SHOWN):
+        click.echo(f"  (all {job['not_treated']} in {job['manifest_uri']})", err=True)
     if job["status"] == "FAILED":
         raise ApiError(f"batch job failed: {job.get('error', '')}")
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["experiment", "run"]))
+@click.argument("what", type=click.Choice(["experiment", "run", "dataset"]))
 @click.argument("name")
 @click.option("--hard", is_flag=True, help="remove everything (experiments only)")
 @click.option("--yes", is_flag=True, help="do not ask")
 @pass_client
 def delete(client: Client, what: str, name: str, hard: bool, yes: bool) -> None:
-    """Delete an experiment (soft, or --hard) or a run (soft)."""
+    """Delete an experiment (soft, or --hard), a run (soft) or a dataset (every object under
+    it, refused while a job reads it)."""
     if hard and what != "experiment":
         raise click.UsageError("--hard applies to experiments")
     if hard and not yes:
         click.confirm(f"remove experiment {name!r}, its runs, models and artifacts?", abort=True)
+    if what == "dataset":
+        if not yes:
+            click.confirm(f"remove dataset {name!r}, every object under it?", abort=True)
+        answer = client.call("POST", f"{API}/datasets/delete", json={"path": name})
+        data = answer["data"]
+        client.show(answer, f"dataset {data['data_uri']} deleted: {data['objects_removed']} "
+                    "objects removed")  # fmt: skip
+        return
     if what == "run":
         answer = client.call("POST", f"{API}/run/soft_delete", json={"run_id": name})
     else:
         kind = "hard_delete" if hard else "soft_delete"
         answer = client.call("POST", f"{API}/experiment/{kind}", json={"experiment_name": name})
     client.show(answer, answer["status"])
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--reason", default="", help="kept on the run with who cancelled it")
+@pass_client
+def cancel(client: Client, run_id: str, reason: str) -> None:
+    """Stop a queued or running training RUN_ID; it ends KILLED and registers nothing."""
+    run = client.call("POST", f"{API}/run/cancel", json={"run_id": run_id, "reason": reason})
+    client.show(run["data"], _run_line(run["data"]))
 
 
 @main.command()

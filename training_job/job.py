@@ -186,6 +186,8 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     model_uri = tracker.log_model(save_classifier(classifier, paths.model_dir))
     passed, reason = gate(metrics, hp)
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
-    version = tracker.register(model_uri, registered_model_name(hp)) if passed else None
+    cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve
+    registering = passed and not cancelled
+    version = tracker.register(model_uri, registered_model_name(hp)) if registering else None
     log.info("run %s: %s; registered version %s", tracker.run_id, reason, version)
     return JobResult(tracker.run_id, metrics, passed, version, dataset)

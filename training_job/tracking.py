@@ -30,6 +30,8 @@ TAG_REGISTERED = "custom_classifier.registered_model"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_SKIPPED = "custom_classifier.skipped"
 TAG_HPO = "custom_classifier.hpo"
+# Set by the API's cancel: the run ends KILLED and registers nothing.
+TAG_CANCELLED = "custom_classifier.cancelled"
 # On a registered model: the id of the one experiment whose runs it holds.
 TAG_MODEL_OWNER = "custom_classifier.experiment_id"
 # The pyfunc environment: what a serving process needs to load the model.
@@ -167,15 +169,25 @@ class RunTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         mlflow.set_tags(tags)
 
+    def cancelled(self) -> str | None:
+        """Who cancelled the run and why, once the API's cancel has tagged it."""
+        return self.client.get_run(self.run_id).data.tags.get(TAG_CANCELLED)
+
     def finish(self) -> None:
         self.phase("done")
-        mlflow.end_run(status=RunStatus.to_string(RunStatus.FINISHED))
+        status = RunStatus.KILLED if self.cancelled() else RunStatus.FINISHED
+        mlflow.end_run(status=RunStatus.to_string(status))
 
     def fail(self, reason: str) -> None:
-        """Mark the run FAILED with the reason; never raises (the job is failing already)."""
+        """Mark the run FAILED with the reason (KILLED when it was cancelled: the stop is
+        what ended it); never raises (the job is failing already)."""
         if not self.run_id:
             return
         try:
+            if self.cancelled():
+                self.phase("cancelled")
+                mlflow.end_run(status=RunStatus.to_string(RunStatus.KILLED))
+                return
             self.client.set_tag(self.run_id, TAG_FAILURE, reason[:5000])
             self.phase("failed")
             mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))

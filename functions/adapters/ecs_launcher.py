@@ -90,6 +90,15 @@ class EcsLauncher:
         log.info("started ECS task %s for job %s", arn, spec.job_name)
         return Launch(arn)
 
+    def queue_position(self, job_id: str) -> int | None:
+        return None  # Fargate starts every task it accepts
+
+    def cancel(self, job_id: str) -> None:
+        """StopTask: ECS sends the container SIGTERM, then SIGKILL after its stop timeout."""
+        self.client.stop_task(cluster=self.settings.ecs_cluster, task=job_id,
+                              reason="cancelled through the custom classifier API")  # fmt: skip
+        log.info("stopped ECS task %s", job_id)
+
     def failure(self, job_id: str) -> str | None:
         try:
             answer = self.client.describe_tasks(cluster=self.settings.ecs_cluster, tasks=[job_id])

@@ -74,7 +74,7 @@ def _document(run: Any) -> dict[str, Any]:
     return document
 
 
-def _summary(run: Any, with_document: bool = False) -> RunSummary:
+def _summary(run: Any) -> RunSummary:
     return RunSummary(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
@@ -83,7 +83,7 @@ def _summary(run: Any, with_document: bool = False) -> RunSummary:
         params=dict(run.data.params),
         tags=dict(run.data.tags),
         metrics=dict(run.data.metrics),
-        document=_document(run) if with_document else {},
+        document=_document(run),
         lifecycle_stage=run.info.lifecycle_stage,
     )
 
@@ -149,11 +149,14 @@ class MlflowTracking:
             raise Conflict(f"experiment {name!r} exists but is deleted; hard delete it first")
         return str(existing.experiment_id)
 
-    def running_runs(self, max_results: int) -> list[RunSummary]:
+    def active_runs(self, max_results: int) -> list[RunSummary]:
         runs = self._do(
             self.client.search_runs,
             [e.experiment_id for e in self.list_experiments()] or ["0"],
-            filter_string="attributes.status = 'RUNNING'",
+            # Not ended: RUNNING or SCHEDULED (status takes no IN list in MLflow's search).
+            filter_string=" AND ".join(
+                f"attributes.status != '{status}'" for status in ("FINISHED", "FAILED", "KILLED")
+            ),
             run_view_type=ViewType.ACTIVE_ONLY,
             max_results=max_results,
         )
@@ -185,7 +188,7 @@ class MlflowTracking:
             self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
             return self.client.get_run(run_id)
 
-        return _summary(self._do(create), with_document=True)
+        return _summary(self._do(create))
 
     def get_run(self, run_id: str, include_deleted: bool = False) -> RunSummary:
         if not RUN_ID.fullmatch(run_id):  # never send a malformed id into a REST path
@@ -206,6 +209,12 @@ class MlflowTracking:
             self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
         self._do(fail)
+
+    def schedule_run(self, run_id: str) -> None:
+        self._do(self.client.update_run, run_id, status="SCHEDULED")
+
+    def kill_run(self, run_id: str) -> None:
+        self._do(self.client.set_terminated, run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

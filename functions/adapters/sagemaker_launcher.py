@@ -125,6 +125,18 @@ class SageMakerLauncher:
         log.info("started SageMaker training job %s", name)
         return Launch(name)
 
+    def queue_position(self, job_id: str) -> int | None:
+        return None  # SageMaker starts every job (capacity waits show in its status)
+
+    def cancel(self, job_id: str) -> None:
+        """StopTrainingJob: SageMaker sends the container SIGTERM, then SIGKILL after 120 s."""
+        try:
+            self.client.stop_training_job(TrainingJobName=job_id)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException":
+                raise  # ValidationException: the job has ended already
+        log.info("stopped SageMaker training job %s", job_id)
+
     def failure(self, job_id: str) -> str | None:
         try:
             answer = self.client.describe_training_job(TrainingJobName=job_id)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from functions.api.schemas import Envelope, Status
 from functions.core.errors import (
     Conflict,
+    DatasetNotFound,
     DependencyUnavailable,
     DomainError,
     ExperimentNotFound,
@@ -34,6 +35,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     ExperimentNotFound: 404,
     RunNotFound: 404,
     JobNotFound: 404,
+    DatasetNotFound: 404,
     Conflict: 409,
     ModelNotReady: 409,
     DependencyUnavailable: 503,

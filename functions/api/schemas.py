@@ -78,6 +78,11 @@ class BatchPredictRequest(BaseModel):
     output_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["predictions/2026-11"])
 
 
+class SkippedDocument(BaseModel):
+    key: str
+    reason: str
+
+
 class BatchJobOut(BaseModel):
     job_id: str
     run_id: str
@@ -86,6 +91,12 @@ class BatchJobOut(BaseModel):
     output_uri: str
     total: int | None = None
     done: int = 0
+    treated: int = Field(default=0, description="documents classified (one output row each)")
+    not_treated: int = Field(default=0, description="documents that could not be used")
+    not_treated_documents: list[SkippedDocument] = Field(
+        default_factory=list,
+        description="once COMPLETED: the first 100 not treated, with why (all: manifest_uri)",
+    )
     manifest_uri: str
     error: str = ""
 
@@ -109,6 +120,9 @@ class ProcessData(BaseModel):
     data: dict[str, Any]
     dataset: DatasetReport
     job_id: str
+    queue_position: int | None = Field(
+        default=None, description="SCHEDULED: the job's place in the queue (1: next)"
+    )
 
 
 class RunStatusItem(BaseModel):
@@ -129,6 +143,10 @@ class RunStatusItem(BaseModel):
     failure_reason: str | None = None
     model_kind: str | None = None
     start_time: int | None = None  # ms since the epoch
+    queue_position: int | None = Field(
+        default=None, description="SCHEDULED runs: place in the job queue (1: next to start)"
+    )
+    cancelled: str | None = Field(default=None, description="who cancelled the run, and why")
 
 
 class LastRunItem(BaseModel):
@@ -180,6 +198,16 @@ class UploadPlanOut(BaseModel):
     rejected: list[RejectedFile]
 
 
+class DatasetRequest(BaseModel):
+    path: str = Field(max_length=MAX_TEXT_FIELD, description="the dataset", examples=["news"])
+
+
+class DatasetDeletedOut(BaseModel):
+    data_uri: str
+    objects_removed: int
+    batch_jobs_removed: int = Field(description="records of batch jobs whose output it held")
+
+
 class LabelFolderOut(BaseModel):
     label: str
     documents: int
@@ -197,11 +225,18 @@ class RunDetailOut(BaseModel):
     model_kind: str | None
     registered_model: str | None
     model_name: str | None
+    queue_position: int | None = None
+    cancelled: str | None = None
     gate: str | None
     gate_reason: str | None
     failure_reason: str | None
     report: dict[str, Any] | None
     artifacts: list[str]
+
+
+class CancelRequest(BaseModel):
+    run_id: str = Field(max_length=MAX_TEXT_FIELD)
+    reason: str = Field(default="", max_length=500, description="kept on the run")
 
 
 class PromoteRequest(BaseModel):
@@ -220,8 +255,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, description in {
         400: "the body is not JSON",
         401: "no API key, or an unknown one (when CC_AUTH=api_key)",
-        404: "not found (experiment, run, model, batch job)",
-        409: "conflict with the current state (model not ready, deleted experiment)",
+        404: "not found (experiment, run, model, batch job, dataset)",
+        409: "conflict with the current state (model not ready, deleted experiment, "
+        "dataset in use)",
         413: "the body is larger than CC_MAX_REQUEST_BYTES (refused before parsing)",
         422: "invalid request; nothing was created",
         500: "unexpected error (the response's x-request-id locates it in the logs)",

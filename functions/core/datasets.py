@@ -1,4 +1,5 @@
-"""Use cases for the UI and CLI: list datasets, suggest labels, plan a (resumable) upload.
+"""Use cases for the UI and CLI: list datasets, suggest labels, plan a (resumable) upload,
+delete a dataset.
 
 Uploads never pass through the API: it hands out presigned PUT URLs for the files the
 bucket does not already hold with the same size (and MD5, when the client sends it), so an
@@ -12,14 +13,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from documents import listing_problem
+from functions.core.batch import (
+    batch_jobs_in_use,
+    batch_output_folders,
+    forget_batch_jobs_in,
+    location_of,
+    overlaps,
+)
 from functions.core.config import Settings
-from functions.core.errors import InvalidRequest
-from functions.core.models import DatasetLocation
-from functions.core.ports import ObjectStore
+from functions.core.errors import Conflict, DatasetNotFound, InvalidRequest
+from functions.core.models import DatasetLocation, RunSummary
+from functions.core.ports import ObjectStore, Tracking
+from functions.core.tags import TAG_DATA_URI
 from functions.core.tenancy import Tenant
 from functions.core.validation import label_problem, resolve_location
 
 MD5 = re.compile(r"[0-9a-f]{32}")
+# How many queued or running runs a dataset delete looks at for one reading the dataset.
+IN_USE_RUNS = 1000
 
 
 @dataclass(frozen=True)
@@ -44,10 +55,49 @@ class UploadPlan:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # path, reason
 
 
+@dataclass(frozen=True)
+class DatasetDeletion:
+    location: DatasetLocation
+    objects: int  # removed from the data bucket
+    batch_jobs: int  # records of the batch jobs whose output was inside the dataset
+
+
 def list_datasets(store: ObjectStore, settings: Settings, tenant: Tenant) -> list[str]:
-    """The datasets: top-level folders of the data bucket, or of the tenant's folder."""
+    """The datasets: top-level folders of the data bucket, or of the tenant's folder, except
+    those that hold batch outputs (known from the batch index, not from a walk of the data)."""
     folders = store.list_folders(settings.data_bucket, tenant.data_prefix)
-    return sorted(name for name in folders if name)
+    outputs = batch_output_folders(store, settings, tenant)
+    return sorted(name for name in folders if name and name not in outputs)
+
+
+def _reads(run: RunSummary, location: DatasetLocation) -> bool:
+    data_uri = run.tags.get(TAG_DATA_URI)
+    return bool(data_uri) and overlaps(location_of(str(data_uri)), location)
+
+
+def delete_dataset(
+    path: str, tracking: Tracking, store: ObjectStore, settings: Settings, tenant: Tenant
+) -> DatasetDeletion:
+    """Remove every object under the dataset's prefix, and its batch index entries; Conflict
+    while a queued or running training run or batch job reads (or writes) it. `tracking` is
+    the tenant's (functions/core/tenancy.py)."""
+    location = resolve_location(path, settings, tenant)
+    if location.bucket != settings.data_bucket:
+        raise InvalidRequest("only datasets of the data bucket can be deleted: give its name")
+    if next(iter(store.list_objects(location.bucket, f"{location.prefix}/")), None) is None:
+        raise DatasetNotFound(f"dataset {location.uri} not found: no objects under it")
+    runs = [run.run_id for run in tracking.active_runs(IN_USE_RUNS) if _reads(run, location)]
+    jobs = batch_jobs_in_use(location, store, settings)
+    if runs or jobs:
+        users = [*(f"run {run_id}" for run_id in runs), *(f"batch job {job}" for job in jobs)]
+        raise Conflict(
+            f"dataset {location.uri} is in use by queued or running jobs ({', '.join(users)}); "
+            "delete it once they end",
+            run_ids=runs,
+            job_ids=jobs,
+        )
+    objects = store.delete_prefix(location.bucket, f"{location.prefix}/")
+    return DatasetDeletion(location, objects, forget_batch_jobs_in(location, store, settings))
 
 
 def label_folders(

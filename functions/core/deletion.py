@@ -3,6 +3,7 @@ exactly what happened. A hard delete touches only the experiment it names."""
 
 from __future__ import annotations
 
+from functions.core.batch import remove_experiment_batch_jobs
 from functions.core.config import Settings
 from functions.core.errors import Conflict, ExperimentNotFound
 from functions.core.ports import ObjectStore, Tracking
@@ -47,7 +48,8 @@ def restore_run(tracking: Tracking, run_id: str) -> str:
 def hard_delete_experiment(
     tracking: Tracking, store: ObjectStore, settings: Settings, name: str
 ) -> str:
-    """Remove the experiment everywhere: registry, logged models, runs, rows and S3 objects."""
+    """Remove the experiment everywhere: registry, logged models, runs, rows, S3 objects and
+    the records of its runs' batch jobs (their outputs in the data bucket are the user's)."""
     # Soft-deleted experiments can be purged too.
     experiment = tracking.get_experiment(experiment_name(name))
     if experiment is None:
@@ -55,6 +57,7 @@ def hard_delete_experiment(
     report = tracking.purge_experiment(experiment)
     # Proxied artifacts live under <experiment_id>/ in the artifacts bucket; remove what is left.
     objects = store.delete_prefix(settings.artifacts_bucket, f"{experiment.experiment_id}/")
+    batch_jobs = remove_experiment_batch_jobs(experiment.experiment_id, store, settings)
     rows = (
         "its rows purged, the name can be reused"
         if report.rows_purged
@@ -62,6 +65,7 @@ def hard_delete_experiment(
     )
     return (
         f"Experiment {name} hard-deleted: {report.runs} runs, {report.model_versions} "
-        f"registered model versions, {report.logged_models} logged models and "
-        f"{objects} remaining artifact objects removed; {rows}"
+        f"registered model versions, {report.logged_models} logged models, "
+        f"{objects} remaining artifact objects and {batch_jobs} batch job records removed "
+        f"(batch outputs are kept); {rows}"
     )

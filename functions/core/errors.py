@@ -47,6 +47,10 @@ class JobNotFound(DomainError):
     pass
 
 
+class DatasetNotFound(DomainError):
+    pass
+
+
 class ModelNotReady(DomainError):
     """The run exists but has no model to serve (training, failed, or below the bar)."""
 

@@ -84,6 +84,8 @@ class RunSummary:
     document: dict[str, Any] = field(default_factory=dict)
     # "deleted" once soft-deleted (only a restore reads such runs).
     lifecycle_stage: str = "active"
+    # A SCHEDULED run's place in its launcher's queue (1: next to start).
+    queue_position: int | None = None
 
     @property
     def run_name(self) -> str | None:
@@ -112,6 +114,9 @@ class Launch:
 
     job_id: str
     created: bool = True
+    # Where the job waits when the launcher runs at most so many at once (1: next); None
+    # when it started.
+    queue_position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class StartedTraining:
     run: RunSummary
     dataset: DatasetSummary
     job_id: str
+    queue_position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,8 @@ class BatchJobRecord:
     output_uri: str
     created_at: float
     tenant: str | None = None  # who started it; others are told it does not exist
+    # The run's experiment: a hard delete of it removes the record. "" in older records.
+    experiment_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,16 @@ class Tracking(Protocol):
 
     def fail_run(self, run_id: str, reason: str) -> None: ...
 
-    def running_runs(self, max_results: int) -> list[RunSummary]:
-        """Active runs whose status is RUNNING, across active experiments."""
+    def active_runs(self, max_results: int) -> list[RunSummary]:
+        """Runs that are RUNNING or SCHEDULED (queued), across active experiments."""
+        ...
+
+    def schedule_run(self, run_id: str) -> None:
+        """Mark a run SCHEDULED: its job waits for a free slot (the job sets RUNNING)."""
+        ...
+
+    def kill_run(self, run_id: str) -> None:
+        """End a run KILLED (cancelled)."""
         ...
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
@@ -147,5 +155,14 @@ class JobLauncher(Protocol):
         ...
 
     def failure(self, job_id: str) -> str | None:
-        """Why the job ended without success, or None while it runs or once it succeeded."""
+        """Why the job ended without success, or None while it waits or runs, or once it
+        succeeded."""
+        ...
+
+    def queue_position(self, job_id: str) -> int | None:
+        """Where a waiting job stands in the launcher's queue (1: next), else None."""
+        ...
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job: take it out of the queue, or stop it (SIGTERM first) if it runs."""
         ...

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from functions.core.errors import ExperimentNotFound, InvalidRequest, RunNotFound, run_not_found
+from functions.core.errors import (
+    Conflict,
+    ExperimentNotFound,
+    InvalidRequest,
+    RunNotFound,
+    run_not_found,
+)
 from functions.core.models import Experiment, RunSummary
 from functions.core.ports import JobLauncher, Tracking
-from functions.core.tags import TAG_JOB_ID
+from functions.core.tags import TAG_CANCELLED, TAG_JOB_ID
 
 EXPERIMENT_RUNS = 3
 LATEST_RUNS = 10
@@ -28,27 +34,33 @@ def active_experiment(tracking: Tracking, name: str) -> Experiment:
     return experiment
 
 
+# A run in these states has a job queued or running behind it.
+ACTIVE_STATUSES = frozenset({"RUNNING", "SCHEDULED"})
+
+
 def reconcile(run: RunSummary, tracking: Tracking, launcher: JobLauncher) -> RunSummary:
-    """A RUNNING run whose job has ended without logging (killed, failed to start, spot
-    capacity never came) is marked FAILED with the launcher's reason."""
+    """A queued or running run whose job has ended without logging (killed, failed to start,
+    spot capacity never came) is marked FAILED with the launcher's reason; a queued one gets
+    its place in the queue."""
     job_id = run.tags.get(TAG_JOB_ID)
-    if run.status != "RUNNING" or not job_id:
+    if run.status not in ACTIVE_STATUSES or not job_id:
         return run
     reason = launcher.failure(job_id)
     if reason is None:
-        return run
+        position = launcher.queue_position(job_id) if run.status == "SCHEDULED" else None
+        return replace(run, queue_position=position)
     latest = tracking.get_run(run.run_id)  # the job may have logged its end meanwhile
-    if latest.status != "RUNNING":
+    if latest.status not in ACTIVE_STATUSES:
         return latest
     tracking.fail_run(run.run_id, reason)
     return tracking.get_run(run.run_id)
 
 
 def reap(tracking: Tracking, launcher: JobLauncher, max_runs: int = 500) -> list[str]:
-    """Mark FAILED every RUNNING run whose job has ended without logging; returns their ids.
-    Status reads do this for the runs they show; this catches the ones nobody looks at."""
+    """Mark FAILED every queued or running run whose job has ended without logging; returns
+    their ids. Status reads do this for the runs they show; this catches the rest."""
     reaped = []
-    for run in tracking.running_runs(max_runs):
+    for run in tracking.active_runs(max_runs):
         if reconcile(run, tracking, launcher).status == "FAILED":
             reaped.append(run.run_id)
     return reaped
@@ -122,3 +134,25 @@ def promote(tracking: Tracking, run_id: str) -> tuple[str, str]:
     serve); returns (model name, version)."""
     tracking.get_run(run_id)
     return tracking.promote(run_id, CHAMPION_ALIAS)
+
+
+def cancel_run(
+    tracking: Tracking, launcher: JobLauncher, run_id: str, who: str, reason: str
+) -> RunSummary:
+    """Stop a queued or running run's job; the run ends KILLED saying who and why, and
+    registers nothing (the job reads the tag before registering and when it is stopped)."""
+    run = tracking.get_run(run_id)
+    if run.status not in ACTIVE_STATUSES:
+        raise Conflict(
+            f"run {run_id} is {run.status}: only a queued or running run can be cancelled"
+        )
+    note = f"cancelled by {who}" + (f": {reason}" if reason else "")
+    tracking.set_tags(run_id, {TAG_CANCELLED: note})
+    job_id = run.tags.get(TAG_JOB_ID)
+    if job_id:
+        launcher.cancel(job_id)
+    latest = tracking.get_run(run_id)
+    if latest.status == "FINISHED":  # it ended before the stop reached it
+        raise Conflict(f"run {run_id} finished before it could be cancelled")
+    tracking.kill_run(run_id)
+    return tracking.get_run(run_id)

@@ -15,6 +15,10 @@ TAG_JOB_ID = "custom_classifier.job_id"
 TAG_TRIGGER = "custom_classifier.trigger"
 # The tenant a run belongs to (functions/core/tenancy.py); absent without authentication.
 TAG_TENANT = "custom_classifier.tenant"
+# The (hashed, per tenant) Idempotency-Key of the /process request that opened the run.
+TAG_IDEMPOTENCY = "custom_classifier.idempotency_key"
+# Who cancelled a run, and why; the job then ends KILLED and registers nothing.
+TAG_CANCELLED = "custom_classifier.cancelled"
 # The registered model a run registers into (set when the run is opened).
 TAG_MODEL_NAME = "custom_classifier.model_name"
 # On a registered model: the id of the one experiment whose runs it holds.

@@ -134,8 +134,16 @@ class TenantTracking:
         self._check_run(run_id)
         self.inner.fail_run(run_id, reason)
 
-    def running_runs(self, max_results: int) -> list[RunSummary]:
-        return [r for r in self.inner.running_runs(max_results) if self.tenant.owns(r)]
+    def active_runs(self, max_results: int) -> list[RunSummary]:
+        return [r for r in self.inner.active_runs(max_results) if self.tenant.owns(r)]
+
+    def schedule_run(self, run_id: str) -> None:
+        self._check_run(run_id)
+        self.inner.schedule_run(run_id)
+
+    def kill_run(self, run_id: str) -> None:
+        self._check_run(run_id)
+        self.inner.kill_run(run_id)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self._check_run(run_id)

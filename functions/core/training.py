@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 
 from functions.core.config import Settings
 from functions.core.errors import Conflict, DependencyUnavailable, DuplicateJob
@@ -118,6 +119,13 @@ def start_training(
         raise DependencyUnavailable(f"could not launch the training job: {exc}") from exc
     if not launch.created:  # another delivery of this request owns the job and its run
         tracking.delete_run(run.run_id)
-        raise DuplicateJob(f"job {spec.job_name} already exists", job_id=launch.job_id)
+        raise DuplicateJob(
+            f"job {spec.job_name} already exists", job_id=launch.job_id, dataset=dataset
+        )
     tracking.set_tags(run.run_id, {TAG_JOB_ID: launch.job_id})
-    return StartedTraining(run=run, dataset=dataset, job_id=launch.job_id)
+    if launch.queue_position is not None:
+        # The job starts seconds after a slot frees and sets RUNNING itself; this is long done.
+        tracking.schedule_run(run.run_id)
+        info = {**run.document["info"], "status": "SCHEDULED"}
+        run = replace(run, status="SCHEDULED", document={**run.document, "info": info})
+    return StartedTraining(run, dataset, launch.job_id, launch.queue_position)

@@ -46,19 +46,16 @@ def batch_input(s3: Any, dataset_prefix: str) -> str:
 def test_batch_job_writes_every_document_once_and_lists_the_unusable(
     api: TestClient, s3: Any, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
 ) -> None:
-    # when: a batch prediction is requested
-    body = {
-        "runid": trained_model.run_id,
-        "input_path": batch_input,
-        "output_path": f"{dataset_prefix}/out",
-    }
+    # when: a batch prediction is requested, into a top-level folder of its own
+    output = f"{dataset_prefix}-out"
+    body = {"runid": trained_model.run_id, "input_path": batch_input, "output_path": output}
     response = api.post(BATCH, json=body)
 
     # then: it answers a job id at once, and the same request names the same job
     assert response.status_code == 200, response.text
     job = response.json()["data"]
     assert job["job_id"].startswith("batch-")
-    assert job["output_uri"] == f"s3://{DATA_BUCKET}/{dataset_prefix}/out"
+    assert job["output_uri"] == f"s3://{DATA_BUCKET}/{output}"
     assert api.post(BATCH, json=body).json()["data"]["job_id"] == job["job_id"]
 
     def completed() -> dict[str, Any] | None:
@@ -67,24 +64,32 @@ def test_batch_job_writes_every_document_once_and_lists_the_unusable(
 
     final = wait_until(completed, timeout=120, what="batch job", every=1)
 
-    # then: progress is complete and every usable document has exactly one row
+    # then: progress is complete, 10 treated and 3 not, each with its reason
     assert final["data"]["status"] == "COMPLETED", final
     assert (final["data"]["done"], final["data"]["total"]) == (13, 13)
+    assert (final["data"]["treated"], final["data"]["not_treated"]) == (10, 3)
     assert final["number_documents_treated"] == 10
     assert final["number_documents_non_treated"] == 3
-    rows = _rows(s3, f"{dataset_prefix}/out")
+    unusable = {
+        f"{batch_input}/sports/junk.bin": "binary",
+        f"{batch_input}/weather/empty.txt": "empty",
+        f"{batch_input}/weather/.DS_Store": "hidden file",
+    }
+    assert sorted(final["list_id_not_treated"]) == sorted(unusable)
+    assert {d["key"]: d["reason"] for d in final["data"]["not_treated_documents"]} == unusable
+    # and: every usable document has exactly one row
+    rows = _rows(s3, output)
     assert len(rows) == 10
     assert len({row["key"] for row in rows}) == 10
     for row in rows:
         assert row["label"] in TOPICS and 0 < row["score"] <= 1
     manifest = json.loads(
-        s3.get_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/out/_manifest.json")["Body"].read()
+        s3.get_object(Bucket=DATA_BUCKET, Key=f"{output}/_manifest.json")["Body"].read()
     )
-    assert {item["key"]: item["reason"] for item in manifest["list_id_not_treated"]} == {
-        f"{batch_input}/sports/junk.bin": "binary",
-        f"{batch_input}/weather/empty.txt": "empty",
-        f"{batch_input}/weather/.DS_Store": "hidden file",
-    }
+    assert {item["key"]: item["reason"] for item in manifest["list_id_not_treated"]} == unusable
+    # and: the output is not offered as a dataset; the folder it read is
+    datasets = api.get("/custom_classifier/datasets").json()["data"]
+    assert dataset_prefix in datasets and output not in datasets
 
 
 class _CrashOnce:

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from functions.cli import main
 from tests.conftest import LiveApi
-from tests.support import TOPICS, keyword_tree
+from tests.support import DATA_BUCKET, TOPICS, keyword_tree, list_keys
 
 
 def _cli(api: LiveApi, *args: str) -> Result:
@@ -23,7 +23,7 @@ def _json(result: Result) -> Any:
 
 
 def test_upload_train_status_predict_batch_promote_delete(
-    live_api: LiveApi, tmp_path: Path, dataset_prefix: str, experiment_name: str
+    live_api: LiveApi, tmp_path: Path, dataset_prefix: str, experiment_name: str, s3: Any
 ) -> None:
     # given: a local folder of labelled documents
     folder = tmp_path / "docs"
@@ -39,10 +39,24 @@ def test_upload_train_status_predict_batch_promote_delete(
     again = _json(_cli(live_api, "upload", str(folder), dataset_prefix))
     assert (again["uploaded"], again["skipped"]) == (0, 16)
     # train on every label folder and wait for the registered model
-    run = _json(_cli(live_api, "train", dataset_prefix, "-e", experiment_name, "--mode", "tfidf",
-                     "--wait", "--poll", "0.5"))  # fmt: skip
+    train = (
+        "train",
+        dataset_prefix,
+        "-e",
+        experiment_name,
+        "--mode",
+        "tfidf",
+        "--idempotency-key",
+        f"{experiment_name}-1",
+    )
+    started = _json(_cli(live_api, *train))
+    # the same command again (a retry) waits on the same run instead of starting another
+    run = _json(_cli(live_api, *train, "--wait", "--poll", "0.5"))
+    assert run["run_id"] == started["data"]["info"]["run_id"]
+    finished = _cli(live_api, "cancel", run["run_id"], "--reason", "too late")
+    assert finished.exit_code == 1 and "only a queued or running run" in finished.output
     assert run["status"] == "FINISHED" and run["registered"]
-    job_log = live_api.settings.work_dir / f"cc-{run['run_id']}" / "job.log"
+    job_log = live_api.settings.work_dir / started["data"]["job_id"] / "job.log"
     job_lines = [json.loads(line) for line in job_log.read_text().splitlines()
                  if line.startswith('{"event"')]  # fmt: skip
     assert job_lines and all(line["run_id"] == run["run_id"] for line in job_lines[1:])
@@ -51,9 +65,17 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     predicted = _json(_cli(live_api, "predict", run["run_id"], "goal striker", "rain storm"))
     assert [p["label"] for p in predicted] == ["sports", "weather"]
-    batch = _json(_cli(live_api, "batch-predict", run["run_id"], dataset_prefix,
-                       f"{dataset_prefix}-out", "--wait", "--poll", "0.5"))  # fmt: skip
-    assert batch["status"] == "COMPLETED" and batch["done"] == 16
+    # a batch over the dataset and a document it cannot use: treated / not treated, and why
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/empty.txt", Body=b"")
+    batch = CliRunner().invoke(main, ["--url", live_api.url, "batch-predict", run["run_id"],
+                                      dataset_prefix, f"{dataset_prefix}-out", "--wait", "--poll",
+                                      "0.5"], catch_exceptions=False)  # fmt: skip
+    assert batch.exit_code == 0, batch.output
+    line = (
+        f"COMPLETED: 16 treated, 1 not treated (of 17) -> s3://{DATA_BUCKET}/{dataset_prefix}-out"
+    )
+    assert batch.stdout.startswith("batch-") and batch.stdout.rstrip().endswith(f" {line}")
+    assert f"not treated {dataset_prefix}/sports/empty.txt: empty" in batch.stderr
     promoted = _json(_cli(live_api, "promote", run["run_id"]))
     assert promoted["alias"] == "champion"
     alias = f"models:/{promoted['registered_model']}@champion"
@@ -66,7 +88,15 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert _json(_cli(live_api, "status", experiment_name))[0]["run_id"] == run["run_id"]
     deleted = _json(_cli(live_api, "delete", "experiment", experiment_name, "--hard", "--yes"))
     assert "deleted" in deleted["status"]
+    assert "1 batch job records removed" in deleted["status"]
     assert _cli(live_api, "status", experiment_name).exit_code == 1
+    # the dataset: asked first (answered no: nothing removed), then removed with --yes
+    kept = CliRunner().invoke(main, ["--url", live_api.url, "delete", "dataset", dataset_prefix],
+                              input="n\n")  # fmt: skip
+    assert kept.exit_code == 1 and list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/")
+    removed = _json(_cli(live_api, "delete", "dataset", dataset_prefix, "--yes"))
+    assert removed["data"]["objects_removed"] == 17
+    assert list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/") == []
 
 
 def test_failures_exit_non_zero_with_the_reason(live_api: LiveApi, tmp_path: Path) -> None:

@@ -1,14 +1,16 @@
-"""Datasets for the UI and CLI: list them, suggest labels, presign a resumable upload."""
+"""Datasets for the UI and CLI: list them, suggest labels, presign a resumable upload, delete."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from functions.api.deps import SettingsDep, StoreDep, TenantDep
+from functions.api.deps import SettingsDep, StoreDep, TenantDep, TrackingDep
 from functions.api.schemas import (
     ERROR_RESPONSES,
     MAX_TEXT_FIELD,
     SUCCESS,
+    DatasetDeletedOut,
+    DatasetRequest,
     Envelope,
     LabelFolderOut,
     PresignedUpload,
@@ -16,7 +18,13 @@ from functions.api.schemas import (
     UploadPlanOut,
     UploadRequest,
 )
-from functions.core.datasets import UploadFile, label_folders, list_datasets, plan_upload
+from functions.core.datasets import (
+    UploadFile,
+    delete_dataset,
+    label_folders,
+    list_datasets,
+    plan_upload,
+)
 
 router = APIRouter(prefix="/custom_classifier", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -43,6 +51,27 @@ def dataset_labels(
         number_documents_treated=sum(f.documents for f in folders),
         number_documents_non_treated=sum(f.not_usable for f in folders),
     )  # fmt: skip
+
+
+@router.post("/datasets/delete", response_model=Envelope[DatasetDeletedOut])
+def dataset_delete(
+    body: DatasetRequest,
+    tracking: TrackingDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+) -> Envelope[DatasetDeletedOut]:
+    """Remove every object of a dataset (409 while a queued or running training run or batch
+    job reads it, naming them)."""
+    deleted = delete_dataset(body.path, tracking, store, settings, tenant)
+    return Envelope(
+        status=SUCCESS,
+        data=DatasetDeletedOut(
+            data_uri=deleted.location.uri,
+            objects_removed=deleted.objects,
+            batch_jobs_removed=deleted.batch_jobs,
+        ),
+    )
 
 
 @router.post("/uploads", response_model=Envelope[UploadPlanOut])

@@ -5,17 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from functions.api.deps import LauncherDep, TrackingDep
+from functions.api.deps import LauncherDep, TenantDep, TrackingDep
+from functions.api.routes.status import status_item
 from functions.api.schemas import (
     ERROR_RESPONSES,
     SUCCESS,
+    CancelRequest,
     Envelope,
     PromotedOut,
     PromoteRequest,
     RunDetailOut,
+    RunStatusItem,
 )
-from functions.core.runs import CHAMPION_ALIAS, promote, run_artifact, run_detail
+from functions.core.runs import CHAMPION_ALIAS, cancel_run, promote, run_artifact, run_detail
 from functions.core.tags import (
+    TAG_CANCELLED,
     TAG_FAILURE,
     TAG_GATE,
     TAG_GATE_REASON,
@@ -45,6 +49,8 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             model_kind=summary.tags.get(TAG_MODEL_KIND),
             registered_model=summary.tags.get(TAG_REGISTERED),
             model_name=summary.tags.get(TAG_MODEL_NAME),
+            queue_position=summary.queue_position,
+            cancelled=summary.tags.get(TAG_CANCELLED),
             gate=summary.tags.get(TAG_GATE),
             gate_reason=summary.tags.get(TAG_GATE_REASON),
             failure_reason=summary.tags.get(TAG_FAILURE),
@@ -70,3 +76,13 @@ def promote_run(body: PromoteRequest, tracking: TrackingDep) -> Envelope[Promote
         status=SUCCESS,
         data=PromotedOut(registered_model=name, version=version, alias=CHAMPION_ALIAS),
     )
+
+
+@router.post("/run/cancel", response_model=Envelope[RunStatusItem])
+def cancel(
+    body: CancelRequest, tracking: TrackingDep, launcher: LauncherDep, tenant: TenantDep
+) -> Envelope[RunStatusItem]:
+    """Stop a queued or running training job; the run ends KILLED and registers nothing."""
+    who = f"tenant {tenant.name}" if tenant.name else "an API caller"
+    run = cancel_run(tracking, launcher, body.run_id.strip(), who, body.reason.strip())
+    return Envelope(status=SUCCESS, data=status_item(run))

@@ -8,12 +8,18 @@ from functions.api.deps import LauncherDep, TrackingDep
 from functions.api.schemas import ERROR_RESPONSES, ExperimentRequest, LastRunItem, RunStatusItem
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
-from functions.core.tags import TAG_FAILURE, TAG_MODEL_KIND, TAG_MODEL_NAME, TAG_REGISTERED
+from functions.core.tags import (
+    TAG_CANCELLED,
+    TAG_FAILURE,
+    TAG_MODEL_KIND,
+    TAG_MODEL_NAME,
+    TAG_REGISTERED,
+)
 
 router = APIRouter(prefix="/custom_classifier", tags=["status"], responses=ERROR_RESPONSES)
 
 
-def _status_item(run: RunSummary) -> RunStatusItem:
+def status_item(run: RunSummary) -> RunStatusItem:
     registered = run.tags.get(TAG_REGISTERED)
     return RunStatusItem(
         run_id=run.run_id,
@@ -29,6 +35,8 @@ def _status_item(run: RunSummary) -> RunStatusItem:
         failure_reason=run.tags.get(TAG_FAILURE),
         model_kind=run.tags.get(TAG_MODEL_KIND),
         start_time=run.start_time or None,
+        queue_position=run.queue_position,
+        cancelled=run.tags.get(TAG_CANCELLED),
     )
 
 
@@ -37,7 +45,7 @@ def job_status(
     body: ExperimentRequest, tracking: TrackingDep, launcher: LauncherDep
 ) -> list[RunStatusItem]:
     """The last 3 runs of an experiment, newest first."""
-    return [_status_item(run) for run in experiment_runs(tracking, launcher, body.experiment_name)]
+    return [status_item(run) for run in experiment_runs(tracking, launcher, body.experiment_name)]
 
 
 @router.get("/runid/status", response_model=list[RunStatusItem])
@@ -49,7 +57,7 @@ def runid_status(
 ) -> list[RunStatusItem]:
     """The last `limit` (3) runs of an experiment, newest first (GET form)."""
     runs = experiment_runs(tracking, launcher, experiment_name, limit)
-    return [_status_item(run) for run in runs]
+    return [status_item(run) for run in runs]
 
 
 @router.get("/all_experiments/last_run", response_model=list[LastRunItem])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 
 from functions.api.deps import (
     LauncherDep,
@@ -22,8 +24,8 @@ from functions.api.schemas import (
     ProcessRequest,
 )
 from functions.core.errors import DependencyUnavailable, DomainError
+from functions.core.idempotency import start_training_once
 from functions.core.models import TrainingRequest
-from functions.core.training import start_training
 from functions.logs import bind
 
 router = APIRouter(prefix="/custom_classifier", tags=["training"], responses=ERROR_RESPONSES)
@@ -38,8 +40,18 @@ def process(
     settings: SettingsDep,
     metrics: MetricsDep,
     tenant: TenantDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="a retry with the same key and body answers the same run "
+            "(CC_IDEMPOTENCY_TTL_SECONDS, 24 h); another body with it is 409",
+        ),
+    ] = None,
 ) -> Envelope[ProcessData]:
-    """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING)."""
+    """Start training a classifier on `path/<label>/` documents; answers the new run (RUNNING,
+    or SCHEDULED with its place in the queue when the launcher runs the maximum already)."""
     request = TrainingRequest(
         body.labels,
         body.path,
@@ -49,7 +61,9 @@ def process(
         body.hpo_trials,
     )
     try:
-        started = start_training(request, store, tracking, launcher, settings, tenant)
+        started = start_training_once(
+            request, idempotency_key, store, tracking, launcher, settings, tenant
+        )
     except DependencyUnavailable:
         metrics.training_jobs.labels("unavailable").inc()
         raise
@@ -71,6 +85,7 @@ def process(
             not_treated=not_treated,
         ),
         job_id=started.job_id,
+        queue_position=started.queue_position,
     )
     return Envelope(
         status=SUCCESS,

@@ -84,6 +84,26 @@ async function loadLabels() {
   }
 }
 
+async function deleteDataset() {
+  const dataset = $("dataset").value.trim();
+  if (!dataset) return say("upload-status", "Name the dataset to delete first.", "error");
+  let count = "all its";
+  try {
+    const { data } = await call("GET", `${API}/datasets/labels?path=${encodeURIComponent(dataset)}`);
+    count = `its ${data.reduce((n, f) => n + f.documents + f.not_usable, 0)}`;
+  } catch {}  // the delete itself answers why, if it cannot
+  if (!confirm(`Delete dataset "${dataset}" and ${count} documents for good?`)) return;
+  try {
+    const { data } = await call("POST", `${API}/datasets/delete`, { path: dataset });
+    say("upload-status", `Dataset ${data.data_uri} deleted: ${data.objects_removed} objects removed.`, "ok");
+    $("dataset").value = "";
+    $("labels").innerHTML = '<span class="hint">Choose a dataset to see its label folders.</span>';
+    await loadDatasets();
+  } catch (error) {
+    say("upload-status", error.message, "error");  // e.g. 409: the runs or batch jobs reading it
+  }
+}
+
 // A picked folder's <picked>/<label>/<file> becomes <label>/<file>; loose files go to the
 // label typed next to them.
 function pickedFiles() {
@@ -198,7 +218,7 @@ async function refreshRuns() {
       row.dataset.runId = run.run_id;
       cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
       cell(row, run.run_id.slice(0, 8));
-      cell(row, run.status);
+      cell(row, run.queue_position ? `${run.status} (#${run.queue_position} in queue)` : run.status);
       cell(row, run.model_kind || "");
       cell(row, pct(run["metrics.test_macro_f1"]));
       cell(row, run.registered ? "yes" : run.status === "FINISHED" ? "no (below the bar)" : "");
@@ -210,7 +230,8 @@ async function refreshRuns() {
     }),
   );
   if (!runs.length) cell(body.insertRow(), "No runs yet.").colSpan = 7;
-  if (state.runId && runs.some((r) => r.run_id === state.runId && r.status === "RUNNING")) openRun(state.runId, false);
+  const active = (r) => r.status === "RUNNING" || r.status === "SCHEDULED";
+  if (state.runId && runs.some((r) => r.run_id === state.runId && active(r))) openRun(state.runId, false);
 }
 
 async function deleteExperiment() {
@@ -238,8 +259,10 @@ async function openRun(runId, scroll = true) {
     const { data } = await call("GET", `${API}/runs/${runId}`);
     const gate = data.gate === "passed" ? `registered as ${data.registered_model}`
       : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
-    say("run-summary", [`${data.status} · ${data.model_kind || "training…"}`, gate, data.failure_reason]
-      .filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
+    const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
+    say("run-summary", [`${data.status} · ${data.model_kind || "training…"}`, queued, gate, data.failure_reason,
+      data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
+    $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
     const metrics = $("metrics").tBodies[0];
     const headline = ["test_macro_f1", "test_accuracy", "test_macro_precision", "test_macro_recall",
       "test_roc_auc", "test_pr_auc", "test_ece", "train_seconds"];
@@ -289,6 +312,18 @@ async function promote() {
   }
 }
 
+async function cancelRun() {
+  if (!confirm(`Stop training run ${state.runId}? It ends KILLED and registers no model.`)) return;
+  try {
+    const { data } = await call("POST", `${API}/run/cancel`, { run_id: state.runId, reason: "cancelled in the web UI" });
+    say("run-summary", `${data.status} · ${data.cancelled}`, "ok");
+    $("cancel-run").disabled = true;
+    refreshRuns();
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+}
+
 async function deleteRun() {
   if (!confirm(`Delete run ${state.runId}?`)) return;
   try {
@@ -317,12 +352,14 @@ for (const id of ["files", "files-label"]) {
   $(id).addEventListener("input", () => ($("upload").disabled = pickedFiles().length === 0));
 }
 $("upload").addEventListener("click", upload);
+$("delete-dataset").addEventListener("click", deleteDataset);
 $("train").addEventListener("click", train);
 $("runs-experiment").addEventListener("change", showExperiment);
 $("delete-experiment").addEventListener("click", deleteExperiment);
 $("predict").addEventListener("click", predict);
 $("promote").addEventListener("click", promote);
 $("delete-run").addEventListener("click", deleteRun);
+$("cancel-run").addEventListener("click", cancelRun);
 health();
 loadDatasets().catch(() => {});
 loadExperiments();

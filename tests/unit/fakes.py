@@ -1,0 +1,158 @@
+"""In-memory implementations of the domain's ports, for fast tests of functions/core's use
+cases (the adapters have their own tests against moto and a real MLflow server)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from functions.core.errors import run_not_found
+from functions.core.models import Experiment, JobSpec, Launch, ObjectInfo, RunSummary
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], str] = {}
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        for (b, key), text in sorted(self.objects.items()):
+            if b == bucket and key.startswith(prefix):
+                yield ObjectInfo(key, len(text.encode()))
+
+    def list_folders(self, bucket: str, prefix: str) -> list[str]:
+        names = {k[len(prefix) :].split("/")[0] for b, k in self.objects if b == bucket
+                 and k.startswith(prefix) and "/" in k[len(prefix) :]}  # fmt: skip
+        return sorted(names)
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        doomed = [k for k in self.objects if k[0] == bucket and k[1].startswith(prefix)]
+        for key in doomed:
+            del self.objects[key]
+        return len(doomed)
+
+    def put_text(self, bucket: str, key: str, text: str) -> None:
+        self.objects[(bucket, key)] = text
+
+    def get_text(self, bucket: str, key: str) -> str | None:
+        return self.objects.get((bucket, key))
+
+    def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
+        return f"http://s3.local/{bucket}/{key}?expires={expires_seconds}"
+
+    def ping(self, bucket: str) -> None:
+        return None
+
+
+class FakeTracking:
+    def __init__(self) -> None:
+        self.experiments: dict[str, Experiment] = {}
+        self.runs: dict[str, RunSummary] = {}
+        self.models: dict[str, str] = {}  # registered model name -> owner experiment id
+        self._ids = itertools.count(1)
+
+    def get_experiment(self, name: str) -> Experiment | None:
+        return next((e for e in self.experiments.values() if e.name == name), None)
+
+    def create_experiment(self, name: str) -> str:
+        experiment_id = str(next(self._ids))
+        self.experiments[experiment_id] = Experiment(experiment_id, name, "active")
+        return experiment_id
+
+    def list_experiments(self) -> list[Experiment]:
+        return [e for e in self.experiments.values() if e.active]
+
+    def create_run(self, experiment_id: str, run_name: str, params: dict[str, str],
+                   tags: dict[str, str]) -> RunSummary:  # fmt: skip
+        run_id = f"{next(self._ids):032x}"
+        document = {"info": {"run_id": run_id, "status": "RUNNING"}, "data": {}}
+        run = RunSummary(run_id, experiment_id, "RUNNING", 0, dict(params),
+                         {"mlflow.runName": run_name, **tags}, document=document)  # fmt: skip
+        self.runs[run_id] = run
+        return run
+
+    def get_run(self, run_id: str, include_deleted: bool = False) -> RunSummary:
+        run = self.runs.get(run_id)
+        if run is None or (run.lifecycle_stage != "active" and not include_deleted):
+            raise run_not_found(run_id)
+        return run
+
+    def _update(self, run_id: str, **changes: Any) -> None:
+        self.runs[run_id] = replace(self.runs[run_id], **changes)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._update(run_id, tags={**self.runs[run_id].tags, **tags})
+
+    def schedule_run(self, run_id: str) -> None:
+        self._update(run_id, status="SCHEDULED")
+
+    def kill_run(self, run_id: str) -> None:
+        self._update(run_id, status="KILLED")
+
+    def fail_run(self, run_id: str, reason: str) -> None:
+        self._update(run_id, status="FAILED")
+
+    def delete_run(self, run_id: str) -> None:
+        self._update(run_id, lifecycle_stage="deleted")
+
+    def restore_run(self, run_id: str) -> None:
+        self._update(run_id, lifecycle_stage="active")
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self.experiments[experiment_id] = replace(
+            self.experiments[experiment_id], lifecycle_stage="deleted"
+        )
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self.experiments[experiment_id] = replace(
+            self.experiments[experiment_id], lifecycle_stage="active"
+        )
+
+    def find_run(self, experiment_id: str, tag: str, value: str) -> RunSummary | None:
+        found = (r for r in self.search_runs([experiment_id], 1000) if r.tags.get(tag) == value)
+        return next(found, None)
+
+    def search_runs(self, experiment_ids: list[str], max_results: int) -> list[RunSummary]:
+        runs = [r for r in self.runs.values()
+                if r.experiment_id in experiment_ids and r.lifecycle_stage == "active"]  # fmt: skip
+        return runs[::-1][:max_results]  # newest first
+
+    def active_runs(self, max_results: int) -> list[RunSummary]:
+        return [r for r in self.runs.values() if r.status in {"RUNNING", "SCHEDULED"}]
+
+    def model_owner(self, name: str) -> str | None:
+        return self.models.get(name)
+
+    def claim_model_name(self, name: str, experiment_id: str) -> None:
+        self.models.setdefault(name, experiment_id)
+
+
+class FakeLauncher:
+    """Runs nothing: remembers launches, starts `slots` of them, queues the rest."""
+
+    def __init__(self, slots: int = 10) -> None:
+        self.slots = slots
+        self.jobs: dict[str, JobSpec] = {}
+        self.queue: list[str] = []
+        self.cancelled: list[str] = []
+
+    def launch(self, spec: JobSpec) -> Launch:
+        if spec.job_name in self.jobs:
+            return Launch(spec.job_name, created=False)
+        self.jobs[spec.job_name] = spec
+        if len(self.jobs) - len(self.queue) > self.slots:
+            self.queue.append(spec.job_name)
+            return Launch(spec.job_name, queue_position=len(self.queue))
+        return Launch(spec.job_name)
+
+    def failure(self, job_id: str) -> str | None:
+        return None
+
+    def queue_position(self, job_id: str) -> int | None:
+        return self.queue.index(job_id) + 1 if job_id in self.queue else None
+
+    def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+        if job_id in self.queue:
+            self.queue.remove(job_id)
