@@ -79,7 +79,8 @@ async def ensure_model(client: httpx.AsyncClient) -> None:
 
 
 async def predictor(client: httpx.AsyncClient, until: float, latencies: list[float],
-                    errors: Counter[str], index: int, think: float) -> None:  # fmt: skip
+                    errors: Counter[str], index: int, think: float,
+                    timeline: list[tuple[float, float]]) -> None:  # fmt: skip
     n = index
     pause = random.Random(index)
     if think:  # users do not arrive in lockstep
@@ -99,6 +100,7 @@ async def predictor(client: httpx.AsyncClient, until: float, latencies: list[flo
             errors[type(exc).__name__] += 1
             continue
         latencies.append(time.perf_counter() - began)
+        timeline.append((began, latencies[-1]))
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -115,7 +117,9 @@ async def main(args: argparse.Namespace) -> int:
         latencies: list[float] = []
         errors: Counter[str] = Counter()
         until = time.monotonic() + args.seconds
-        clients = [predictor(client, until, latencies, errors, i, args.think)
+        timeline: list[tuple[float, float]] = []
+        started_at = time.perf_counter()
+        clients = [predictor(client, until, latencies, errors, i, args.think, timeline)
                    for i in range(args.clients)]  # fmt: skip
         trainings = [train(client) for _ in range(args.trainings)]
         outcomes = await asyncio.gather(*clients, *trainings)
@@ -135,6 +139,11 @@ async def main(args: argparse.Namespace) -> int:
     print(f"predict p50 {quantile(latencies, 0.5) * 1000:.1f} ms, "
           f"p95 {quantile(latencies, 0.95) * 1000:.1f} ms, "
           f"p99 {quantile(latencies, 0.99) * 1000:.1f} ms")  # fmt: skip
+    windows: dict[int, list[float]] = {}
+    for at, latency in timeline:
+        windows.setdefault(int((at - started_at) // 10), []).append(latency)
+    print("p95 by 10 s window (ms): " + ", ".join(
+        f"{quantile(w, 0.95) * 1000:.0f}" for _, w in sorted(windows.items())))  # fmt: skip
     print(f"predict p50 ratio {quantile(latencies, 0.5) / base:.2f}")
     print(f"predict p95 ratio {quantile(latencies, 0.95) / base:.2f}")
     print(f"errors {sum(errors.values())} {dict(errors) if errors else ''}".rstrip())

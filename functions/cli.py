@@ -100,10 +100,10 @@ def _documents(folder: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _put(url: str, path: Path, attempts: int = 3) -> str | None:
+def _put(http: httpx.Client, url: str, path: Path, attempts: int = 3) -> str | None:
     for attempt in range(attempts):
         try:
-            response = httpx.put(url, content=path.read_bytes(), timeout=120)
+            response = http.put(url, content=path.read_bytes())
             if response.status_code < 300:
                 return None
             error = f"HTTP {response.status_code}"
@@ -133,11 +133,16 @@ def upload(client: Client, folder: Path, dataset: str, workers: int) -> None:
         uploads += plan["data"]["uploads"]
         skipped += plan["data"]["skipped"]
         rejected += plan["data"]["rejected"]
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
     with (
+        # One pool of kept-alive connections for all the PUTs (a connection each costs more
+        # than a small document's upload).
+        httpx.Client(timeout=120, limits=limits) as http,
         ThreadPoolExecutor(max_workers=workers) as pool,
         click.progressbar(length=len(uploads), label="uploading", file=sys.stderr) as bar,
     ):
-        futures = {pool.submit(_put, u["url"], local[u["path"]]): u["path"] for u in uploads}
+        futures = {pool.submit(_put, http, u["url"], local[u["path"]]): u["path"]
+                   for u in uploads}  # fmt: skip
         for future in as_completed(futures):
             error = future.result()
             if error:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,11 +105,14 @@ class LocalProcessLauncher:
     def _start(self, job_name: str, command: str) -> None:
         root = self.job_dir(job_name)
         python = self.settings.training_python or sys.executable
-        nice = ["nice", "-n", str(self.settings.local_job_nice)]
+        # Niced (and idle-scheduled where chrt exists): predictions keep the CPU first.
+        priority = ["nice", "-n", str(self.settings.local_job_nice)]
+        chrt = shutil.which("chrt") if self.settings.local_job_idle else None
+        if chrt:
+            priority = [chrt, "--idle", "0", *priority]
         with (root / "job.log").open("ab") as log_file:
             process = subprocess.Popen(
-                # Niced: on a shared machine the API's predictions keep the CPU first.
-                [*nice, python, "-m", "training_job", command],
+                [*priority, python, "-m", "training_job", command],
                 cwd=root,
                 env=self._environment(root),
                 stdin=subprocess.DEVNULL,

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     training_python: str = ""
     # Local jobs run at this nice level, below the API that launched them.
     local_job_nice: int = 10
+    # And under SCHED_IDLE (Linux, `chrt`): they get a core only when the API leaves it idle,
+    # so trainings never slow predictions down.
+    local_job_idle: bool = True
     # At most this many local jobs run at once (0: half the cores, at least 1); the others
     # wait in order as SCHEDULED runs.
     local_max_jobs: int = Field(default=0, ge=0)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import LiveApi
-from tests.support import TOPICS, keyword_tree
+from functions.core.config import Settings
+from tests.conftest import LiveApi, _live_api
+from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -113,3 +116,34 @@ def test_the_page_works_under_an_api_gateway_stage_path(
     page.fill("#runs-experiment", "no-such-experiment")
     page.dispatch_event("#runs-experiment", "change")
     expect(page.locator("#runs tbody")).to_contain_text("not found")
+
+
+def test_a_queued_run_shows_its_place_and_is_cancelled_from_its_page(
+    settings: Settings, s3: Any, page: Page, tmp_path: Path, dataset_prefix: str,
+    experiment_name: str,
+) -> None:  # fmt: skip
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 8))
+    one_slot = settings.model_copy(update={"local_max_jobs": 1})
+    live = _live_api(one_slot, tmp_path)
+    api = next(live)
+    try:
+        body = {"labels": sorted(TOPICS), "path": dataset_prefix,
+                "experiment_name": experiment_name, "mode": "finetune"}  # fmt: skip
+        first, queued = (httpx.post(f"{api.url}/custom_classifier/process", json=body,
+                                    timeout=60).json()["data"] for _ in range(2))  # fmt: skip
+        page.goto(f"{api.url}/")
+        page.fill("#runs-experiment", experiment_name)
+        page.dispatch_event("#runs-experiment", "change")
+        row = page.locator(f"#runs tbody tr[data-run-id='{queued['info']['run_id']}']")
+        expect(row).to_contain_text("SCHEDULED (#1 in queue)")
+        row.click()
+        expect(page.locator("#run-summary")).to_contain_text("#1 in the queue")
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click("#cancel-run")
+        expect(page.locator("#run-summary")).to_contain_text("KILLED · cancelled by an API caller")
+        expect(row).to_contain_text("KILLED")
+        _shot(page, "04-cancelled-in-queue")
+        httpx.post(f"{api.url}/custom_classifier/run/cancel",
+                   json={"run_id": first["info"]["run_id"]}, timeout=60)  # fmt: skip
+    finally:
+        live.close()
