@@ -34,6 +34,9 @@ from functions.core.training import start_training
 RECORD_PREFIX = "_idempotency/"
 # Printable ASCII without spaces, like the header values clients generate (UUIDs, hashes).
 KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# How long a request that lost the launch to a concurrent one waits for the winner's run.
+WINNER_LOOKS = 50
+WINNER_PAUSE_SECONDS = 0.2
 
 
 def _digest(*parts: str) -> str:
@@ -78,22 +81,27 @@ def _replay(record: dict[str, Any], tracking: Tracking, launcher: JobLauncher) -
 
 
 def _winner(
-    request: TrainingRequest, key_id: str, tracking: Tracking, duplicate: DuplicateJob
+    request: TrainingRequest, tracking: Tracking, duplicate: DuplicateJob
 ) -> StartedTraining:
-    """The run of a concurrent request with the same key, which launched the job first."""
+    """The run of a concurrent request with the same key, which launched the job first: the
+    one run tagged with that job (a losing run is deleted, never tagged; the winner tags its
+    run just after the launch, so it is looked for a few times)."""
+    job_id = str(duplicate.details["job_id"])
     experiment = tracking.get_experiment(request.experiment_name.strip())
-    run = (
-        tracking.find_run(experiment.experiment_id, TAG_IDEMPOTENCY, key_id)
-        if experiment is not None
-        else None
-    )
-    if run is None:
-        raise Conflict(
-            "this Idempotency-Key already started a job whose run is gone; "
-            "send the request with a new key to train again"
+    for _ in range(WINNER_LOOKS):
+        run = (
+            tracking.find_run(experiment.experiment_id, TAG_JOB_ID, job_id)
+            if experiment is not None
+            else None
         )
-    dataset: DatasetSummary = duplicate.details["dataset"]
-    return StartedTraining(run, dataset, run.tags.get(TAG_JOB_ID, ""))
+        if run is not None:
+            dataset: DatasetSummary = duplicate.details["dataset"]
+            return StartedTraining(run, dataset, job_id)
+        time.sleep(WINNER_PAUSE_SECONDS)
+    raise Conflict(
+        "this Idempotency-Key already started a job whose run is gone; "
+        "send the request with a new key to train again"
+    )
 
 
 def start_training_once(
@@ -129,7 +137,7 @@ def start_training_once(
             job_name=f"cc-i-{_digest(key_id, fingerprint)}", tags={TAG_IDEMPOTENCY: key_id},
         )  # fmt: skip
     except DuplicateJob as duplicate:
-        started = _winner(request, key_id, tracking, duplicate)
+        started = _winner(request, tracking, duplicate)
     record = {
         "request_sha256": fingerprint,
         "created_at": now,
