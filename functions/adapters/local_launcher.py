@@ -85,8 +85,13 @@ class LocalProcessLauncher:
             return []
         return sorted(self.queue_dir.iterdir())
 
+    @staticmethod
+    def _job_of(entry: Path) -> str:
+        """The job name of a queue entry (`<sequence>-<job name>`)."""
+        return entry.name.split("-", 1)[1]
+
     def _entry(self, job_name: str) -> Path | None:
-        return next((e for e in self._queued() if e.name.split("-", 1)[1] == job_name), None)
+        return next((e for e in self._queued() if self._job_of(e) == job_name), None)
 
     def _environment(self, root: Path) -> dict[str, str]:
         env = {
@@ -129,7 +134,7 @@ class LocalProcessLauncher:
             return
         running = sum(1 for job in self.work_dir.iterdir() if _alive(job / "pid"))
         for entry in entries[: max(0, self.max_jobs - running)]:
-            job_name = entry.name.split("-", 1)[1]
+            job_name = self._job_of(entry)
             self._start(job_name, entry.read_text() or "train")
             entry.unlink()
             log.info("started queued local job %s", job_name)
@@ -176,7 +181,7 @@ class LocalProcessLauncher:
         return Launch(spec.job_name, queue_position=position)
 
     def queue_position(self, job_id: str) -> int | None:
-        names = [entry.name.split("-", 1)[1] for entry in self._queued()]
+        names = [self._job_of(entry) for entry in self._queued()]
         return names.index(job_id) + 1 if job_id in names else None
 
     def cancel(self, job_id: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functions.core.errors import ModelNotReady, RunNotFound, model_not_found, run_not_found
 from functions.core.models import Prediction, RunSummary
 from functions.core.ports import LoadedModel, ModelLoader, Tracking
+from functions.core.runs import ACTIVE_STATUSES
 from functions.core.tags import TAG_FAILURE, TAG_GATE, TAG_GATE_REASON, TAG_TENANT
 from functions.core.tenancy import NO_TENANT, Tenant
 
@@ -24,7 +25,7 @@ MODEL_REFERENCE_PREFIX = "models:/"
 
 def check_servable(run: RunSummary) -> None:
     """Raise ModelNotReady unless the run finished and passed the evaluation gate."""
-    if run.status in {"RUNNING", "SCHEDULED"}:
+    if run.status in ACTIVE_STATUSES:
         raise ModelNotReady(f"run {run.run_id} is still training")
     if run.status != "FINISHED":
         reason = run.tags.get(TAG_FAILURE, "no reason recorded")
