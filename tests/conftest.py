@@ -176,7 +176,7 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 1-layer BERT with the real tokenizer: trains in well under a second per epoch."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from training_job.modeling import resolve_base_model
+    from training_job.kinds.base import resolve_base_model
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(""))

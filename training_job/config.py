@@ -56,35 +56,17 @@ class Hyperparameters:
     registered_model_name: str = ""
     # Base encoder: a local folder, or a hub name where the deployment has a hub.
     base_model: str = ""
-    # Which model: "auto" (the best candidate on validation), "tfidf", "head" or "finetune".
+    # Which model: "auto" (the best candidate) or one kind of training_job/kinds.
     mode: str = "auto"
-    # Seconds the whole job may take (0 = no limit); auto skips fine-tuning that cannot fit.
+    # Seconds the whole job may take (0 = no limit); auto skips kinds that cannot fit.
     time_budget_seconds: float = 0.0
     # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
     hpo_trials: int = 0
-    # With a validation set too small to compare on, auto compares fine-tuning by k-fold when
-    # the folds and the final fit take at most this long (short texts), else skips it.
-    finetune_cv_max_seconds: float = 120.0
-    head_max_windows: int = 2
-    head_c: float = 10.0
-    tfidf_c: float = 10.0
-    # Fine-tuning (defaults sized for a 2-core CPU).
-    epochs: int = 2
-    # Small datasets get more epochs so the model sees at least this many optimiser steps.
-    min_train_steps: int = 100
-    max_epochs: int = 30
-    learning_rate: float = 1e-4
-    batch_size: int = 16
+    # Windows: texts longer than max_length tokens are read as overlapping windows.
     max_length: int = 128
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    early_stopping_patience: int = 2
-    seed: int = 42
-    # Long documents: overlapping windows at evaluation and prediction time.
     window_overlap: int = 32
     max_windows: int = 32
-    # Training sees at most this many windows per document (1 = the opening window).
-    train_windows: int = 1
+    seed: int = 42
     # Data splitting and reading.
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -93,10 +75,24 @@ class Hyperparameters:
     # The evaluation bar for registration.
     min_macro_f1: float = 0.7
     num_threads: int = 0
+    # Each kind's own hyperparameters by name (declared in its module, e.g. `tfidf_c`).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def with_options(self, **values: Any) -> Hyperparameters:
+        return dataclasses.replace(self, options={**self.options, **values})
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> Hyperparameters:
-        return from_mapping(cls, raw)
+        """Job fields by name; any other name must be a kind's option (checked here)."""
+        from training_job import kinds
+
+        names = kinds.option_names()
+        if "options" in raw:
+            raise ValueError("unknown hyperparameters: options (give each option by name)")
+        hp = from_mapping(cls, {k: v for k, v in raw.items() if k not in names})
+        hp = hp.with_options(**{k: v for k, v in raw.items() if k in names})
+        kinds.option_values(hp)  # every option readable as its declared type, or ValueError
+        return hp
 
 
 T = TypeVar("T")
@@ -132,19 +128,23 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         raise ValueError(f"hyperparameter {name!r}: cannot read {value!r} ({exc})") from exc
 
 
-def load_parameters(paths: JobPaths, overrides: dict[str, str], cls: type[T]) -> T:
-    """Merge the hyperparameters file, SM_HPS, then command-line overrides (last wins)."""
+def merged_parameters(paths: JobPaths, overrides: dict[str, str]) -> dict[str, Any]:
+    """The hyperparameters file, SM_HPS, then command-line overrides (last wins)."""
     raw: dict[str, Any] = {}
     if paths.hyperparameters.is_file():
         raw.update(json.loads(paths.hyperparameters.read_text()))
     if os.environ.get("SM_HPS"):
         raw.update(json.loads(os.environ["SM_HPS"]))
     raw.update(overrides)
-    return from_mapping(cls, raw)
+    return raw
+
+
+def load_parameters(paths: JobPaths, overrides: dict[str, str], cls: type[T]) -> T:
+    return from_mapping(cls, merged_parameters(paths, overrides))
 
 
 def load_hyperparameters(paths: JobPaths, overrides: dict[str, str]) -> Hyperparameters:
-    return load_parameters(paths, overrides, Hyperparameters)
+    return Hyperparameters.from_mapping(merged_parameters(paths, overrides))
 
 
 def parse_args(argv: list[str] | None) -> dict[str, str]:

@@ -11,24 +11,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 
+from training_job import kinds
 from training_job.config import Hyperparameters
 
 log = logging.getLogger(__name__)
 
-SPACES: dict[str, dict[str, BaseDistribution]] = {
-    "tfidf": {"tfidf_c": FloatDistribution(0.1, 1000.0, log=True)},
-    "head": {"head_c": FloatDistribution(0.01, 1000.0, log=True)},
-    "finetune": {
-        "learning_rate": FloatDistribution(1e-5, 3e-4, log=True),
-        "epochs": IntDistribution(1, 4),
-    },
-}
+
+def search_space(kind: str) -> dict[str, BaseDistribution]:
+    """The kind's search space (declared in its module) as Optuna distributions."""
+    return {
+        name: IntDistribution(int(s.low), int(s.high), log=s.log)
+        if s.integer
+        else FloatDistribution(s.low, s.high, log=s.log)
+        for name, s in kinds.get(kind).space.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ def tune(
     deadline: float | None,
 ) -> Tuning:
     """Up to hp.hpo_trials trials of `train` (which returns the selection macro-F1)."""
-    space = SPACES[kind]
-    defaults = Trial(0, {name: getattr(hp, name) for name in space}, defaults_f1,
+    space = search_space(kind)
+    current = kinds.get(kind).option_values(hp)
+    defaults = Trial(0, {name: current[name] for name in space}, defaults_f1,
                      defaults_seconds)  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
@@ -88,7 +91,7 @@ def tune(
             break
         trial = study.ask(space)
         began = time.monotonic()
-        f1 = train(replace(hp, **trial.params))
+        f1 = train(hp.with_options(**trial.params))
         study.tell(trial, f1)
         trials.append(Trial(number, dict(trial.params), f1, time.monotonic() - began))
         log.info("hpo %s trial %d: %s -> %.4f", kind, number, trial.params, f1)

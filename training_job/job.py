@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from training_job import kinds
 from training_job.candidates import Selection, select_model
 from training_job.config import Hyperparameters, JobPaths
 from training_job.data import (
@@ -26,7 +27,7 @@ from training_job.data import (
 )
 from training_job.evaluate import evaluate, plot_confusion, plot_curves, write_report
 from training_job.hpo import Tuning
-from training_job.modeling import IMBALANCE_STRATEGY, resolve_base_model, save_classifier
+from training_job.kinds.base import IMBALANCE_STRATEGY, resolve_base_model
 from training_job.split import MIN_DOCS_PER_LABEL, stratified_split
 from training_job.tracking import (
     TAG_GATE,
@@ -72,6 +73,7 @@ def log_selection(tracker: RunTracker, selection: Selection) -> None:
             {
                 f"candidate_{candidate.kind}_val_macro_f1": candidate.selection_f1,
                 f"candidate_{candidate.kind}_seconds": candidate.seconds,
+                **{f"candidate_{candidate.kind}_{k}": v for k, v in candidate.details.items()},
             }
         )
     tags = {TAG_MODEL_KIND: selection.winner.kind}
@@ -141,18 +143,14 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                     "mode",
                     "time_budget_seconds",
                     "hpo_trials",
-                    "head_max_windows",
-                    "epochs",
-                    "learning_rate",
-                    "batch_size",
                     "max_length",
                     "seed",
                     "window_overlap",
                     "max_windows",
-                    "train_windows",
                     "min_macro_f1",
                 )
             },
+            **kinds.option_values(hp),
         }
     )
     tracker.phase("training")
@@ -183,7 +181,9 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
             artifact_path="evaluation",
         )
     tracker.phase("logging_model")
-    model_uri = tracker.log_model(save_classifier(classifier, paths.model_dir))
+    classifier_dir = paths.model_dir / "classifier"
+    classifier.save(classifier_dir)
+    model_uri = tracker.log_model(classifier_dir)
     passed, reason = gate(metrics, hp)
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
     cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -118,7 +119,8 @@ class RunTracker:
         from mlflow.models.signature import ModelSignature
         from mlflow.types import ColSpec, Schema
 
-        from training_job import serving
+        import training_job
+        from training_job import pyfunc
 
         # One unnamed string column: predict() takes a list of texts, a str or a DataFrame.
         signature = ModelSignature(
@@ -131,13 +133,19 @@ class RunTracker:
                 ]
             ),
         )
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=str(Path(serving.__file__)),  # models from code: the file ships
-            artifacts={"classifier": str(classifier_dir)},
-            pip_requirements=SERVING_REQUIREMENTS,
-            signature=signature,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            # The package ships with the model: its kinds are the code that serves it.
+            code = Path(tmp) / "training_job"
+            shutil.copytree(Path(training_job.__file__).parent, code,
+                            ignore=shutil.ignore_patterns("__pycache__", "Dockerfile"))  # fmt: skip
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(Path(pyfunc.__file__)),  # models from code: the file ships
+                code_paths=[str(code)],
+                artifacts={"classifier": str(classifier_dir)},
+                pip_requirements=SERVING_REQUIREMENTS,
+                signature=signature,
+            )
         return str(info.model_uri)
 
     def _claim_model_name(self, name: str) -> None:

@@ -15,6 +15,7 @@ from functions.api.app import create_app
 from functions.core.config import Settings
 from tests.conftest import TrainedModel, train_tiny
 from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
+from training_job import kinds
 from training_job.candidates import Candidate, choose, plan
 from training_job.config import Hyperparameters
 from training_job.data import Document
@@ -28,7 +29,7 @@ def _run(experiment: str) -> Any:
     return client.search_runs([experiment_id])[0]
 
 
-@pytest.mark.parametrize("mode", ["tfidf", "head", "finetune"])
+@pytest.mark.parametrize("mode", kinds.NAMES)
 def test_each_mode_trains_registers_and_serves_through_pyfunc(
     s3: Any,
     mlflow_uri: str,
@@ -204,3 +205,4 @@ def test_hpo_trials_are_logged_and_the_best_model_is_kept(
     )
     assert [t["number"] for t in table["trials"]] == [0, 1, 2, 3, 4]
     assert run.data.tags[TAG_MODEL_KIND] == "head"
+

@@ -113,3 +113,31 @@ def test_tag_names_agree_between_the_api_and_the_training_job() -> None:
     } <= shared
     for name in shared:
         assert getattr(tags, name) == getattr(tracking, name), name
+
+
+def test_every_list_of_training_modes_is_the_kind_registry() -> None:
+    # The two images cannot share the registry (training_job/kinds): each list is checked.
+    import re
+    from typing import get_args
+
+    from functions.api.schemas import ProcessRequest
+    from functions.cli import train
+    from functions.core.validation import TRAINING_MODES
+    from training_job import kinds
+
+    assert ("auto", *(kind.name for kind in kinds.REGISTRY)) == kinds.MODES
+    assert TRAINING_MODES == kinds.MODES
+    assert get_args(ProcessRequest.model_fields["mode"].annotation) == kinds.MODES
+    mode_option = next(p for p in train.params if p.name == "mode")
+    assert tuple(mode_option.type.choices) == kinds.MODES  # type: ignore[attr-defined]
+    page = (ROOT / "functions" / "api" / "static" / "index.html").read_text()
+    select = re.search(r'<select id="mode">(.*?)</select>', page, re.S)
+    assert select is not None
+    assert tuple(re.findall(r'<option value="([^"]+)"', select.group(1))) == kinds.MODES
+    # README's table of kinds: one row per kind, in registry order, with its summary.
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- kinds -->")[1].split("<!-- /kinds -->")[0]
+    rows = re.findall(r"^\s*\| `([a-z_]+)` \| (.+?) \|$", table, re.M)
+    assert [(name, summary) for name, summary in rows] == [
+        (kind.name, kind.summary) for kind in kinds.REGISTRY
+    ]

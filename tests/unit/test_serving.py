@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from training_job.serving import (
-    ClassifierConfig,
-    WindowedClassifier,
-    fit_temperature,
-    select_windows,
-    softmax,
-)
+from training_job.kinds.finetune import WindowedClassifier
+from training_job.serving import ClassifierConfig, fit_temperature, select_windows, softmax
 
 
 @pytest.fixture(scope="module")

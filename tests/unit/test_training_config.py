@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from training_job.config import Hyperparameters, JobPaths, load_hyperparameters, parse_args
+from training_job.kinds.base import read_options
+from training_job.kinds.finetune import FinetuneOptions
 
 
 def test_sagemaker_string_hyperparameters_are_coerced() -> None:
@@ -15,7 +17,10 @@ def test_sagemaker_string_hyperparameters_are_coerced() -> None:
         {"labels": '["a", "b"]', "epochs": "5", "learning_rate": "3e-5", "seed": "7"}
     )
     assert hp.labels == ["a", "b"]
-    assert (hp.epochs, hp.learning_rate, hp.seed) == (5, 3e-5, 7)
+    assert hp.seed == 7
+    # a kind's own hyperparameters are read as the types its module declares
+    options = read_options(FinetuneOptions, hp)
+    assert (options.epochs, options.learning_rate) == (5, 3e-5)
 
 
 def test_unknown_or_unreadable_hyperparameters_are_rejected() -> None:
@@ -36,7 +41,8 @@ def test_file_then_sm_hps_then_arguments_win_in_that_order(
     paths.hyperparameters.write_text(json.dumps({"epochs": "1", "seed": "1", "batch_size": "4"}))
     monkeypatch.setenv("SM_HPS", json.dumps({"seed": 2, "batch_size": 8}))
     hp = load_hyperparameters(paths, parse_args(["train", "--batch_size", "32"]))
-    assert (hp.epochs, hp.seed, hp.batch_size) == (1, 2, 32)
+    options = read_options(FinetuneOptions, hp)
+    assert (options.epochs, hp.seed, options.batch_size) == (1, 2, 32)
     assert paths.model_dir == tmp_path / "model"
     assert paths.failure_file == tmp_path / "output" / "failure"
 

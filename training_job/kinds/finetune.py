@@ -1,0 +1,404 @@
+"""`finetune`: the whole base encoder fine-tuned for sequence classification, with early
+stopping on validation macro-F1.
+
+The strongest kind with enough data a label, and the costliest: `auto` trains it only
+where it can pay off and be compared fairly within the time budget. Imbalance: the loss is
+weighted per class by n_train / (n_labels * n_class) ("balanced" class weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from training_job.config import Hyperparameters
+from training_job.kinds.base import (
+    SMALL_VALIDATION,
+    EpochCallback,
+    Fitted,
+    KindTrainer,
+    ModelKind,
+    Search,
+    SelectionData,
+    macro_f1,
+    read_options,
+    resolve_base_model,
+)
+from training_job.serving import (
+    ClassifierConfig,
+    TextClassifier,
+    fit_temperature,
+    row_batches,
+    select_windows,
+    token_windows,
+    torch_bytes,
+)
+
+if TYPE_CHECKING:
+    from training_job.data import Document
+    from training_job.split import Split
+
+log = logging.getLogger(__name__)
+
+# Labels averaging fewer training documents than this: fine-tuning does not pay off.
+FEW_SHOT_DOCS = 20
+# With a small validation set, fine-tuning is compared by k-fold while that stays cheap
+# (short texts): see FinetuneOptions.finetune_cv_max_seconds.
+FINETUNE_CV_FOLDS = 3
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Defaults sized for a 2-core CPU."""
+
+    epochs: int = 2
+    # Small datasets get more epochs so the model sees at least this many optimiser steps.
+    min_train_steps: int = 100
+    max_epochs: int = 30
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    early_stopping_patience: int = 2
+    # Training sees at most this many windows per document (1 = the opening window).
+    train_windows: int = 1
+    # With a validation set too small to compare on, auto compares fine-tuning by k-fold when
+    # the folds and the final fit take at most this long (short texts), else skips it.
+    finetune_cv_max_seconds: float = 120.0
+
+
+class WindowedClassifier(TextClassifier):
+    """A sequence classifier that reads texts longer than its window as overlapping windows."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+
+    def size_bytes(self) -> int:
+        return torch_bytes(self.model)
+
+    @classmethod
+    def load(cls, folder: Path | str) -> WindowedClassifier:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(folder)
+        config = ClassifierConfig.read(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model.eval()
+        return cls(model, tokenizer, config)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.config.write(folder)
+
+    def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Token windows for all texts and, for each window, the index of its text."""
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.config.max_length,
+            stride=self.config.window_overlap,
+            return_overflowing_tokens=True,
+            padding=False,
+        )
+        per_text: dict[int, list[list[int]]] = {}
+        for ids, owner in zip(
+            encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True
+        ):
+            per_text.setdefault(int(owner), []).append(ids)
+        windows: list[list[int]] = []
+        owners: list[int] = []
+        for owner in range(len(texts)):
+            found = per_text.get(owner, [])
+            for index in select_windows(len(found), self.config.max_windows):
+                windows.append(found[index])
+                owners.append(owner)
+        return windows, owners
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Mean window logits per text (before temperature)."""
+        ids, mask, owners = token_windows(self.tokenizer, self.config, texts)
+        totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
+        with torch.inference_mode():
+            for rows, width in row_batches(mask, self.config.batch_size):
+                out = self.model(input_ids=ids[rows, :width], attention_mask=mask[rows, :width])
+                np.add.at(totals, owners[rows.numpy()], out.logits.float().numpy())
+        counts = np.bincount(owners, minlength=len(texts)).astype(np.float64)
+        return totals / np.maximum(counts, 1)[:, None]
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    classifier: WindowedClassifier
+    val_f1: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
+    counts = Counter(labels)
+    total = len(labels)
+    weights = [total / (num_labels * counts[i]) if counts[i] else 0.0 for i in range(num_labels)]
+    return torch.tensor(weights, dtype=torch.float)
+
+
+def planned_epochs(options: FinetuneOptions, steps_per_epoch: int) -> int:
+    """`epochs`, raised for small datasets to reach `min_train_steps`, capped at `max_epochs`."""
+    needed = -(-options.min_train_steps // steps_per_epoch)
+    return max(1, min(max(options.epochs, needed), max(options.epochs, options.max_epochs)))
+
+
+def linear_warmup_decay(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate rises linearly for `warmup` steps, then falls linearly to 0 at `total`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train_examples(
+    classifier: WindowedClassifier, docs: list[Document], label2id: dict[str, int], windows: int
+) -> tuple[list[list[int]], list[int]]:
+    """Token windows to train on: the first `windows` windows of each document."""
+    all_windows, owners = classifier.windows([d.text for d in docs])
+    seen: Counter[int] = Counter()
+    ids: list[list[int]] = []
+    targets: list[int] = []
+    for seq, owner in zip(all_windows, owners, strict=True):
+        if seen[owner] < windows:
+            seen[owner] += 1
+            ids.append(seq)
+            targets.append(label2id[docs[owner].label])
+    return ids, targets
+
+
+def _batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def validation_logits(
+    classifier: WindowedClassifier, docs: list[Document], label2id: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Windowed logits, true classes and macro-F1 on the validation documents."""
+    logits = classifier.logits([d.text for d in docs])
+    truth = np.array([label2id[d.label] for d in docs])
+    return logits, truth, macro_f1(truth, logits)
+
+
+def build_classifier(hp: Hyperparameters, labels: list[str]) -> WindowedClassifier:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = resolve_base_model(hp.base_model)
+    id2label = dict(enumerate(labels))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
+    )
+    config = ClassifierConfig(
+        id2label=id2label,
+        max_length=hp.max_length,
+        window_overlap=hp.window_overlap,
+        max_windows=hp.max_windows,
+    )
+    return WindowedClassifier(model, tokenizer, config)
+
+
+def fine_tune(
+    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback
+) -> TrainingOutcome:
+    """Train on split.train, keep the epoch with the best validation macro-F1."""
+    options = read_options(FinetuneOptions, hp)
+    seed_everything(hp.seed)
+    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
+    label2id = {label: i for i, label in enumerate(labels)}
+    classifier = build_classifier(hp, labels)
+    model = classifier.model
+    # Word embeddings hold half the weights; freezing them halves optimiser work per step
+    # and keeps rare-token vectors from drifting on small datasets.
+    model.get_input_embeddings().weight.requires_grad_(False)
+    seqs, targets = _train_examples(classifier, split.train, label2id, options.train_windows)
+    weights = class_weights(targets, len(labels))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    batch_size = options.batch_size
+    steps_per_epoch = max(1, -(-len(seqs) // batch_size))
+    epochs = planned_epochs(options, steps_per_epoch)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=options.learning_rate, weight_decay=options.weight_decay
+    )
+    scheduler = linear_warmup_decay(
+        optimizer, int(options.warmup_ratio * steps_per_epoch * epochs), steps_per_epoch * epochs
+    )
+    pad_id = classifier.tokenizer.pad_token_id or 0
+    rng = random.Random(hp.seed)
+    best_f1, best_epoch, best_state = -1.0, 0, None
+    best_logits = np.zeros((0, len(labels)))
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = list(range(len(seqs)))
+        rng.shuffle(order)
+        total_loss = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            ids, mask = _batch([seqs[i] for i in batch], pad_id)
+            target = torch.tensor([targets[i] for i in batch])
+            loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits, target)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total_loss += loss.item() * len(batch)
+        model.eval()
+        logits, truth, val_f1 = validation_logits(classifier, split.validation, label2id)
+        metrics = {"train_loss": total_loss / len(seqs), "val_macro_f1": val_f1}
+        log.info("epoch %d: %s", epoch, metrics)
+        on_epoch(epoch, metrics)
+        if val_f1 > best_f1:
+            best_f1, best_epoch, best_logits = val_f1, epoch, logits
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= options.early_stopping_patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    # The best epoch's validation logits calibrate the scores (no extra pass).
+    temperature = fit_temperature(best_logits, truth)
+    classifier.config = replace(classifier.config, temperature=temperature)
+    log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
+    return TrainingOutcome(classifier=classifier, val_f1=best_f1)
+
+
+def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Split) -> float:
+    """Planned steps times one measured forward+backward step, plus validation passes."""
+    options = read_options(FinetuneOptions, hp)
+    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
+    classifier = build_classifier(hp, labels)
+    label2id = {label: i for i, label in enumerate(labels)}
+    seqs, targets = _train_examples(classifier, split.train, label2id, options.train_windows)
+    batch_size = options.batch_size
+    steps_per_epoch = max(1, -(-len(seqs) // batch_size))
+    ids, mask = _batch(seqs[:batch_size], classifier.tokenizer.pad_token_id or 0)
+    started = time.monotonic()
+    out = classifier.model(input_ids=ids, attention_mask=mask).logits
+    loss: Any = torch.nn.functional.cross_entropy(out, torch.tensor(targets[:batch_size]))
+    loss.backward()
+    step = time.monotonic() - started
+    epochs = planned_epochs(options, steps_per_epoch)
+    # Validation windows cost about a third of a training step each batch (forward only).
+    val_batches = -(-len(split.validation) * 3 // batch_size)
+    return step * epochs * (steps_per_epoch + val_batches / 3)
+
+
+class _Trainer(KindTrainer):
+    def __init__(self, data: SelectionData) -> None:
+        self.data = data
+
+    def fit(self, hp: Hyperparameters) -> Fitted:
+        data = self.data
+        outcome = fine_tune(hp, data.labels, data.split, data.on_epoch)
+        f1 = outcome.val_f1
+        if data.hp.mode == "auto" and data.small_validation:
+            f1 = self._by_folds(hp, f1)
+        return Fitted(outcome.classifier, f1)
+
+    def too_slow(self, seconds_left: float | None) -> str | None:
+        data = self.data
+        folds = data.small_validation
+        if not folds and seconds_left is None:
+            return None
+        needed = estimate_finetune_seconds(data.hp, data.labels, data.split) * (
+            (FINETUNE_CV_FOLDS + 1) if folds else 1
+        )
+        limit = read_options(FinetuneOptions, data.hp).finetune_cv_max_seconds
+        if folds and needed > limit:
+            return (
+                f"{len(data.split.validation)} validation documents (< {SMALL_VALIDATION}) cannot "
+                f"compare fine-tuning fairly, and comparing it by {FINETUNE_CV_FOLDS} folds "
+                f"would take about {needed:.0f} s"
+            )
+        if seconds_left is not None and needed > seconds_left:
+            return (
+                f"fine-tuning would take about {needed:.0f} s; {max(seconds_left, 0):.0f} s "
+                "of the time budget are left"
+            )
+        return None
+
+    def _by_folds(self, hp: Hyperparameters, val_f1: float) -> float:
+        """Mean held-out macro-F1 of fine-tuning over stratified folds of train+validation."""
+        from sklearn.model_selection import StratifiedKFold
+
+        from training_job.split import Split
+
+        docs, truth = self.data.docs, self.data.truth
+        folds = min(FINETUNE_CV_FOLDS, min(Counter(truth.tolist()).values()))
+        if folds < 2:  # a label with one document: nothing to hold out
+            return val_f1
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
+        scores = []
+        for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), truth):
+            fold = Split([docs[i] for i in fit_rows], [docs[i] for i in held_rows], [])
+            scores.append(fine_tune(hp, self.data.labels, fold, lambda e, m: None).val_f1)
+        return float(np.mean(scores))
+
+
+class Finetune(ModelKind):
+    name = "finetune"
+    summary = "the whole MiniLM encoder fine-tuned; the strongest with 20+ documents a label"
+    options = FinetuneOptions
+    space = {
+        "learning_rate": Search(1e-5, 3e-4, log=True),
+        "epochs": Search(1, 4, integer=True),
+    }
+
+    def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
+        # The average, not the smallest label: one rare label in a large dataset must not
+        # rule fine-tuning out (it won by 9.5 points on an imbalanced 200/100/40/16/8 set).
+        average = len(split.train) / len(Counter(d.label for d in split.train))
+        if average < FEW_SHOT_DOCS:
+            return (
+                f"labels average {average:.0f} training documents (< {FEW_SHOT_DOCS}); "
+                "fine-tuning does not pay off there"
+            )
+        return None
+
+    def trainer(self, data: SelectionData) -> KindTrainer:
+        return _Trainer(data)
+
+    def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        return WindowedClassifier.load(folder)
+
+
+KIND = Finetune()

@@ -1,0 +1,150 @@
+"""`head`: the base encoder frozen, mean-pooled embeddings + logistic regression.
+
+The documents are embedded once; every fold and trial refits only the regression, so it
+is cheap to cross-validate: the few-shot kind that needs no gradient steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training_job.config import Hyperparameters
+from training_job.kinds.base import (
+    CrossValidatedTrainer,
+    KindTrainer,
+    ModelKind,
+    Search,
+    SelectionData,
+    read_options,
+    resolve_base_model,
+)
+from training_job.serving import (
+    ClassifierConfig,
+    TextClassifier,
+    row_batches,
+    token_windows,
+    torch_bytes,
+)
+
+SKLEARN_FILE = "estimator.joblib"
+
+
+@dataclass(frozen=True)
+class HeadOptions:
+    head_c: float = 10.0  # inverse regularisation of the logistic regression
+    head_max_windows: int = 2  # windows embedded per document (long texts)
+
+
+def head_model(c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+
+
+class TextEncoder:
+    """A sentence encoder: mean-pooled, L2-normalised embeddings, averaged over windows."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+
+    @classmethod
+    def load(cls, name: str | Path, config: ClassifierConfig) -> TextEncoder:
+        from transformers import AutoModel, AutoTokenizer
+
+        model = AutoModel.from_pretrained(name).eval()
+        return cls(model, AutoTokenizer.from_pretrained(name), config)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        ids, mask, owners = token_windows(self.tokenizer, self.config, texts)
+        width = self.model.config.hidden_size
+        totals = np.zeros((len(texts), width), dtype=np.float64)
+        with torch.inference_mode():
+            for rows, cut in row_batches(mask, self.config.batch_size):
+                window_mask = mask[rows, :cut]
+                hidden = self.model(input_ids=ids[rows, :cut], attention_mask=window_mask)[0]
+                weights = window_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+                np.add.at(totals, owners[rows.numpy()], pooled.float().numpy())
+        norms = np.linalg.norm(totals, axis=1, keepdims=True)
+        result: np.ndarray = totals / np.maximum(norms, 1e-12)
+        return result
+
+
+class EmbeddingHeadClassifier(TextClassifier):
+    """Encoder embeddings + a logistic-regression head (log-probabilities as logits)."""
+
+    def __init__(self, encoder: TextEncoder, head: Any, config: ClassifierConfig) -> None:
+        self.encoder = encoder
+        self.head = head
+        self.config = config
+
+    @classmethod
+    def load(cls, folder: Path, config: ClassifierConfig) -> EmbeddingHeadClassifier:
+        import joblib
+
+        return cls(TextEncoder.load(folder, config), joblib.load(folder / SKLEARN_FILE), config)
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        result: np.ndarray = self.head.predict_log_proba(self.encoder.embed(texts))
+        return result
+
+    def size_bytes(self) -> int:
+        return torch_bytes(self.encoder.model) + int(self.head.coef_.nbytes)
+
+    def save(self, folder: Path) -> None:
+        import joblib
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.model.save_pretrained(folder)
+        self.encoder.tokenizer.save_pretrained(folder)
+        joblib.dump(self.head, folder / SKLEARN_FILE)
+        self.config.write(folder)
+
+
+class EmbeddingTrainer(CrossValidatedTrainer):
+    """Embeds every document once with `encoder`; folds and trials refit the regression."""
+
+    def __init__(
+        self, data: SelectionData, encoder: TextEncoder, c: Callable[[Hyperparameters], float]
+    ) -> None:
+        super().__init__(data)
+        self.encoder = encoder
+        self.c = c  # the regression's C, read from the trial's hyperparameters
+        self.embeddings = encoder.embed(data.texts)
+
+    def fit_rows(self, hp: Hyperparameters, rows: list[int]) -> Any:
+        return head_model(self.c(hp)).fit(self.embeddings[rows], self.truth[rows])
+
+    def scores(self, estimator: Any, rows: list[int]) -> np.ndarray:
+        result: np.ndarray = estimator.predict_log_proba(self.embeddings[rows])
+        return result
+
+    def build(self, estimator: Any) -> TextClassifier:
+        return EmbeddingHeadClassifier(self.encoder, estimator, self.encoder.config)
+
+
+class Head(ModelKind):
+    name = "head"
+    summary = "frozen MiniLM embeddings + logistic regression; few-shot, no gradient steps"
+    options = HeadOptions
+    space = {"head_c": Search(0.01, 1000.0, log=True)}
+
+    def trainer(self, data: SelectionData) -> KindTrainer:
+        options = read_options(HeadOptions, data.hp)
+        config = data.config(self.name, options.head_max_windows)
+        encoder = TextEncoder.load(resolve_base_model(data.hp.base_model), config)
+        return EmbeddingTrainer(data, encoder, lambda hp: read_options(HeadOptions, hp).head_c)
+
+    def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        return EmbeddingHeadClassifier.load(folder, config)
+
+
+KIND = Head()
