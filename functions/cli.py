@@ -187,7 +187,11 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @click.argument("dataset")
 @click.option("--experiment", "-e", required=True, help="experiment name")
 @click.option("--labels", default="", help="comma-separated; default: every label folder")
-@click.option("--mode", type=click.Choice(["auto", "tfidf", "head", "finetune"]), default="auto")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "tfidf", "head", "contrastive", "finetune"]),
+    default="auto",
+)
 @click.option("--time-budget", type=float, default=0.0, help="seconds; 0 = no limit")
 @click.option("--hpo-trials", type=int, default=0)
 @click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")

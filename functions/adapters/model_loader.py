@@ -24,7 +24,15 @@ class LoadedClassifier:
         self.size_bytes = int(classifier.size_bytes())
 
     def predict(self, texts: list[str]) -> list[Prediction]:
-        return [Prediction(p.label, p.prediction, p.score) for p in self.classifier.predict(texts)]
+        """The top label of each text, and the calibrated probability of every label."""
+        probs = self.classifier.probabilities(texts)
+        labels = self.classifier.config.id2label
+        predictions = []
+        for row in probs:
+            best = int(row.argmax())
+            scores = {labels[i]: float(p) for i, p in enumerate(row)}
+            predictions.append(Prediction(labels[best], best, float(row[best]), scores=scores))
+        return predictions
 
 
 class MlflowModelLoader:

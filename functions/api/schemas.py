@@ -38,7 +38,7 @@ class ProcessRequest(BaseModel):
     labels: list[str] = Field(max_length=MAX_LABELS_IN_BODY, examples=[["business", "sport"]])
     path: str = Field(max_length=MAX_TEXT_FIELD, examples=["demo-bbc"])
     experiment_name: str = Field(max_length=MAX_TEXT_FIELD, examples=["Custom_Classifier"])
-    mode: Literal["auto", "tfidf", "head", "finetune"] = Field(
+    mode: Literal["auto", "tfidf", "head", "contrastive", "finetune"] = Field(
         default="auto", description="auto: the best candidate on validation"
     )
     time_budget_seconds: float = Field(
@@ -63,6 +63,9 @@ class PredictRequest(BaseModel):
     runid: str = Field(max_length=MAX_TEXT_FIELD, examples=["2092651bbf294a918310ad609aab2a09"])
     text: str | None = Field(default=None, max_length=MAX_BODY_TEXT)
     texts: list[str] | None = Field(default=None, max_length=MAX_TEXTS_IN_BODY)
+    all_scores: bool = Field(
+        default=False, description="also answer `scores`: the probability of every label"
+    )
 
 
 class PredictionOut(BaseModel):
@@ -70,6 +73,9 @@ class PredictionOut(BaseModel):
     prediction: int
     score: float
     abstained: bool = False
+    scores: dict[str, float] | None = Field(
+        default=None, description="with `all_scores`: {label: probability}, summing to 1"
+    )
 
 
 class BatchPredictRequest(BaseModel):

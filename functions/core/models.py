@@ -144,6 +144,8 @@ class Prediction:
     score: float
     # True when the score is below the service's abstention threshold.
     abstained: bool = False
+    # The calibrated probability of every label (answered on request: `all_scores`).
+    scores: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ from functions.core.config import Settings
 from tests.conftest import TrainedModel, train_tiny
 from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
 from training_job import kinds
-from training_job.candidates import Candidate, choose, plan
+from training_job.candidates import Candidate, choose, plan, select_model
 from training_job.config import Hyperparameters
 from training_job.data import Document
-from training_job.split import Split
+from training_job.split import Split, stratified_split
 from training_job.tracking import TAG_HPO, TAG_MODEL_KIND, TAG_SKIPPED
 
 
@@ -158,12 +159,14 @@ def _split(train_per_label: int | dict[str, int], validation: int) -> Split:
 @pytest.mark.parametrize(
     ("train_per_label", "validation", "planned", "reason"),
     [
-        (10, 40, ["tfidf", "head"], "does not pay off"),
+        (10, 40, ["tfidf", "head", "contrastive"], "does not pay off"),
         # a small validation set: fine-tuning is planned, compared by folds if cheap enough
-        (40, 10, ["tfidf", "head", "finetune"], None),
-        (40, 40, ["tfidf", "head", "finetune"], None),
+        (40, 10, ["tfidf", "head", "contrastive", "finetune"], None),
+        (40, 40, ["tfidf", "head", "contrastive", "finetune"], None),
         # one rare label in a dataset that is not few-shot: fine-tuning is still tried
-        ({"sports": 70, "weather": 6}, 40, ["tfidf", "head", "finetune"], None),
+        ({"sports": 70, "weather": 6}, 40, ["tfidf", "head", "contrastive", "finetune"], None),
+        # many documents a label: contrastive tuning is the few-shot model
+        (60, 40, ["tfidf", "head", "finetune"], "few-shot model"),
     ],
 )
 def test_auto_plans_finetuning_only_where_it_can_pay_off_and_be_compared(
@@ -173,7 +176,7 @@ def test_auto_plans_finetuning_only_where_it_can_pay_off_and_be_compared(
     assert kinds == planned
     assert (reason is None) == (not skipped)
     if reason:
-        assert reason in skipped["finetune"]
+        assert any(reason in why for why in skipped.values())
     assert plan(Hyperparameters(mode="head"), _split(10, 4)) == (["head"], {})
 
 
@@ -206,3 +209,44 @@ def test_hpo_trials_are_logged_and_the_best_model_is_kept(
     assert [t["number"] for t in table["trials"]] == [0, 1, 2, 3, 4]
     assert run.data.tags[TAG_MODEL_KIND] == "head"
 
+
+def _keyword_split(per_label: int) -> Split:
+    tree = keyword_tree(TOPICS, per_label)
+    docs = [
+        Document(f"{label}/{name}", label, body.decode(), len(body), "0", "utf-8")
+        for label, files in tree.items()
+        for name, body in files.items()
+    ]
+    return stratified_split(docs, 0.15, 0.0, seed=1)
+
+
+def test_contrastive_tuning_logs_its_pairs_and_steps_and_is_scored_by_folds(
+    tiny_base_model: str,
+) -> None:
+    # given: 8 documents a label, so validation is small
+    split = _keyword_split(8)
+    hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
+                         options={"contrastive_max_pairs": 64})  # fmt: skip
+    # when
+    selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic())
+    # then: the pairs follow the cap, the score is out-of-fold, the model predicts labels
+    winner = selection.winner
+    assert winner.kind == "contrastive"
+    assert winner.details["pairs"] == 64
+    assert winner.details["steps"] == 4  # 64 pairs in batches of 16
+    assert winner.details["folds"] == 2
+    assert 0.0 <= winner.selection_f1 <= 1.0
+    assert {p.label for p in winner.classifier.predict(["rain", "goal"])} <= set(TOPICS)
+
+
+def test_auto_skips_contrastive_tuning_when_one_pass_does_not_fit_the_budget(
+    tiny_base_model: str,
+) -> None:
+    # given: a budget already spent when selection starts
+    split = _keyword_split(8)
+    hp = Hyperparameters(labels=list(TOPICS), base_model=tiny_base_model, time_budget_seconds=1)
+    # when
+    selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic() - 60)
+    # then: the cheap kinds still ran, the contrastive kind says why it did not
+    assert {c.kind for c in selection.candidates} == {"tfidf", "head"}
+    assert "does not fit" in selection.skipped["contrastive"]

