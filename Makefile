@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-control-plane bench-predict clean
+.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -53,6 +53,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck $(CHROMIUM)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Tests too long for make test (the real stack killed and restarted, ...).
+slow: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
 # Schema fuzzing of the running API (schemathesis); CC_FUZZ_EXAMPLES sets its depth.
 fuzz: $(STAMP)

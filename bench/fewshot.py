@@ -24,6 +24,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -105,14 +106,15 @@ def setfit_model(labels: list[str], split: Split, seed: int
 
     docs = split.train + split.validation
     model = SetFitModel.from_pretrained(resolve_base_model(""))
-    trainer = Trainer(
-        model=model,
-        args=TrainingArguments(batch_size=16, num_epochs=1, seed=seed),
-        train_dataset=Dataset.from_dict(
-            {"text": [d.text for d in docs], "label": [d.label for d in docs]}
-        ),
-    )
-    trainer.train()
+    with tempfile.TemporaryDirectory() as checkpoints:
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(output_dir=checkpoints, batch_size=16, num_epochs=1, seed=seed),
+            train_dataset=Dataset.from_dict(
+                {"text": [d.text for d in docs], "label": [d.label for d in docs]}
+            ),
+        )
+        trainer.train()
     return (lambda texts: [str(label) for label in model.predict(texts)]), "setfit"
 
 

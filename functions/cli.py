@@ -194,14 +194,16 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 )
 @click.option("--time-budget", type=float, default=0.0, help="seconds; 0 = no limit")
 @click.option("--hpo-trials", type=int, default=0)
+@click.option("--min-macro-f1", type=float, default=None,
+              help="the registration bar, 0-1 (default: the service's)")  # fmt: skip
 @click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")
 @click.option("--poll", type=float, default=5.0, show_default=True)
 @click.option("--idempotency-key", default="",
               help="sent as Idempotency-Key (default: a new one); retries reuse it")  # fmt: skip
 @pass_client
 def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
-          time_budget: float, hpo_trials: int, wait: bool, poll: float,
-          idempotency_key: str) -> None:  # fmt: skip
+          time_budget: float, hpo_trials: int, min_macro_f1: float | None, wait: bool,
+          poll: float, idempotency_key: str) -> None:  # fmt: skip
     """Train a classifier on DATASET/<label>/ documents. The request is retried on timeouts
     and 502/503/504 with one Idempotency-Key, so it starts one run."""
     chosen = [label.strip() for label in labels.split(",") if label.strip()]
@@ -210,6 +212,8 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
         chosen = [f["label"] for f in folders if f["documents"] > 0]
     body = {"labels": chosen, "path": dataset, "experiment_name": experiment, "mode": mode,
             "time_budget_seconds": time_budget, "hpo_trials": hpo_trials}  # fmt: skip
+    if min_macro_f1 is not None:
+        body["min_macro_f1"] = min_macro_f1
     key = idempotency_key or str(uuid.uuid4())
     started = client.call("POST", f"{API}/process", retries=3, json=body,
                           headers={"Idempotency-Key": key})  # fmt: skip

@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from training_job import kinds
 from training_job.config import Hyperparameters
 from training_job.hpo import Tuning, tune
@@ -30,6 +32,7 @@ class Candidate:
     selection_f1: float
     seconds: float
     details: dict[str, float] = field(default_factory=dict)
+    out_of_fold: np.ndarray | None = None  # see kinds.base.Fitted
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class CandidateTrainer:
         began = time.monotonic()
         fitted = self.trainer(kind).fit(hp)
         seconds = time.monotonic() - began
-        return Candidate(kind, fitted.classifier, fitted.selection_f1, seconds, fitted.details)
+        return Candidate(kind, fitted.classifier, fitted.selection_f1, seconds, fitted.details,
+                         fitted.out_of_fold)  # fmt: skip
 
 
 def select_model(

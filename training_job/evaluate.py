@@ -44,6 +44,28 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
     return float(ece)
 
 
+def macro_f1_interval(truth: np.ndarray, predicted: np.ndarray, n_labels: int, seed: int,
+                      resamples: int = 1000) -> tuple[float, float]:  # fmt: skip
+    """95% bootstrap (percentile) interval of macro-F1, resampling the documents."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(seed)
+    labels = list(range(n_labels))
+    scores = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(truth), len(truth))
+        scores.append(f1_score(truth[rows], predicted[rows], labels=labels, average="macro",
+                               zero_division=0))  # fmt: skip
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def majority_macro_f1(truth: np.ndarray, n_labels: int) -> float:
+    """Macro-F1 of always answering the most common label: the baseline to beat."""
+    share = float(np.bincount(truth, minlength=n_labels).max()) / len(truth)
+    return 2 * share / (1 + share) / n_labels
+
+
 def _ranking_metrics(probs: np.ndarray, truth: np.ndarray, n: int) -> dict[str, float]:
     onehot = np.eye(n)[truth]
     if n == 2:

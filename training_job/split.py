@@ -1,7 +1,8 @@
 """Stratified train/validation/test split with a fixed seed.
 
-Every label keeps at least one validation and one test document, so a label needs at
-least MIN_DOCS_PER_LABEL (3) usable documents; below that the job fails and names it.
+Every label keeps at least one validation and one test document (none with a test
+fraction of 0: the job then estimates by cross-validation), so a label needs at least
+MIN_DOCS_PER_LABEL (3) usable documents; below that the job fails and names it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def stratified_split(
         docs = by_label[label]
         rng.shuffle(docs)
         n = len(docs)
-        n_test = max(1, round(n * test_fraction))
+        n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
         n_val = max(1, round(n * val_fraction))
         # Never starve training: shrink validation first, then test, down to one each.
         while n - n_test - n_val < 1 and (n_val > 1 or n_test > 1):

@@ -47,6 +47,9 @@ class ProcessRequest(BaseModel):
     hpo_trials: int = Field(
         default=0, ge=0, description="Optuna trials over the chosen model's hyperparameters"
     )
+    min_macro_f1: float | None = Field(
+        default=None, description="the registration bar, 0-1 (default: the service's)"
+    )
 
 
 class ExperimentRequest(BaseModel):
@@ -153,6 +156,10 @@ class RunStatusItem(BaseModel):
         default=None, description="SCHEDULED runs: place in the job queue (1: next to start)"
     )
     cancelled: str | None = Field(default=None, description="who cancelled the run, and why")
+    gate: str | None = Field(default=None, description="passed or failed: the registration bar")
+    gate_reason: str | None = Field(
+        default=None, description="the estimate, and which bar it met or missed by how much"
+    )
 
 
 class LastRunItem(BaseModel):

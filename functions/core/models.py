@@ -51,12 +51,14 @@ class TrainingRequest:
     labels: list[str]
     path: str
     experiment_name: str
-    # "auto" picks the best of tfidf, head and finetune on validation.
+    # "auto" picks the best of the kinds (training_job/kinds) on the selection measure.
     mode: str = "auto"
     # Seconds the job may take (0 = no limit).
     time_budget_seconds: float = 0.0
     # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
     hpo_trials: int = 0
+    # The registration bar (macro-F1); None: the service's (Settings.min_macro_f1).
+    min_macro_f1: float | None = None
 
 
 @dataclass(frozen=True)

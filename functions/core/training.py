@@ -106,7 +106,9 @@ def start_training(
             "registered_model_name": model_name,
             "run_id": run.run_id,
             "tracking_uri": settings.mlflow_tracking_uri,
-            "min_macro_f1": str(settings.min_macro_f1),
+            "min_macro_f1": str(
+                settings.min_macro_f1 if request.min_macro_f1 is None else request.min_macro_f1
+            ),
             "mode": request.mode,
             "time_budget_seconds": str(request.time_budget_seconds),
             "hpo_trials": str(request.hpo_trials),

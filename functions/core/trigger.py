@@ -32,7 +32,9 @@ from functions.core.training import start_training
 
 MANIFEST_NAME = "_train.json"
 RESULT_NAME = "_train.result.json"
-MANIFEST_FIELDS = {"experiment_name", "labels", "mode", "time_budget_seconds", "hpo_trials"}
+MANIFEST_FIELDS = {
+    "experiment_name", "labels", "mode", "time_budget_seconds", "hpo_trials", "min_macro_f1",
+}  # fmt: skip
 MAX_MANIFEST_CHARS = 100_000
 
 
@@ -111,6 +113,7 @@ def read_manifest(upload: ManifestUpload, store: ObjectStore) -> TrainingRequest
         mode=_field(raw, "mode", str, "auto"),
         time_budget_seconds=_field(raw, "time_budget_seconds", float, 0.0),
         hpo_trials=_field(raw, "hpo_trials", int, 0),
+        min_macro_f1=_field(raw, "min_macro_f1", float, None) if "min_macro_f1" in raw else None,
     )
 
 

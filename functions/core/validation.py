@@ -131,6 +131,9 @@ def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> Non
         raise InvalidRequest("time_budget_seconds must not be negative")
     if not 0 <= request.hpo_trials <= max_hpo_trials:
         raise InvalidRequest(f"hpo_trials must be between 0 and {max_hpo_trials}")
+    bar = request.min_macro_f1
+    if bar is not None and not 0.0 <= bar <= 1.0:  # the majority-class rule holds at any bar
+        raise InvalidRequest("min_macro_f1 must be between 0 and 1")
 
 
 def validate_training_request(

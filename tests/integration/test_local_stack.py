@@ -201,6 +201,7 @@ def _finished_run(stack: Stack) -> dict[str, Any]:
     return run
 
 
+@pytest.mark.slow  # about 100 s: `make slow` (and .ci/run) runs it, `make test` does not
 def test_the_stack_survives_kill_9_of_every_process_and_migrates_a_snapshot(
     stack: Stack,
 ) -> None:

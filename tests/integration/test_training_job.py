@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -75,16 +76,19 @@ def _artifact_json(run_id: str, path: str) -> Any:
 def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
     s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str, mode: str
 ) -> None:
-    # given: a BBC slice with its latin-1 file, a binary file and an empty file
-    tree = bbc_slice(20, extra=("sports/199.txt",))
+    # given: a BBC slice with its latin-1 file, a binary file and an empty file; 30 a label
+    # so that validation and test hold 30 documents each (no cross-validated estimate)
+    tree = bbc_slice(30, extra=("sports/199.txt",))
     tree["tech"]["junk.bin"] = JUNK_BINARY
     tree["business"]["empty.txt"] = b""
     upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
 
     # when
     code = main(
-        _job_args(dataset_prefix, BBC_LABELS, experiment_name, mode=mode, min_train_steps=60)
-    )
+        _job_args(dataset_prefix, BBC_LABELS, experiment_name, mode=mode, min_train_steps=60,
+                  val_fraction=0.2, test_fraction=0.2, max_windows=8,
+                  contrastive_max_seconds=5)  # auto: contrastive tuning is tested on its own
+    )  # fmt: skip
 
     # then: the run finished with metrics above the floor
     assert code == 0
@@ -110,10 +114,10 @@ def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
         f"{dataset_prefix}/tech/junk.bin": "binary",
         f"{dataset_prefix}/business/empty.txt": "empty",
     }
-    assert report["number_documents_treated"] == 101
+    assert report["number_documents_treated"] == 151
     assert report["decoded_with_fallback"] == [f"{dataset_prefix}/sports/199.txt"]
     manifest = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/dataset/manifest.jsonl")
-    assert len(manifest.strip().splitlines()) == 101
+    assert len(manifest.strip().splitlines()) == 151
     # and: the registered champion is this run's model, and it predicts a known label
     name = f"{experiment_name}-classifier"
     champion = MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS)
@@ -198,7 +202,7 @@ def test_job_logs_into_the_run_it_is_given_and_fails_the_gate_without_registerin
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags[TAG_GATE] == "failed"
-    assert "below the bar" in run.data.tags["custom_classifier.gate_reason"]
+    assert "is below the bar 1.0100 by" in run.data.tags["custom_classifier.gate_reason"]
     assert client.search_model_versions(f"name='{experiment_name}-classifier'") == []
     assert (sm_root / "model" / "classifier" / "classifier.json").is_file()
 
@@ -243,3 +247,58 @@ def test_job_killed_mid_training_ends_failed_with_reason(
     # then
     assert process.wait(timeout=60) == 1
     _assert_failed(experiment_name, tmp_path / "opt-ml", "terminated by signal 15")
+
+
+def test_small_dataset_is_judged_on_a_cross_validated_estimate_and_registers(
+    s3: Any, mlflow_uri: str, sm_root: Path, dataset_prefix: str, experiment_name: str,
+    tiny_base_model: str,
+) -> None:  # fmt: skip
+    # given: 8 documents a label (a test split would hold 2), and the service's 0.7 bar
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(SPORTS, 8))
+    # when
+    code = main(_job_args(dataset_prefix, list(SPORTS), experiment_name, mode="tfidf",
+                          base_model=tiny_base_model, min_macro_f1=0.7))  # fmt: skip
+    # then: every document is in the out-of-fold estimate, which a good model passes
+    assert code == 0
+    run = _only_run(experiment_name)
+    metrics, tags = run.data.metrics, run.data.tags
+    assert run.data.params["n_test"] == "0"
+    assert metrics["estimate_documents"] == 16
+    assert (
+        "cross-validation, out of fold, over all 16 documents" in tags["custom_classifier.estimate"]
+    )
+    assert metrics["test_macro_f1_low"] <= metrics["test_macro_f1"] <= metrics["test_macro_f1_high"]
+    assert metrics["majority_macro_f1"] == pytest.approx(1 / 3)  # 2 * 0.5 / 1.5 / 2 labels
+    assert metrics["calibration_documents"] == 16  # the temperature comes from the folds too
+    assert tags[TAG_GATE] == "passed", tags["custom_classifier.gate_reason"]
+    assert "clearly beats the majority-class baseline" in tags["custom_classifier.gate_reason"]
+    assert MlflowClient().get_model_version_by_alias(f"{experiment_name}-classifier",
+                                                      CHAMPION_ALIAS)  # fmt: skip
+
+
+def test_a_model_no_better_than_the_majority_class_is_refused_saying_by_how_much(
+    api: Any, s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str,
+    tiny_base_model: str,
+) -> None:  # fmt: skip
+    # given: labels the words do not decide (both drawn from one vocabulary), and no bar
+    rng = random.Random(0)
+    vocabulary = [f"word{i}" for i in range(12)]
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, {
+        label: {f"{i:03d}.txt": " ".join(rng.choices(vocabulary, k=6)).encode()
+                for i in range(12)}
+        for label in SPORTS
+    })  # fmt: skip
+    # when
+    code = main(_job_args(dataset_prefix, list(SPORTS), experiment_name, mode="tfidf",
+                          base_model=tiny_base_model, min_macro_f1=0))  # fmt: skip
+    # then: the run finished, registered nothing, and says which bar it missed
+    assert code == 0
+    tags = _only_run(experiment_name).data.tags
+    assert tags[TAG_GATE] == "failed"
+    reason = tags["custom_classifier.gate_reason"]
+    assert "does not clearly beat the majority-class baseline" in reason
+    assert MlflowClient().search_model_versions(f"name='{experiment_name}-classifier'") == []
+    # and job_status tells the user the same
+    body = {"experiment_name": experiment_name}
+    [item] = api.post("/custom_classifier/job_status", json=body).json()
+    assert (item["gate"], item["gate_reason"]) == ("failed", reason)

@@ -99,3 +99,19 @@ def test_a_registered_model_name_held_by_another_experiment_is_refused_first(
         start_training_once(_request("a/b"), None, store, tracking, launcher, SETTINGS, NO_TENANT)
     assert tracking.get_experiment("a/b") is None  # refused before anything was created
     assert tracking.models == {"a-b-classifier": tracking.get_experiment("a-b").experiment_id}
+
+
+def test_a_request_sets_its_own_registration_bar_within_0_and_1(store: FakeStore) -> None:
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    # when: one request brings its bar, another leaves the service's
+    strict = TrainingRequest(["sports", "weather"], "news", "strict", min_macro_f1=0.9)
+    start_training_once(strict, None, store, tracking, launcher, SETTINGS, NO_TENANT)
+    start_training_once(_request("default"), None, store, tracking, launcher, SETTINGS, NO_TENANT)
+    # then: each job gets its bar; a bar outside 0-1 is refused before anything is created
+    bars = {spec.hyperparameters["experiment_name"]: spec.hyperparameters["min_macro_f1"]
+            for spec in launcher.jobs.values()}  # fmt: skip
+    assert bars == {"strict": "0.9", "default": str(SETTINGS.min_macro_f1)}
+    with pytest.raises(InvalidRequest, match="min_macro_f1 must be between 0 and 1"):
+        too_high = TrainingRequest(["sports", "weather"], "news", "odd", min_macro_f1=1.5)
+        start_training_once(too_high, None, store, tracking, launcher, SETTINGS, NO_TENANT)
+    assert tracking.get_experiment("odd") is None

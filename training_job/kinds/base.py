@@ -98,8 +98,10 @@ class SelectionData:
         return list(range(len(self.split.train), len(self.docs)))
 
     @property
-    def small_validation(self) -> bool:
-        return len(self.split.validation) < SMALL_VALIDATION
+    def cross_validated(self) -> bool:
+        """Whether kinds are scored by cross-validation on train+validation: validation is
+        too small to decide, or there is no test split (the job's estimate is then theirs)."""
+        return len(self.split.validation) < SMALL_VALIDATION or not self.split.test
 
     def config(self, kind: str, max_windows: int | None = None) -> ClassifierConfig:
         return ClassifierConfig(
@@ -114,11 +116,16 @@ class SelectionData:
 @dataclass(frozen=True)
 class Fitted:
     """A calibrated classifier, its score on the selection measure, and what the fit did
-    (logged as `candidate_<kind>_<name>` metrics)."""
+    (logged as `candidate_<kind>_<name>` metrics: `folds`, `calibration_documents`, ...).
+
+    `out_of_fold`: when scored by cross-validation, each document's logits (rows of
+    SelectionData.docs) from a model that did not see it; the job's estimate where there is
+    no test split."""
 
     classifier: TextClassifier
     selection_f1: float
     details: dict[str, float] = dataclasses.field(default_factory=dict)
+    out_of_fold: np.ndarray | None = None
 
 
 class KindTrainer(ABC):
@@ -181,33 +188,31 @@ class CrossValidatedTrainer(KindTrainer):
         """The served classifier around a fitted estimator."""
 
     def fit(self, hp: Hyperparameters) -> Fitted:
-        estimator, f1, logits, held_truth = self._score(hp)
-        classifier = self.build(estimator)
-        classifier.config = replace(
-            classifier.config, temperature=fit_temperature(logits, held_truth)
-        )
-        return Fitted(classifier, f1)
-
-    def _score(self, hp: Hyperparameters) -> tuple[Any, float, np.ndarray, np.ndarray]:
-        """(estimator, selection macro-F1, calibration logits, calibration truth)."""
         train, val, truth = self.data.train_rows, self.data.val_rows, self.truth
-        if not self.data.small_validation:
-            estimator = self.fit_rows(hp, train)
-            logits = self.scores(estimator, val)
-            return estimator, macro_f1(truth[val], logits), logits, truth[val]
         both = train + val
         folds = min(5, min(Counter(truth[both].tolist()).values()))
-        if folds < 2:  # a label with one document: nothing to hold out
+        if not self.data.cross_validated or folds < 2:  # < 2: a label with one document
             estimator = self.fit_rows(hp, train)
             logits = self.scores(estimator, val)
-            return estimator, macro_f1(truth[val], logits), logits, truth[val]
+            return self._calibrated(estimator, macro_f1(truth[val], logits), logits, val, {})
         scores = []
         for repeat in range(CV_REPEATS):
             out_of_fold = self._out_of_fold(hp, both, folds, hp.seed + repeat)
             scores.append(macro_f1(truth[both], out_of_fold))
             if repeat == 0:
                 calibration = out_of_fold
-        return self.fit_rows(hp, both), float(np.mean(scores)), calibration, truth[both]
+        estimator = self.fit_rows(hp, both)
+        fitted = self._calibrated(estimator, float(np.mean(scores)), calibration, both,
+                                  {"folds": folds, "cv_repeats": CV_REPEATS})  # fmt: skip
+        return replace(fitted, out_of_fold=calibration)
+
+    def _calibrated(self, estimator: Any, f1: float, logits: np.ndarray, rows: list[int],
+                    details: dict[str, float]) -> Fitted:  # fmt: skip
+        """The classifier with its temperature fitted on these held-out logits."""
+        classifier = self.build(estimator)
+        temperature = fit_temperature(logits, self.truth[rows])
+        classifier.config = replace(classifier.config, temperature=temperature)
+        return Fitted(classifier, f1, {**details, "calibration_documents": len(rows)})
 
     def _out_of_fold(self, hp: Hyperparameters, rows: list[int], folds: int, seed: int
                      ) -> np.ndarray:  # fmt: skip

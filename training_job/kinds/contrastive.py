@@ -65,6 +65,9 @@ class ContrastiveOptions:
     # k of the k-fold score on a small validation set: 2 keeps `auto` within twice the time
     # of one SetFit training at 8 documents a label (bench/fewshot.py).
     contrastive_folds: int = 2
+    # Seconds all of the kind's tunings (folds and final) may take: long documents get fewer
+    # steps, short ones are not affected (TREC at 8 a label: about 110 s on 2 cores).
+    contrastive_max_seconds: float = 150.0
 
 
 def sentence_pairs(truth: np.ndarray, rows: list[int], count: int, seed: int
@@ -96,11 +99,11 @@ class _Trainer(KindTrainer):
         self.truth = data.truth
         self.texts = data.texts
         self.base = resolve_base_model(data.hp.base_model)
-        self.max_steps: int | None = None  # set from the time budget by too_slow
+        self.max_steps: int | None = None  # steps a tuning may take (set by too_slow)
         torch.set_num_threads(data.hp.num_threads or len(os.sched_getaffinity(0)))
 
     def _folds(self, options: ContrastiveOptions) -> int:
-        if not self.data.small_validation:
+        if not self.data.cross_validated:
             return 0
         return min(options.contrastive_folds, min(Counter(self.truth.tolist()).values()))
 
@@ -121,19 +124,20 @@ class _Trainer(KindTrainer):
         return 3 * (time.monotonic() - began)
 
     def too_slow(self, seconds_left: float | None) -> str | None:
-        if seconds_left is None:
-            return None
         options = read_options(ContrastiveOptions, self.data.hp)
         folds = self._folds(options)
         fits = folds + 1 if folds >= 2 else 1
+        allowed = options.contrastive_max_seconds
+        if seconds_left is not None:
+            allowed = min(allowed, BUDGET_SHARE * max(seconds_left, 0))
         step = self._step_seconds(options)
         one_pass = -(-len(self.texts) // options.contrastive_batch_size)
-        affordable = int(BUDGET_SHARE * max(seconds_left, 0) / (fits * step))
+        affordable = int(allowed / (fits * step))
         if affordable < one_pass:
             return (
                 f"one pass over the {len(self.texts)} documents ({one_pass} steps of about "
-                f"{step:.1f} s, {fits} tunings) does not fit the {max(seconds_left, 0):.0f} s "
-                "of the time budget left"
+                f"{step:.1f} s, {fits} tunings) does not fit in {allowed:.0f} s (the time "
+                "budget left, or contrastive_max_seconds)"
             )
         self.max_steps = affordable
         return None
@@ -150,6 +154,8 @@ class _Trainer(KindTrainer):
         from sentence_transformers.losses import CosineSimilarityLoss
 
         options = read_options(ContrastiveOptions, hp)
+        if self.max_steps is None and self.too_slow(None) is not None:
+            self.max_steps = -(-len(self.texts) // options.contrastive_batch_size)  # one pass
         steps = self._planned_steps(options, len(rows))
         pairs = sentence_pairs(self.truth, rows, steps * options.contrastive_batch_size, hp.seed)
         encoder = SentenceTransformer(self.base, device="cpu")
@@ -195,20 +201,22 @@ class _Trainer(KindTrainer):
         config = self.data.config(Contrastive.name, options.contrastive_max_windows)
         train, val = self.data.train_rows, self.data.val_rows
         folds = self._folds(options)
+        out_of_fold = None
         if folds < 2:  # validation large enough, or a label with one document
             encoder, head, details = self._tuned_head(hp, train, config)
             logits = head.predict_log_proba(encoder.embed([self.texts[i] for i in val]))
             f1, calibration, held = macro_f1(self.truth[val], logits), logits, self.truth[val]
         else:
             both = train + val
-            calibration = self._out_of_fold(hp, both, folds, config)
+            calibration = out_of_fold = self._out_of_fold(hp, both, folds, config)
             held = self.truth[both]
             f1 = macro_f1(held, calibration)
             encoder, head, details = self._tuned_head(hp, both, config)
             details["folds"] = folds
+        details["calibration_documents"] = len(held)
         classifier = EmbeddingHeadClassifier(encoder, head, config)
         classifier.config = replace(config, temperature=fit_temperature(calibration, held))
-        return Fitted(classifier, f1, details)
+        return Fitted(classifier, f1, details, out_of_fold)
 
     def _out_of_fold(self, hp: Hyperparameters, rows: list[int], folds: int,
                      config: ClassifierConfig) -> np.ndarray:  # fmt: skip

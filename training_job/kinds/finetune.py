@@ -144,6 +144,7 @@ class WindowedClassifier(TextClassifier):
 class TrainingOutcome:
     classifier: WindowedClassifier
     val_f1: float
+    val_logits: np.ndarray  # the kept epoch's, one row per validation document
 
 
 def seed_everything(seed: int) -> None:
@@ -298,7 +299,7 @@ def fine_tune(
     temperature = fit_temperature(best_logits, truth)
     classifier.config = replace(classifier.config, temperature=temperature)
     log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
-    return TrainingOutcome(classifier=classifier, val_f1=best_f1)
+    return TrainingOutcome(classifier=classifier, val_f1=best_f1, val_logits=best_logits)
 
 
 def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Split) -> float:
@@ -329,14 +330,21 @@ class _Trainer(KindTrainer):
     def fit(self, hp: Hyperparameters) -> Fitted:
         data = self.data
         outcome = fine_tune(hp, data.labels, data.split, data.on_epoch)
-        f1 = outcome.val_f1
-        if data.hp.mode == "auto" and data.small_validation:
-            f1 = self._by_folds(hp, f1)
-        return Fitted(outcome.classifier, f1)
+        scored = self._by_folds(hp) if data.cross_validated else None
+        if scored is None:  # calibrated on validation by fine_tune
+            details = {"calibration_documents": float(len(data.split.validation))}
+            return Fitted(outcome.classifier, outcome.val_f1, details)
+        f1, out_of_fold, folds = scored
+        # A handful of validation documents must not set the temperature: the folds' do.
+        classifier = outcome.classifier
+        temperature = fit_temperature(out_of_fold, data.truth)
+        classifier.config = replace(classifier.config, temperature=temperature)
+        details = {"folds": folds, "calibration_documents": len(data.docs)}
+        return Fitted(classifier, f1, details, out_of_fold)
 
     def too_slow(self, seconds_left: float | None) -> str | None:
         data = self.data
-        folds = data.small_validation
+        folds = data.cross_validated
         if not folds and seconds_left is None:
             return None
         needed = estimate_finetune_seconds(data.hp, data.labels, data.split) * (
@@ -356,8 +364,9 @@ class _Trainer(KindTrainer):
             )
         return None
 
-    def _by_folds(self, hp: Hyperparameters, val_f1: float) -> float:
-        """Mean held-out macro-F1 of fine-tuning over stratified folds of train+validation."""
+    def _by_folds(self, hp: Hyperparameters) -> tuple[float, np.ndarray, int] | None:
+        """Mean held-out macro-F1 of fine-tuning over stratified folds of train+validation,
+        the out-of-fold logits and the number of folds (None: a label has one document)."""
         from sklearn.model_selection import StratifiedKFold
 
         from training_job.split import Split
@@ -365,13 +374,16 @@ class _Trainer(KindTrainer):
         docs, truth = self.data.docs, self.data.truth
         folds = min(FINETUNE_CV_FOLDS, min(Counter(truth.tolist()).values()))
         if folds < 2:  # a label with one document: nothing to hold out
-            return val_f1
+            return None
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
         scores = []
+        out_of_fold = np.zeros((len(docs), len(self.data.labels)))
         for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), truth):
             fold = Split([docs[i] for i in fit_rows], [docs[i] for i in held_rows], [])
-            scores.append(fine_tune(hp, self.data.labels, fold, lambda e, m: None).val_f1)
-        return float(np.mean(scores))
+            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None)
+            scores.append(outcome.val_f1)
+            out_of_fold[held_rows] = outcome.val_logits
+        return float(np.mean(scores)), out_of_fold, folds
 
 
 class Finetune(ModelKind):

@@ -11,6 +11,8 @@ from functions.core.runs import experiment_runs, latest_runs
 from functions.core.tags import (
     TAG_CANCELLED,
     TAG_FAILURE,
+    TAG_GATE,
+    TAG_GATE_REASON,
     TAG_MODEL_KIND,
     TAG_MODEL_NAME,
     TAG_REGISTERED,
@@ -37,6 +39,8 @@ def status_item(run: RunSummary) -> RunStatusItem:
         start_time=run.start_time or None,
         queue_position=run.queue_position,
         cancelled=run.tags.get(TAG_CANCELLED),
+        gate=run.tags.get(TAG_GATE),
+        gate_reason=run.tags.get(TAG_GATE_REASON),
     )
 
 

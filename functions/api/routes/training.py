@@ -59,6 +59,7 @@ def process(
         body.mode,
         body.time_budget_seconds,
         body.hpo_trials,
+        body.min_macro_f1,
     )
     try:
         started = start_training_once(

@@ -174,6 +174,7 @@ async function train() {
       path: $("dataset").value.trim(),
       experiment_name: experiment,
       mode: $("mode").value,
+      ...($("min-macro-f1").value !== "" ? { min_macro_f1: Number($("min-macro-f1").value) } : {}),
     });
     const run = payload.data.info.run_id;
     say("train-status", `Training started: run ${run} on ${payload.number_documents_treated} documents` +
