@@ -119,6 +119,7 @@ class _Trainer(KindTrainer):
         encoder = SentenceTransformer(self.base, device="cpu")
         encoder.max_seq_length = self.data.hp.max_length
         batch = (self.texts * 2)[: 2 * options.contrastive_batch_size]
+        encoder.encode(batch, batch_size=len(batch))  # warm-up: a cold first pass is 2-5x slower
         began = time.monotonic()
         encoder.encode(batch, batch_size=len(batch))
         return 3 * (time.monotonic() - began)
