@@ -234,7 +234,7 @@ def test_contrastive_tuning_logs_its_pairs_and_steps_and_is_scored_by_folds(
     assert winner.kind == "contrastive"
     assert winner.details["pairs"] == 64
     assert winner.details["steps"] == 4  # 64 pairs in batches of 16
-    assert winner.details["folds"] == 2
+    assert winner.details["folds"] == 3
     assert 0.0 <= winner.selection_f1 <= 1.0
     assert {p.label for p in winner.classifier.predict(["rain", "goal"])} <= set(TOPICS)
 
