@@ -52,6 +52,14 @@ def read_options(cls: type[OptionsT], hp: Hyperparameters) -> OptionsT:
     return from_mapping(cls, {k: v for k, v in hp.options.items() if k in names})
 
 
+SKLEARN_FILE = "estimator.joblib"  # a kind's fitted scikit-learn estimator, in its folder
+
+
+def training_docs_per_label(split: Split) -> float:
+    """The average number of training documents a label (what few-shot means here)."""
+    return len(split.train) / len(Counter(d.label for d in split.train))
+
+
 def macro_f1(truth: np.ndarray, logits: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 

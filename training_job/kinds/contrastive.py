@@ -36,6 +36,7 @@ from training_job.kinds.base import (
     macro_f1,
     read_options,
     resolve_base_model,
+    training_docs_per_label,
 )
 from training_job.kinds.head import EmbeddingHeadClassifier, TextEncoder, head_model
 from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
@@ -244,7 +245,7 @@ class Contrastive(ModelKind):
     space = {"contrastive_learning_rate": Search(5e-6, 1e-4, log=True)}
 
     def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
-        average = len(split.train) / len(Counter(d.label for d in split.train))
+        average = training_docs_per_label(split)
         if average > MAX_DOCS_PER_LABEL:
             return (
                 f"labels average {average:.0f} training documents (> {MAX_DOCS_PER_LABEL}); "

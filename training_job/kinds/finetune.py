@@ -32,6 +32,7 @@ from training_job.kinds.base import (
     macro_f1,
     read_options,
     resolve_base_model,
+    training_docs_per_label,
 )
 from training_job.serving import (
     ClassifierConfig,
@@ -398,7 +399,7 @@ class Finetune(ModelKind):
     def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
         # The average, not the smallest label: one rare label in a large dataset must not
         # rule fine-tuning out (it won by 9.5 points on an imbalanced 200/100/40/16/8 set).
-        average = len(split.train) / len(Counter(d.label for d in split.train))
+        average = training_docs_per_label(split)
         if average < FEW_SHOT_DOCS:
             return (
                 f"labels average {average:.0f} training documents (< {FEW_SHOT_DOCS}); "

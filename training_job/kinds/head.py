@@ -16,6 +16,7 @@ import torch
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
+    SKLEARN_FILE,
     CrossValidatedTrainer,
     KindTrainer,
     ModelKind,
@@ -31,8 +32,6 @@ from training_job.serving import (
     token_windows,
     torch_bytes,
 )
-
-SKLEARN_FILE = "estimator.joblib"
 
 
 @dataclass(frozen=True)

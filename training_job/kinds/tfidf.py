@@ -14,6 +14,7 @@ import numpy as np
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
+    SKLEARN_FILE,
     CrossValidatedTrainer,
     KindTrainer,
     ModelKind,
@@ -22,8 +23,6 @@ from training_job.kinds.base import (
     read_options,
 )
 from training_job.serving import ClassifierConfig, TextClassifier
-
-SKLEARN_FILE = "estimator.joblib"
 
 
 @dataclass(frozen=True)
