@@ -2,11 +2,21 @@
 
 Seconds to fit, no encoder: wins on keyword-like labels and long documents with plenty of
 data, and is the cheapest baseline for `auto`.
+
+What keeps it cheap on long documents (measured on 200 documents of ~20 KB: 99 s before):
+- n-grams are counted once per dataset; each fold and trial only re-weights them (its
+  IDF from its own rows, n-grams absent from them weighted 0, so nothing leaks);
+- character n-grams read each text's opening `tfidf_char_chars` characters (they help
+  short texts; on long ones the words carry the signal);
+- with far fewer documents than features the regression is solved in the documents'
+  span (exactly the same model, see `fit_logistic`).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +34,69 @@ from training_job.kinds.base import (
 )
 from training_job.serving import ClassifierConfig, TextClassifier
 
+# The span solver's eigendecomposition grows as rows^3: it beats plain L-BFGS (measured on
+# 1,450-2,000 documents) where there are 50 columns a row or more, and up to 3,000 rows.
+SPAN_SOLVER_COLUMNS_PER_ROW = 50
+SPAN_SOLVER_MAX_ROWS = 3000
+
 
 @dataclass(frozen=True)
 class TfidfOptions:
     tfidf_c: float = 10.0  # inverse regularisation of the logistic regression
+    tfidf_char_chars: int = 5000  # characters of each text read for character n-grams
 
 
-def tfidf_pipeline(options: TfidfOptions, n_docs: int) -> Any:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, Pipeline
+def opening_lowercase(text: str, limit: int) -> str:
+    """The preprocessor of the character n-grams: the text's opening, lower-cased."""
+    return text[:limit].lower()
+
+
+def ngram_counters(options: TfidfOptions, n_docs: int) -> list[tuple[str, Any]]:
+    """The word and character n-gram counters, unfitted."""
+    from sklearn.feature_extraction.text import CountVectorizer
 
     min_df = 2 if n_docs >= 1000 else 1  # drop hapaxes only where there is data to spare
-    features = FeatureUnion(
-        [
-            ("word", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=min_df,
-                                     max_features=200_000)),
-            ("char", TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5),
-                                     min_df=min_df, max_features=300_000)),
-        ]
-    )  # fmt: skip
-    head = LogisticRegression(C=options.tfidf_c, max_iter=3000, class_weight="balanced")
-    return Pipeline([("features", features), ("model", head)])
+    preprocessor = partial(opening_lowercase, limit=options.tfidf_char_chars)
+    return [
+        ("word", CountVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=200_000)),
+        ("char", CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df,
+                                 max_features=300_000, preprocessor=preprocessor)),
+    ]  # fmt: skip
+
+
+def logistic_regression(c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+
+
+def fit_logistic(features: Any, truth: np.ndarray, c: float) -> Any:
+    """An L2 logistic regression; with far fewer rows than features, solved in their span.
+
+    The penalised solution lies in the span of the rows (the loss sees only X w), so with
+    X = U S V' the regression on U S (n features) gives the same model as on X (~10x
+    faster on 200 long documents, coefficients equal to 1e-13); its weights go back to
+    the n-gram columns as w = X' U S^-1 b."""
+    rows, columns = features.shape
+    if columns < SPAN_SOLVER_COLUMNS_PER_ROW * rows or rows > SPAN_SOLVER_MAX_ROWS:
+        return logistic_regression(c).fit(features, truth)
+    kernel = (features @ features.T).toarray()
+    eigenvalues, vectors = np.linalg.eigh(kernel)
+    kept = eigenvalues > eigenvalues.max() * 1e-10
+    scale, vectors = np.sqrt(eigenvalues[kept]), vectors[:, kept]
+    reduced = logistic_regression(c).fit(vectors * scale, truth)
+    model = copy.copy(reduced)
+    model.coef_ = np.asarray((features.T @ ((reduced.coef_ / scale) @ vectors.T).T).T)
+    model.n_features_in_ = columns
+    return model
+
+
+@dataclass(frozen=True)
+class _Weighted:
+    """One fold's fit: its TF-IDF weighting of each counter's columns, and the regression."""
+
+    weightings: list[Any]
+    model: Any
 
 
 class TfidfClassifier(TextClassifier):
@@ -62,7 +113,7 @@ class TfidfClassifier(TextClassifier):
     def size_bytes(self) -> int:
         model = self.pipeline[-1]
         features = self.pipeline[0]
-        vocabulary = sum(len(t.vocabulary_) for _, t in features.transformer_list)
+        vocabulary = sum(len(_counter(t).vocabulary_) for _, t in features.transformer_list)
         return int(model.coef_.nbytes) + 64 * vocabulary
 
     def save(self, folder: Path) -> None:
@@ -73,22 +124,58 @@ class TfidfClassifier(TextClassifier):
         self.config.write(folder)
 
 
+def _counter(transformer: Any) -> Any:
+    """The step holding the vocabulary (models saved before counting once had no pipeline)."""
+    return transformer[0] if hasattr(transformer, "steps") else transformer
+
+
 class _Trainer(CrossValidatedTrainer):
     def __init__(self, data: SelectionData) -> None:
         super().__init__(data)
-        self.texts = data.texts
         self.config = data.config(Tfidf.name)
+        texts = data.texts
+        self.counters = ngram_counters(read_options(TfidfOptions, data.hp), len(texts))
+        self.counts = [counter.fit_transform(texts).tocsr() for _, counter in self.counters]
+
+    def _features(self, weightings: list[Any], rows: list[int]) -> Any:
+        import scipy.sparse
+
+        blocks = [w.transform(c[rows]) for w, c in zip(weightings, self.counts, strict=True)]
+        return scipy.sparse.hstack(blocks, format="csr")
 
     def fit_rows(self, hp: Hyperparameters, rows: list[int]) -> Any:
-        pipeline = tfidf_pipeline(read_options(TfidfOptions, hp), len(rows))
-        return pipeline.fit([self.texts[i] for i in rows], self.truth[rows])
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        weightings = []
+        for counts in self.counts:
+            seen = counts[rows]
+            weighting = TfidfTransformer(sublinear_tf=True).fit(seen)
+            idf = weighting.idf_.copy()
+            idf[seen.getnnz(axis=0) == 0] = 0.0  # as if counted on these rows alone
+            weighting.idf_ = idf
+            weightings.append(weighting)
+        c = read_options(TfidfOptions, hp).tfidf_c
+        return _Weighted(weightings, fit_logistic(self._features(weightings, rows),
+                                                  self.truth[rows], c))  # fmt: skip
 
     def scores(self, estimator: Any, rows: list[int]) -> np.ndarray:
-        result: np.ndarray = estimator.predict_log_proba([self.texts[i] for i in rows])
+        features = self._features(estimator.weightings, rows)
+        result: np.ndarray = estimator.model.predict_log_proba(features)
         return result
 
     def build(self, estimator: Any) -> TextClassifier:
-        return TfidfClassifier(estimator, self.config)
+        from sklearn.pipeline import FeatureUnion, Pipeline
+
+        union = FeatureUnion(
+            [
+                (name, Pipeline([("counts", counter), ("tfidf", weighting)]))
+                for (name, counter), weighting in zip(
+                    self.counters, estimator.weightings, strict=True
+                )
+            ]
+        )
+        return TfidfClassifier(Pipeline([("features", union), ("model", estimator.model)]),
+                               self.config)  # fmt: skip
 
 
 class Tfidf(ModelKind):
