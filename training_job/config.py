@@ -60,6 +60,9 @@ class Hyperparameters:
     mode: str = "auto"
     # Seconds the whole job may take (0 = no limit); auto skips kinds that cannot fit.
     time_budget_seconds: float = 0.0
+    # auto fits a kind only where the room left by the best score so far (1 - macro-F1, in
+    # points) is at least this many points per estimated minute of its fit (0: every kind).
+    min_gain_per_minute: float = 1.0
     # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
     hpo_trials: int = 0
     # Windows: texts longer than max_length tokens are read as overlapping windows.

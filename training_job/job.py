@@ -35,7 +35,6 @@ from training_job.evaluate import (
 )
 from training_job.hpo import Tuning
 from training_job.kinds.base import IMBALANCE_STRATEGY, resolve_base_model
-from training_job.serving import softmax
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
     TAG_ESTIMATE,
@@ -89,6 +88,9 @@ def log_selection(tracker: RunTracker, selection: Selection) -> None:
                 **{f"candidate_{candidate.kind}_{k}": v for k, v in candidate.details.items()},
             }
         )
+    tracker.log_metrics(
+        {f"candidate_{kind}_estimated_seconds": s for kind, s in selection.estimates.items()}
+    )
     tags = {TAG_MODEL_KIND: selection.winner.kind}
     tags.update({f"{TAG_SKIPPED}.{kind}": why for kind, why in selection.skipped.items()})
     if selection.tuning is not None:
@@ -135,12 +137,13 @@ class Estimate:
             truth = np.array([labels.index(d.label) for d in split.test])
             return cls(winner.classifier.probabilities(texts), truth,
                        f"test split of {len(truth)} documents")  # fmt: skip
-        if winner.out_of_fold is None:
-            raise RuntimeError(f"{winner.kind} gave no out-of-fold scores to estimate from")
         docs = split.train + split.validation
+        held = winner.held_out
+        if held is None or len(held.rows) != len(docs):
+            raise RuntimeError(f"{winner.kind} gave no out-of-fold scores to estimate from")
         folds = int(winner.details.get("folds", 0))
-        probs = softmax(winner.out_of_fold, winner.classifier.config.temperature)
-        return cls(probs, np.array([labels.index(d.label) for d in docs]),
+        probs = winner.held_out_probabilities()
+        return cls(probs, np.array([labels.index(docs[row].label) for row in held.rows]),
                    f"{folds}-fold cross-validation, out of fold, over all {len(docs)} "
                    f"documents (a test split would hold under {SMALL_TEST})")  # fmt: skip
 
@@ -200,6 +203,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                 for name in (
                     "mode",
                     "time_budget_seconds",
+                    "min_gain_per_minute",
                     "hpo_trials",
                     "max_length",
                     "seed",

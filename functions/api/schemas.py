@@ -38,7 +38,7 @@ class ProcessRequest(BaseModel):
     labels: list[str] = Field(max_length=MAX_LABELS_IN_BODY, examples=[["business", "sport"]])
     path: str = Field(max_length=MAX_TEXT_FIELD, examples=["demo-bbc"])
     experiment_name: str = Field(max_length=MAX_TEXT_FIELD, examples=["Custom_Classifier"])
-    mode: Literal["auto", "tfidf", "head", "contrastive", "finetune"] = Field(
+    mode: Literal["auto", "tfidf", "head", "contrastive", "finetune", "ensemble"] = Field(
         default="auto", description="auto: the best candidate on validation"
     )
     time_budget_seconds: float = Field(

@@ -121,7 +121,7 @@ def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
         )
 
 
-TRAINING_MODES = ("auto", "tfidf", "head", "contrastive", "finetune")
+TRAINING_MODES = ("auto", "tfidf", "head", "contrastive", "finetune", "ensemble")
 
 
 def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> None:

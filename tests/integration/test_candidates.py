@@ -51,7 +51,7 @@ def test_each_mode_trains_registers_and_serves_through_pyfunc(
     assert set(predicted["label"]) <= set(TOPICS)
 
 
-def test_auto_picks_tfidf_on_keyword_labels_and_says_why_finetune_was_skipped(
+def test_auto_picks_tfidf_on_keyword_labels_and_drops_what_cannot_beat_it(
     s3: Any,
     mlflow_uri: str,
     tiny_base_model: str,
@@ -63,11 +63,13 @@ def test_auto_picks_tfidf_on_keyword_labels_and_says_why_finetune_was_skipped(
     upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 10))
     # when
     run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path)
-    # then: both cheap candidates were scored, tf-idf won, fine-tuning was skipped with a reason
+    # then: tf-idf, the cheapest, scores 1.0, so no other kind is fitted; each says why
     run = MlflowClient().get_run(run_id)
     assert run.data.tags[TAG_MODEL_KIND] == "tfidf"
     assert run.data.metrics["candidate_tfidf_val_macro_f1"] == pytest.approx(1.0)
-    assert "candidate_head_val_macro_f1" in run.data.metrics
+    assert "candidate_head_val_macro_f1" not in run.data.metrics
+    assert "no kind can beat it" in run.data.tags[f"{TAG_SKIPPED}.head"]
+    assert "candidate_head_estimated_seconds" in run.data.metrics
     assert "does not pay off" in run.data.tags[f"{TAG_SKIPPED}.finetune"]
     assert run.data.metrics["test_macro_f1"] == pytest.approx(1.0)
 
@@ -77,12 +79,12 @@ def test_auto_picks_tfidf_on_keyword_labels_and_says_why_finetune_was_skipped(
     [
         # enough documents to compare on validation, but a time budget fine-tuning cannot meet
         (100, {"time_budget_seconds": "0.001"}, "time budget"),
-        # 21 training documents per label but 9 to validate on: compared by folds, unless
-        # that takes longer than allowed
-        (30, {"finetune_cv_max_seconds": "0.001"}, "folds"),
+        # 21 training documents per label, 9 to validate on: compared by folds, but tf-idf
+        # already scores 1.0
+        (30, {}, "no kind can beat it"),
     ],
 )
-def test_finetuning_that_cannot_fit_is_skipped_with_the_reason_and_tried_otherwise(
+def test_finetuning_that_cannot_fit_or_win_is_skipped_with_the_reason_and_tried_otherwise(
     s3: Any,
     mlflow_uri: str,
     tiny_base_model: str,
@@ -99,8 +101,9 @@ def test_finetuning_that_cannot_fit_is_skipped_with_the_reason_and_tried_otherwi
     assert reason in run.data.tags[f"{TAG_SKIPPED}.finetune"]
     assert "candidate_finetune_val_macro_f1" not in run.data.metrics
 
-    # when: the same data without the limit (the tiny model is fast), fine-tuning competes
-    run_id = train_tiny(dataset_prefix, f"{experiment_name}-free", tiny_base_model, tmp_path)
+    # when: the same data, every kind tried (the tiny model is fast), fine-tuning competes
+    run_id = train_tiny(dataset_prefix, f"{experiment_name}-free", tiny_base_model, tmp_path,
+                        min_gain_per_minute="0")  # fmt: skip
     run = MlflowClient().get_run(run_id)
     assert 0.0 <= run.data.metrics["candidate_finetune_val_macro_f1"] <= 1.0
     assert f"{TAG_SKIPPED}.finetune" not in run.data.tags
@@ -153,31 +156,39 @@ def _split(train_per_label: int | dict[str, int], validation: int) -> Split:
             for i in range(n if isinstance(n, int) else n[label])
         ]
 
-    return Split(docs(train_per_label, "train"), docs(validation // 2, "val"), [])
+    half = validation // 2
+    return Split(docs(train_per_label, "train"), docs(half, "val"), docs(half, "test"))
+
+
+FOLDS = "scored by cross-validation"  # why an ensemble is not tried on small validation
+ALL_KINDS = ("tfidf", "head", "contrastive", "finetune", "ensemble")
 
 
 @pytest.mark.parametrize(
-    ("train_per_label", "validation", "planned", "reason"),
+    ("train_per_label", "validation", "planned", "skipped"),
     [
-        (10, 40, ["tfidf", "head", "contrastive"], "does not pay off"),
-        # a small validation set: fine-tuning is planned, compared by folds if cheap enough
-        (40, 10, ["tfidf", "head", "contrastive", "finetune"], None),
-        (40, 40, ["tfidf", "head", "contrastive", "finetune"], None),
+        (10, 40, ["tfidf", "head", "contrastive", "ensemble"], {"finetune": "does not pay off"}),
+        # a small validation set: fine-tuning is planned (compared by folds), no ensemble
+        (40, 10, ["tfidf", "head", "contrastive", "finetune"], {"ensemble": FOLDS}),
+        (40, 40, [*ALL_KINDS], {}),
         # one rare label in a dataset that is not few-shot: fine-tuning is still tried
-        ({"sports": 70, "weather": 6}, 40, ["tfidf", "head", "contrastive", "finetune"], None),
+        ({"sports": 70, "weather": 6}, 40, [*ALL_KINDS], {}),
         # many documents a label: contrastive tuning is the few-shot model
-        (60, 40, ["tfidf", "head", "finetune"], "few-shot model"),
+        (60, 40, ["tfidf", "head", "finetune", "ensemble"], {"contrastive": "few-shot model"}),
     ],
 )
-def test_auto_plans_finetuning_only_where_it_can_pay_off_and_be_compared(
-    train_per_label: int | dict[str, int], validation: int, planned: list[str], reason: str | None
-) -> None:
-    kinds, skipped = plan(Hyperparameters(labels=list(TOPICS)), _split(train_per_label, validation))
+def test_auto_plans_each_kind_only_where_it_can_pay_off_and_be_compared(
+    train_per_label: int | dict[str, int], validation: int, planned: list[str],
+    skipped: dict[str, str],
+) -> None:  # fmt: skip
+    kinds, why = plan(Hyperparameters(labels=list(TOPICS)), _split(train_per_label, validation))
     assert kinds == planned
-    assert (reason is None) == (not skipped)
-    if reason:
-        assert any(reason in why for why in skipped.values())
+    assert set(why) == set(skipped)
+    assert all(reason in why[kind] for kind, reason in skipped.items())
     assert plan(Hyperparameters(mode="head"), _split(10, 4)) == (["head"], {})
+    # an ensemble asked for is planned after the kinds it combines, on any validation
+    members, _ = plan(Hyperparameters(mode="ensemble"), _split(10, 4))
+    assert members == ["tfidf", "head", "contrastive", "ensemble"]
 
 
 def test_hpo_trials_are_logged_and_the_best_model_is_kept(
@@ -247,6 +258,6 @@ def test_auto_skips_contrastive_tuning_when_one_pass_does_not_fit_the_budget(
     hp = Hyperparameters(labels=list(TOPICS), base_model=tiny_base_model, time_budget_seconds=1)
     # when
     selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic() - 60)
-    # then: the cheap kinds still ran, the contrastive kind says why it did not
-    assert {c.kind for c in selection.candidates} == {"tfidf", "head"}
+    # then: the cheapest kind still ran, the contrastive kind says why it did not
+    assert selection.candidates[0].kind == "tfidf"
     assert "does not fit" in selection.skipped["contrastive"]

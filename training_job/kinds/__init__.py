@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from training_job.config import Hyperparameters
-from training_job.kinds import contrastive, finetune, head, tfidf
+from training_job.kinds import contrastive, ensemble, finetune, head, tfidf
 from training_job.kinds.base import ModelKind
 
-# Cheapest first: a tie on the selection measure goes to the earlier kind.
-REGISTRY: tuple[ModelKind, ...] = (tfidf.KIND, head.KIND, contrastive.KIND, finetune.KIND)
+# Cheapest first: a tie on the selection measure goes to the earlier kind. Kinds that
+# combine others come after every kind they combine.
+REGISTRY: tuple[ModelKind, ...] = (
+    tfidf.KIND, head.KIND, contrastive.KIND, finetune.KIND, ensemble.KIND,
+)  # fmt: skip
 NAMES = tuple(kind.name for kind in REGISTRY)
 MODES = ("auto", *NAMES)
 

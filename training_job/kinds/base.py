@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from training_job.config import Hyperparameters, from_mapping
-from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
+from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature, softmax
 
 if TYPE_CHECKING:
     from training_job.data import Document
@@ -32,6 +32,7 @@ IMBALANCE_STRATEGY = "balanced class weights (fine-tune loss, regressions)"
 # Below this many validation documents one document decides too much: kinds are scored
 # by repeated stratified k-fold on train+validation instead.
 SMALL_VALIDATION = 30
+CV_FOLDS = 5
 CV_REPEATS = 3
 
 OptionsT = TypeVar("OptionsT")
@@ -66,6 +67,12 @@ def macro_f1(truth: np.ndarray, logits: np.ndarray) -> float:
     return float(f1_score(truth, logits.argmax(axis=1), average="macro", zero_division=0))
 
 
+def scored_by_folds(split: Split) -> bool:
+    """Whether kinds are scored by cross-validation on train+validation: validation is too
+    small to decide, or there is no test split (the job's estimate is then theirs)."""
+    return len(split.validation) < SMALL_VALIDATION or not split.test
+
+
 @dataclass(frozen=True)
 class Search:
     """One hyperparameter's range for tuning (training_job/hpo.py turns it into Optuna's)."""
@@ -84,6 +91,8 @@ class SelectionData:
     labels: list[str]
     split: Split
     on_epoch: EpochCallback
+    # The kinds fitted so far in this selection, by name (what `ensemble` combines).
+    members: dict[str, Fitted] = dataclasses.field(default_factory=dict)
 
     @property
     def docs(self) -> list[Document]:
@@ -107,9 +116,7 @@ class SelectionData:
 
     @property
     def cross_validated(self) -> bool:
-        """Whether kinds are scored by cross-validation on train+validation: validation is
-        too small to decide, or there is no test split (the job's estimate is then theirs)."""
-        return len(self.split.validation) < SMALL_VALIDATION or not self.split.test
+        return scored_by_folds(self.split)
 
     def config(self, kind: str, max_windows: int | None = None) -> ClassifierConfig:
         return ClassifierConfig(
@@ -122,26 +129,61 @@ class SelectionData:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """Logits for rows of SelectionData.docs from models that did not see them: the
+    validation rows, or (scored by cross-validation) every row, out of fold."""
+
+    rows: list[int]
+    logits: np.ndarray
+
+
+@dataclass(frozen=True)
 class Fitted:
     """A calibrated classifier, its score on the selection measure, and what the fit did
     (logged as `candidate_<kind>_<name>` metrics: `folds`, `calibration_documents`, ...).
 
-    `out_of_fold`: when scored by cross-validation, each document's logits (rows of
-    SelectionData.docs) from a model that did not see it; the job's estimate where there is
-    no test split."""
+    `held_out`: the logits the selection score and the calibration were measured on (the
+    job's estimate where there is no test split; what `ensemble` combines)."""
 
     classifier: TextClassifier
     selection_f1: float
     details: dict[str, float] = dataclasses.field(default_factory=dict)
-    out_of_fold: np.ndarray | None = None
+    held_out: HeldOut | None = None
+
+    def held_out_probabilities(self) -> np.ndarray:
+        """The held-out logits as calibrated probabilities (the served model's temperature)."""
+        if self.held_out is None:
+            raise ValueError("this fit kept no held-out scores")
+        return softmax(self.held_out.logits, self.classifier.config.temperature)
 
 
 class KindTrainer(ABC):
-    """Fits one kind on one dataset; what is costly to prepare is prepared once."""
+    """Fits one kind on one dataset; what is costly to prepare is prepared once, on the
+    first fit (planning asks for the cost before deciding to fit)."""
+
+    _cost: float | None = None
+
+    def cost(self) -> float:
+        """Estimated seconds of `fit` (measured once)."""
+        if self._cost is None:
+            self._cost = self.measure_cost()
+        return self._cost
+
+    def measure_cost(self) -> float:
+        """Estimated seconds of `fit`, from a measured step (0: a few seconds at most)."""
+        return 0.0
 
     def too_slow(self, seconds_left: float | None) -> str | None:
         """Why `auto` should not fit it now: it would not fit the seconds left, or could not
         be compared fairly in reasonable time (None: fit it, within those seconds)."""
+        if seconds_left is None:
+            return None
+        needed = self.cost()
+        if needed > seconds_left:
+            return (
+                f"fitting it would take about {needed:.0f} s; {max(seconds_left, 0):.0f} s "
+                "of the time budget are left"
+            )
         return None
 
     @abstractmethod
@@ -156,6 +198,8 @@ class ModelKind(ABC):
     summary: ClassVar[str]  # one line: what it is and where it wins (README table)
     options: ClassVar[type]  # a frozen dataclass of the kind's hyperparameters, with defaults
     space: ClassVar[dict[str, Search]] = {}  # what tuning searches (names of `options`)
+    # Built from the other kinds' fits (SelectionData.members): planned after them.
+    combines: ClassVar[bool] = False
 
     def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
         """Why `auto` should not try this kind on such data (None: try it)."""
@@ -198,7 +242,7 @@ class CrossValidatedTrainer(KindTrainer):
     def fit(self, hp: Hyperparameters) -> Fitted:
         train, val, truth = self.data.train_rows, self.data.val_rows, self.truth
         both = train + val
-        folds = min(5, min(Counter(truth[both].tolist()).values()))
+        folds = min(CV_FOLDS, min(Counter(truth[both].tolist()).values()))
         if not self.data.cross_validated or folds < 2:  # < 2: a label with one document
             estimator = self.fit_rows(hp, train)
             logits = self.scores(estimator, val)
@@ -210,9 +254,8 @@ class CrossValidatedTrainer(KindTrainer):
             if repeat == 0:
                 calibration = out_of_fold
         estimator = self.fit_rows(hp, both)
-        fitted = self._calibrated(estimator, float(np.mean(scores)), calibration, both,
-                                  {"folds": folds, "cv_repeats": CV_REPEATS})  # fmt: skip
-        return replace(fitted, out_of_fold=calibration)
+        return self._calibrated(estimator, float(np.mean(scores)), calibration, both,
+                                {"folds": folds, "cv_repeats": CV_REPEATS})  # fmt: skip
 
     def _calibrated(self, estimator: Any, f1: float, logits: np.ndarray, rows: list[int],
                     details: dict[str, float]) -> Fitted:  # fmt: skip
@@ -220,7 +263,8 @@ class CrossValidatedTrainer(KindTrainer):
         classifier = self.build(estimator)
         temperature = fit_temperature(logits, self.truth[rows])
         classifier.config = replace(classifier.config, temperature=temperature)
-        return Fitted(classifier, f1, {**details, "calibration_documents": len(rows)})
+        details = {**details, "calibration_documents": len(rows)}
+        return Fitted(classifier, f1, details, HeldOut(rows, logits))
 
     def _out_of_fold(self, hp: Hyperparameters, rows: list[int], folds: int, seed: int
                      ) -> np.ndarray:  # fmt: skip

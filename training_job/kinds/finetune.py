@@ -22,9 +22,9 @@ import torch
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
-    SMALL_VALIDATION,
     EpochCallback,
     Fitted,
+    HeldOut,
     KindTrainer,
     ModelKind,
     Search,
@@ -52,8 +52,7 @@ log = logging.getLogger(__name__)
 
 # Labels averaging fewer training documents than this: fine-tuning does not pay off.
 FEW_SHOT_DOCS = 20
-# With a small validation set, fine-tuning is compared by k-fold while that stays cheap
-# (short texts): see FinetuneOptions.finetune_cv_max_seconds.
+# With a small validation set, fine-tuning is compared by k-fold (its cost counts them).
 FINETUNE_CV_FOLDS = 3
 
 
@@ -72,9 +71,6 @@ class FinetuneOptions:
     early_stopping_patience: int = 2
     # Training sees at most this many windows per document (1 = the opening window).
     train_windows: int = 1
-    # With a validation set too small to compare on, auto compares fine-tuning by k-fold when
-    # the folds and the final fit take at most this long (short texts), else skips it.
-    finetune_cv_max_seconds: float = 120.0
 
 
 class WindowedClassifier(TextClassifier):
@@ -319,9 +315,9 @@ def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Spl
     loss.backward()
     step = time.monotonic() - started
     epochs = planned_epochs(options, steps_per_epoch)
-    # Validation windows cost about a third of a training step each batch (forward only).
-    val_batches = -(-len(split.validation) * 3 // batch_size)
-    return step * epochs * (steps_per_epoch + val_batches / 3)
+    # Every epoch reads every validation window; a forward pass costs about a third of a step.
+    val_windows = len(classifier.windows([d.text for d in split.validation])[0])
+    return step * epochs * (steps_per_epoch + val_windows / batch_size / 3)
 
 
 class _Trainer(KindTrainer):
@@ -334,36 +330,23 @@ class _Trainer(KindTrainer):
         scored = self._by_folds(hp) if data.cross_validated else None
         if scored is None:  # calibrated on validation by fine_tune
             details = {"calibration_documents": float(len(data.split.validation))}
-            return Fitted(outcome.classifier, outcome.val_f1, details)
+            held = HeldOut(data.val_rows, outcome.val_logits)
+            return Fitted(outcome.classifier, outcome.val_f1, details, held)
         f1, out_of_fold, folds = scored
         # A handful of validation documents must not set the temperature: the folds' do.
         classifier = outcome.classifier
         temperature = fit_temperature(out_of_fold, data.truth)
         classifier.config = replace(classifier.config, temperature=temperature)
         details = {"folds": folds, "calibration_documents": len(data.docs)}
-        return Fitted(classifier, f1, details, out_of_fold)
+        rows = list(range(len(data.docs)))
+        return Fitted(classifier, f1, details, HeldOut(rows, out_of_fold))
 
-    def too_slow(self, seconds_left: float | None) -> str | None:
+    def measure_cost(self) -> float:
+        """One measured step times the planned steps, once more per fold when scored by
+        folds (a small validation set)."""
         data = self.data
-        folds = data.cross_validated
-        if not folds and seconds_left is None:
-            return None
-        needed = estimate_finetune_seconds(data.hp, data.labels, data.split) * (
-            (FINETUNE_CV_FOLDS + 1) if folds else 1
-        )
-        limit = read_options(FinetuneOptions, data.hp).finetune_cv_max_seconds
-        if folds and needed > limit:
-            return (
-                f"{len(data.split.validation)} validation documents (< {SMALL_VALIDATION}) cannot "
-                f"compare fine-tuning fairly, and comparing it by {FINETUNE_CV_FOLDS} folds "
-                f"would take about {needed:.0f} s"
-            )
-        if seconds_left is not None and needed > seconds_left:
-            return (
-                f"fine-tuning would take about {needed:.0f} s; {max(seconds_left, 0):.0f} s "
-                "of the time budget are left"
-            )
-        return None
+        fits = FINETUNE_CV_FOLDS + 1 if data.cross_validated else 1
+        return estimate_finetune_seconds(data.hp, data.labels, data.split) * fits
 
     def _by_folds(self, hp: Hyperparameters) -> tuple[float, np.ndarray, int] | None:
         """Mean held-out macro-F1 of fine-tuning over stratified folds of train+validation,

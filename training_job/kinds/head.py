@@ -6,8 +6,11 @@ is cheap to cross-validate: the few-shot kind that needs no gradient steps.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,14 @@ class TextEncoder:
         result: np.ndarray = totals / np.maximum(norms, 1e-12)
         return result
 
+    def embedding_seconds(self, texts: list[str], sample: int = 32) -> float:
+        """Seconds to embed all `texts`, from a timed sample of them (after a warm-up)."""
+        chosen = random.Random(0).sample(texts, min(sample, len(texts)))
+        self.embed(chosen[:4])  # a cold first pass is several times slower
+        began = time.monotonic()
+        self.embed(chosen)
+        return (time.monotonic() - began) * len(texts) / len(chosen)
+
 
 class EmbeddingHeadClassifier(TextClassifier):
     """Encoder embeddings + a logistic-regression head (log-probabilities as logits)."""
@@ -109,7 +120,8 @@ class EmbeddingHeadClassifier(TextClassifier):
 
 
 class EmbeddingTrainer(CrossValidatedTrainer):
-    """Embeds every document once with `encoder`; folds and trials refit the regression."""
+    """Embeds every document once with `encoder` (on the first fit); folds and trials
+    refit the regression."""
 
     def __init__(
         self, data: SelectionData, encoder: TextEncoder, c: Callable[[Hyperparameters], float]
@@ -117,7 +129,13 @@ class EmbeddingTrainer(CrossValidatedTrainer):
         super().__init__(data)
         self.encoder = encoder
         self.c = c  # the regression's C, read from the trial's hyperparameters
-        self.embeddings = encoder.embed(data.texts)
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        return self.encoder.embed(self.data.texts)
+
+    def measure_cost(self) -> float:
+        return self.encoder.embedding_seconds(self.data.texts)
 
     def fit_rows(self, hp: Hyperparameters, rows: list[int]) -> Any:
         return head_model(self.c(hp)).fit(self.embeddings[rows], self.truth[rows])

@@ -1,0 +1,231 @@
+"""How `auto` plans the kinds (measured cost, the room the best score leaves, the budget)
+and how `ensemble` combines them: selection on fake kinds with known costs and scores."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from training_job import kinds
+from training_job.candidates import Candidate, not_worth, select_model
+from training_job.config import Hyperparameters
+from training_job.data import Document
+from training_job.kinds import ensemble
+from training_job.kinds.base import (
+    Fitted,
+    HeldOut,
+    KindTrainer,
+    ModelKind,
+    SelectionData,
+    macro_f1,
+)
+from training_job.serving import ClassifierConfig, TextClassifier, load_classifier
+from training_job.split import Split
+
+LABELS = ["a", "b"]
+
+
+def _docs(count: int, tag: str) -> list[Document]:
+    return [Document(f"{tag}/{i}", LABELS[i % 2], f"{tag} {i}", 1, "0", "utf-8")
+            for i in range(count)]  # fmt: skip
+
+
+# Validation (rows 60-99 of train + validation) is large enough to score on, as in a job
+# with a test split.
+SPLIT = Split(_docs(60, "train"), _docs(40, "val"), _docs(10, "test"))
+
+
+class TableClassifier(TextClassifier):
+    """Fixed logits per text (what a fitted kind would answer)."""
+
+    def __init__(self, table: dict[str, list[float]], config: ClassifierConfig) -> None:
+        self.table = table
+        self.config = config
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        return np.array([self.table[t] for t in texts], dtype=float)
+
+    def size_bytes(self) -> int:
+        return 1
+
+    def save(self, folder: Path) -> None:
+        import json
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "table.json").write_text(json.dumps(self.table))
+        self.config.write(folder)
+
+
+def _config(kind: str) -> ClassifierConfig:
+    return ClassifierConfig(dict(enumerate(LABELS)), 128, 32, 2, kind=kind)
+
+
+def _confident(rows: list[int], wrong: set[int], data: SelectionData) -> np.ndarray:
+    """Logits that are right on `rows` but for `wrong`, confidently either way."""
+    truth = data.truth
+    logits = np.zeros((len(rows), 2))
+    for i, row in enumerate(rows):
+        right = int(truth[row])
+        logits[i, 1 - right if row in wrong else right] = 2.0 if row in wrong else 3.0
+    return logits
+
+
+@dataclass
+class Script:
+    """What a fake kind costs and which validation rows it gets wrong."""
+
+    cost: float
+    wrong: set[int]
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class FakeKind(ModelKind):
+    options = NoOptions
+    scripts: ClassVar[dict[str, Script]] = {}
+    fitted: ClassVar[list[str]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+        self.summary = name  # type: ignore[misc]
+
+    def option_values(self, hp: Hyperparameters) -> dict[str, Any]:
+        return {}
+
+    def trainer(self, data: SelectionData) -> KindTrainer:
+        kind = self
+
+        class Trainer(KindTrainer):
+            def measure_cost(self) -> float:
+                return FakeKind.scripts[kind.name].cost
+
+            def fit(self, hp: Hyperparameters) -> Fitted:
+                FakeKind.fitted.append(kind.name)
+                rows = data.val_rows
+                logits = _confident(rows, FakeKind.scripts[kind.name].wrong, data)
+                table = {data.docs[r].text: list(logits[i]) for i, r in enumerate(rows)}
+                f1 = macro_f1(data.truth[rows], logits)
+                return Fitted(TableClassifier(table, _config(kind.name)), f1, {},
+                              HeldOut(rows, logits))  # fmt: skip
+
+        return Trainer()
+
+    def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        import json
+
+        return TableClassifier(json.loads((folder / "table.json").read_text()), config)
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Script]:
+    """Three fake kinds, cheapest-named first, and the real ensemble after them."""
+    fakes = [FakeKind("cheap"), FakeKind("middle"), FakeKind("costly")]
+    registry = (*fakes, ensemble.KIND)
+    monkeypatch.setattr(kinds, "REGISTRY", registry)
+    monkeypatch.setattr(kinds, "NAMES", tuple(k.name for k in registry))
+    monkeypatch.setattr(kinds, "MODES", ("auto", *kinds.NAMES))
+    FakeKind.fitted = []
+    FakeKind.scripts = {}
+    return FakeKind.scripts
+
+
+def _select(**hp: Any) -> Any:
+    params = Hyperparameters(labels=LABELS, **hp)
+    return select_model(params, LABELS, SPLIT, lambda e, m: None, time.monotonic())
+
+
+def test_a_costly_kind_is_fitted_only_where_the_room_left_pays_for_its_minutes() -> None:
+    leader = Candidate(classifier=None, selection_f1=0.98, kind="tfidf")  # type: ignore[arg-type]
+    # five minutes for at most two points: not at one point a minute
+    assert "at most 2.0 points" in str(not_worth(300, leader, 1.0))
+    assert not_worth(90, leader, 1.0) is None  # a minute and a half: worth trying
+    assert not_worth(300, leader, 0.0) is None  # 0: every kind is tried
+    perfect = Candidate(classifier=None, selection_f1=1.0, kind="tfidf")  # type: ignore[arg-type]
+    assert "no kind can beat it" in str(not_worth(1, perfect, 1.0))
+    assert not_worth(20, Candidate(None, 0.999, kind="x"), 1.0) is None  # type: ignore[arg-type]
+
+
+def test_auto_fits_the_cheapest_kinds_first_and_drops_one_that_cannot_pay_for_itself(
+    registry: dict[str, Script],
+) -> None:
+    # given: by measured cost, "costly" is cheaper than "middle"; "middle" takes 10 minutes
+    # for what can be at most 5 points (the best scores 0.95 by then)
+    registry.update(
+        cheap=Script(0.0, set(range(60, 66))),
+        middle=Script(600.0, set(range(60, 65))),
+        costly=Script(5.0, {60, 61}),
+    )
+    # when
+    selection = _select()
+    # then: fitted by measured cost; "middle" said why not
+    assert FakeKind.fitted == ["cheap", "costly"]
+    assert "at most 5.0 points of macro-F1 over costly" in selection.skipped["middle"]
+    assert selection.estimates["middle"] == 600.0
+    # and: every kind is fitted when told to try them all
+    FakeKind.fitted = []
+    _select(min_gain_per_minute=0)
+    assert FakeKind.fitted == ["cheap", "costly", "middle"]
+
+
+def test_the_budget_skips_a_kind_that_would_overrun_it_but_never_the_cheapest(
+    registry: dict[str, Script],
+) -> None:
+    registry.update(cheap=Script(3.0, {60}), middle=Script(50.0, {61}), costly=Script(90.0, {62}))
+    hp = Hyperparameters(labels=LABELS, time_budget_seconds=60, min_gain_per_minute=0)
+    selection = select_model(hp, LABELS, SPLIT, lambda e, m: None, time.monotonic())
+    assert FakeKind.fitted == ["cheap", "middle"]
+    assert "time budget" in selection.skipped["costly"]
+    # and: with the budget spent before selection starts, the cheapest kind still runs
+    FakeKind.fitted = []
+    selection = select_model(hp, LABELS, SPLIT, lambda e, m: None, time.monotonic() - 100)
+    assert FakeKind.fitted == ["cheap"]
+
+
+def test_an_ensemble_wins_only_where_averaging_beats_its_best_member(
+    registry: dict[str, Script], tmp_path: Path
+) -> None:
+    # given: three kinds wrong on different validation documents, none better than 0.9
+    registry.update(
+        cheap=Script(0.0, set(range(60, 64))),
+        middle=Script(1.0, set(range(70, 74))),
+        costly=Script(2.0, set(range(80, 84))),
+    )
+    # when
+    selection = _select(min_gain_per_minute=0)
+    # then: the average of calibrated probabilities fixes what each gets wrong alone
+    winner = selection.winner
+    assert winner.kind == "ensemble"
+    assert winner.selection_f1 == pytest.approx(1.0)
+    assert winner.details["members"] >= 2
+    assert winner.details["gain_over_best_member"] == pytest.approx(0.1)
+    # and: it saves and loads as one classifier that answers like the members' average
+    winner.classifier.save(tmp_path / "model")
+    loaded = load_classifier(tmp_path / "model")
+    texts = [d.text for d in SPLIT.validation]
+    assert np.allclose(loaded.probabilities(texts), winner.classifier.probabilities(texts))
+    assert [p.label for p in loaded.predict(texts)] == [d.label for d in SPLIT.validation]
+
+    # given: kinds wrong on the same documents, averaging cannot help
+    for script in registry.values():
+        script.wrong = set(range(60, 64))
+    # then: a member wins the tie, as the cheaper model to serve
+    assert _select(min_gain_per_minute=0).winner.kind == "cheap"
+
+
+def test_an_ensemble_asked_for_fits_its_members_first_and_fails_clearly_without_two(
+    registry: dict[str, Script],
+) -> None:
+    registry.update(cheap=Script(0.0, {60}), middle=Script(1.0, {70}), costly=Script(2.0, {80}))
+    assert _select(mode="ensemble").winner.kind == "ensemble"
+    assert FakeKind.fitted == ["cheap", "middle", "costly"]
+    with pytest.raises(ValueError, match="at least two fitted kinds"):
+        ensemble.KIND.trainer(SelectionData(Hyperparameters(), LABELS, SPLIT,
+                                            lambda e, m: None)).fit(Hyperparameters())  # fmt: skip

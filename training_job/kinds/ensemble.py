@@ -1,0 +1,161 @@
+"""`ensemble`: the calibrated probabilities of the best two or three fitted kinds, averaged.
+
+Built last, from the other kinds' fits in the same selection (SelectionData.members): no
+model is trained again. Its score is its members' validation probabilities averaged, so
+it is kept only where the average beats its best member on the same selection measure
+(ties go to the member: cheaper to serve). Serving runs every member: it costs their sum.
+
+`auto` tries it only where kinds are scored on a validation split, by the very models it
+would serve. Scored by cross-validation, a member's fold models are weaker than the model
+served, a tuned encoder most of all: on TREC at 8 a label, averaging contrastive's fold
+scores with head's beat contrastive's alone, and the served average then lost 4.7 points
+to contrastive on the test set. Asked for by name, it combines out-of-fold scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from training_job.config import Hyperparameters
+from training_job.kinds.base import (
+    Fitted,
+    HeldOut,
+    KindTrainer,
+    ModelKind,
+    SelectionData,
+    macro_f1,
+    read_options,
+    scored_by_folds,
+)
+from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
+
+if TYPE_CHECKING:
+    from training_job.split import Split
+
+MEMBERS_FILE = "ensemble.json"  # the members' kinds, in the order of their folders
+
+
+@dataclass(frozen=True)
+class EnsembleOptions:
+    ensemble_max_members: int = 3  # the best this many kinds at most (2 at least)
+
+
+def average_log_probabilities(probabilities: list[np.ndarray]) -> np.ndarray:
+    """log of the mean of the members' probabilities (the ensemble's logits)."""
+    mean: np.ndarray = np.mean(probabilities, axis=0)
+    result: np.ndarray = np.log(np.maximum(mean, 1e-12))
+    return result
+
+
+class EnsembleClassifier(TextClassifier):
+    """Averages its members' calibrated probabilities; each member loads as its kind."""
+
+    def __init__(self, members: list[TextClassifier], config: ClassifierConfig) -> None:
+        self.members = members
+        self.config = config
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        return average_log_probabilities([m.probabilities(texts) for m in self.members])
+
+    def size_bytes(self) -> int:
+        return sum(member.size_bytes() for member in self.members)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, member in enumerate(self.members):
+            member.save(folder / "members" / str(index))
+        kinds = [member.config.kind for member in self.members]
+        (folder / MEMBERS_FILE).write_text(json.dumps({"members": kinds}))
+        self.config.write(folder)
+
+    @classmethod
+    def load(cls, folder: Path, config: ClassifierConfig) -> EnsembleClassifier:
+        from training_job.serving import load_classifier
+
+        count = len(json.loads((folder / MEMBERS_FILE).read_text())["members"])
+        members = [load_classifier(folder / "members" / str(i)) for i in range(count)]
+        return cls(members, config)
+
+
+class _Trainer(KindTrainer):
+    def __init__(self, data: SelectionData) -> None:
+        self.data = data
+
+    def _ranked(self) -> list[tuple[str, Fitted]]:
+        """The fitted kinds with held-out scores on the best one's rows, best first."""
+        scored = [(k, f) for k, f in self.data.members.items() if f.held_out is not None]
+        scored.sort(key=lambda item: -item[1].selection_f1)
+        if not scored:
+            return []
+        rows = scored[0][1].held_out.rows  # type: ignore[union-attr]
+        return [(k, f) for k, f in scored if f.held_out.rows == rows]  # type: ignore[union-attr]
+
+    def too_slow(self, seconds_left: float | None) -> str | None:
+        fitted = self._ranked()
+        if len(fitted) < 2:
+            return f"it combines two fitted kinds or more; fitted: {len(fitted)}"
+        return None
+
+    def fit(self, hp: Hyperparameters) -> Fitted:
+        ranked = self._ranked()
+        if len(ranked) < 2:
+            raise ValueError(
+                "an ensemble combines at least two fitted kinds; "
+                f"fitted: {', '.join(self.data.members) or 'none'}"
+            )
+        limit = max(2, read_options(EnsembleOptions, hp).ensemble_max_members)
+        _, best = ranked[0]
+        assert best.held_out is not None
+        rows = best.held_out.rows
+        truth = self.data.truth[rows]
+        best_on_rows = macro_f1(truth, best.held_out.logits)
+        chosen: list[tuple[str, Fitted]] = []
+        logits = best.held_out.logits
+        score = -1.0
+        for size in range(2, min(limit, len(ranked)) + 1):
+            members = ranked[:size]
+            combined = average_log_probabilities([f.held_out_probabilities() for _, f in members])
+            f1 = macro_f1(truth, combined)
+            if f1 > score:  # more members only for a strictly better score
+                chosen, logits, score = members, combined, f1
+        # The gain over the best member on the same rows, on top of that member's selection
+        # score (under cross-validation the members' scores average several repeats).
+        gain = score - best_on_rows
+        config = replace(self.data.config(Ensemble.name),
+                         temperature=fit_temperature(logits, truth))  # fmt: skip
+        classifier = EnsembleClassifier([f.classifier for _, f in chosen], config)
+        details = {"members": float(len(chosen)), "gain_over_best_member": gain,
+                   "calibration_documents": float(len(rows))}  # fmt: skip
+        if "folds" in best.details:
+            details["folds"] = best.details["folds"]
+        return Fitted(classifier, best.selection_f1 + gain, details, HeldOut(rows, logits))
+
+
+class Ensemble(ModelKind):
+    name = "ensemble"
+    summary = "the best two or three kinds' calibrated probabilities averaged, where that wins"
+    options = EnsembleOptions
+    combines = True
+
+    def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
+        if scored_by_folds(split):
+            return (
+                "the kinds are scored by cross-validation here, by fold models weaker than "
+                "the models served (a tuned encoder most of all), so averaging their scores "
+                "would not say how the served average does"
+            )
+        return None
+
+    def trainer(self, data: SelectionData) -> KindTrainer:
+        return _Trainer(data)
+
+    def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        return EnsembleClassifier.load(folder, config)
+
+
+KIND = Ensemble()
