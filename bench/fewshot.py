@@ -109,6 +109,9 @@ def selection_models(labels: list[str], split: Split, seed: int, every_kind: boo
     seconds = time.monotonic() - began
     if every_kind:
         models = [(c.kind, _predictor(c.classifier), c.seconds) for c in selection.candidates]
+        for c in selection.candidates:  # the selection measure beside each test score below
+            extra = {k: round(v, 4) for k, v in c.details.items() if "gain" in k}
+            print(f"  {c.kind:<12} selection_f1={c.selection_f1:.4f} {extra or ''}", flush=True)
         return models, ""
     winner = selection.winner
     return [(f"auto:{winner.kind}", _predictor(winner.classifier), seconds)], ",".join(
