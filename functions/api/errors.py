@@ -72,6 +72,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _describe(error: dict[str, object]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    if error.get("type") == "extra_forbidden":
+        return f"{where}: unknown field, not part of this request"
     return f"{where or 'body'}: {error.get('msg')}"
 
 

@@ -23,6 +23,13 @@ class Status(BaseModel):
 SUCCESS = Status(code=200, message="Success")  # never mutated: one instance serves all
 
 
+class RequestBody(BaseModel):
+    """A request body: a field it does not know is a 422 naming it, never silently dropped
+    (a `multi_label` the service ignored once trained the wrong model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Envelope(BaseModel, Generic[T]):
     """The seed's response envelope."""
 
@@ -34,7 +41,7 @@ class Envelope(BaseModel, Generic[T]):
     list_id_not_treated: list[str] = Field(default_factory=list)
 
 
-class ProcessRequest(BaseModel):
+class ProcessRequest(RequestBody):
     labels: list[str] = Field(max_length=MAX_LABELS_IN_BODY, examples=[["business", "sport"]])
     path: str = Field(max_length=MAX_TEXT_FIELD, examples=["demo-bbc"])
     experiment_name: str = Field(max_length=MAX_TEXT_FIELD, examples=["Custom_Classifier"])
@@ -52,15 +59,15 @@ class ProcessRequest(BaseModel):
     )
 
 
-class ExperimentRequest(BaseModel):
+class ExperimentRequest(RequestBody):
     experiment_name: str = Field(max_length=MAX_TEXT_FIELD)
 
 
-class RunRequest(BaseModel):
+class RunRequest(RequestBody):
     run_id: str = Field(max_length=MAX_TEXT_FIELD)
 
 
-class PredictRequest(BaseModel):
+class PredictRequest(RequestBody):
     """`text` for one document, or `texts` for several (answered in the same order)."""
 
     runid: str = Field(max_length=MAX_TEXT_FIELD, examples=["2092651bbf294a918310ad609aab2a09"])
@@ -81,7 +88,7 @@ class PredictionOut(BaseModel):
     )
 
 
-class BatchPredictRequest(BaseModel):
+class BatchPredictRequest(RequestBody):
     runid: str = Field(max_length=MAX_TEXT_FIELD)
     input_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["incoming/2026-11"])
     output_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["predictions/2026-11"])
@@ -181,13 +188,13 @@ class Health(BaseModel):
     mlflow: str
 
 
-class UploadFileIn(BaseModel):
+class UploadFileIn(RequestBody):
     path: str = Field(max_length=MAX_TEXT_FIELD, examples=["sports/001.txt"])
     size: int = Field(ge=0)
     md5: str = Field(default="", max_length=32, description="lets an upload resume safely")
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(RequestBody):
     path: str = Field(max_length=MAX_TEXT_FIELD, description="the dataset", examples=["news"])
     files: list[UploadFileIn] = Field(max_length=MAX_TEXTS_IN_BODY)
 
@@ -211,7 +218,7 @@ class UploadPlanOut(BaseModel):
     rejected: list[RejectedFile]
 
 
-class DatasetRequest(BaseModel):
+class DatasetRequest(RequestBody):
     path: str = Field(max_length=MAX_TEXT_FIELD, description="the dataset", examples=["news"])
 
 
@@ -247,12 +254,12 @@ class RunDetailOut(BaseModel):
     artifacts: list[str]
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(RequestBody):
     run_id: str = Field(max_length=MAX_TEXT_FIELD)
     reason: str = Field(default="", max_length=500, description="kept on the run")
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(RequestBody):
     run_id: str = Field(max_length=MAX_TEXT_FIELD)
 
 

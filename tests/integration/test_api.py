@@ -183,6 +183,33 @@ def test_malformed_body_gets_422_in_the_envelope(api: TestClient) -> None:
     assert "labels" in body["error"] and "path" in body["error"]
 
 
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("process", {"multi_label": True}),
+        ("predict", {"runid": "0" * 32, "text": "x", "threshold": 0.5}),
+        ("batch_predict", {"runid": "0" * 32, "input_path": "a", "output_path": "b", "n": 1}),
+        ("run/soft_delete", {"run_id": "0" * 32, "hard": True}),
+        ("experiment/soft_delete", {"experiment_name": "x", "hard": True}),
+        ("uploads", {"path": "news", "files": [{"path": "a/1.txt", "size": 1, "label": "a"}]}),
+    ],
+)
+def test_an_unknown_field_is_a_422_naming_it_not_silently_ignored(
+    api: TestClient, topics_dataset: str, experiment_name: str, route: str,
+    body: dict[str, Any],
+) -> None:  # fmt: skip
+    if route == "process":
+        body = {"labels": ["sports", "weather"], "path": topics_dataset,
+                "experiment_name": experiment_name, **body}  # fmt: skip
+    unknown = "label" if route == "uploads" else next(reversed(body))
+    response = api.post(f"/custom_classifier/{route}", json=body)
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["status"]["code"] == 422
+    assert f"{unknown}: unknown field" in answer["error"]
+    assert MlflowClient().get_experiment_by_name(experiment_name) is None
+
+
 def test_unknown_names_get_404(api: TestClient, experiment_name: str) -> None:
     for path in (
         "/custom_classifier/job_status",
