@@ -362,3 +362,28 @@ def promote(client: Client, run_id: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--all", "every", is_flag=True, help="every evaluated document, right or wrong")
+@click.option("--true-label", default=None, help="only documents of this true label")
+@click.option("--predicted-label", default=None, help="only documents predicted as this label")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@pass_client
+def mistakes(client: Client, run_id: str, every: bool, true_label: str | None,
+             predicted_label: str | None, limit: int) -> None:  # fmt: skip
+    """The documents RUN_ID got wrong when it was evaluated: key, true -> predicted (score)."""
+    params: dict[str, Any] = {"wrong_only": not every, "limit": limit}
+    for name, value in (("true_label", true_label), ("predicted_label", predicted_label)):
+        if value is not None:
+            params[name] = value
+    data = client.call("GET", f"{API}/runs/{run_id}/test_predictions", params=params)["data"]
+    lines = [f"{data['wrong']} of {data['documents']} wrong ({data['estimate']}); "
+             f"{len(data['rows'])} of {data['matching']} listed"]  # fmt: skip
+    lines += [
+        f"{row['key']}  {', '.join(row['true_labels'])} -> {', '.join(row['predicted_labels'])} "
+        f"({row['score']:.2f})"
+        for row in data["rows"]
+    ]
+    client.show(data, "\n".join(lines))

@@ -117,6 +117,28 @@ def evaluate(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> Evaluat
     return Evaluation(metrics=metrics, report=report, confusion=matrix)
 
 
+PREDICTIONS_FILE = "test_predictions.json"  # read by functions/core/runs.py
+
+
+def write_predictions(keys: list[str], probs: np.ndarray, truth: np.ndarray,
+                      labels: list[str], method: str, folder: Path) -> Path:  # fmt: skip
+    """Each evaluated document's true and predicted labels and every label's probability:
+    what a user reads to see what the model got wrong (labels are lists, as in multi-label)."""
+    rows = [
+        {
+            "key": key,
+            "true_labels": [labels[int(true)]],
+            "predicted_labels": [labels[int(row.argmax())]],
+            "score": round(float(row.max()), 4),
+            "scores": {label: round(float(p), 4) for label, p in zip(labels, row, strict=True)},
+        }
+        for key, true, row in zip(keys, truth, probs, strict=True)
+    ]
+    path = folder / PREDICTIONS_FILE
+    path.write_text(json.dumps({"estimate": method, "labels": labels, "rows": rows}))
+    return path
+
+
 def write_report(evaluation: Evaluation, folder: Path) -> Path:
     path = folder / "classification_report.json"
     path.write_text(json.dumps(evaluation.report, indent=2))

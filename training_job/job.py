@@ -31,6 +31,7 @@ from training_job.evaluate import (
     majority_macro_f1,
     plot_confusion,
     plot_curves,
+    write_predictions,
     write_report,
 )
 from training_job.hpo import Tuning
@@ -128,6 +129,7 @@ class Estimate:
     probabilities: np.ndarray
     truth: np.ndarray
     method: str  # e.g. "test split of 120 documents"
+    keys: list[str]  # the documents estimated on, in the rows' order
 
     @classmethod
     def of(cls, selection: Selection, split: Split, labels: list[str]) -> Estimate:
@@ -136,7 +138,8 @@ class Estimate:
             texts = [d.text for d in split.test]
             truth = np.array([labels.index(d.label) for d in split.test])
             return cls(winner.classifier.probabilities(texts), truth,
-                       f"test split of {len(truth)} documents")  # fmt: skip
+                       f"test split of {len(truth)} documents",
+                       [d.key for d in split.test])  # fmt: skip
         docs = split.train + split.validation
         held = winner.held_out
         if held is None or len(held.rows) != len(docs):
@@ -145,7 +148,8 @@ class Estimate:
         probs = winner.held_out_probabilities()
         return cls(probs, np.array([labels.index(docs[row].label) for row in held.rows]),
                    f"{folds}-fold cross-validation, out of fold, over all {len(docs)} "
-                   f"documents (a test split would hold under {SMALL_TEST})")  # fmt: skip
+                   f"documents (a test split would hold under {SMALL_TEST})",
+                   [docs[row].key for row in held.rows])  # fmt: skip
 
 
 def gate(metrics: dict[str, float], hp: Hyperparameters, method: str) -> tuple[bool, str]:
@@ -246,6 +250,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                 write_report(evaluation, folder),
                 plot_confusion(evaluation, labels, folder),
                 plot_curves(probs, truth, labels, folder),
+                write_predictions(estimate.keys, probs, truth, labels, estimate.method, folder),
             ],
             artifact_path="evaluation",
         )

@@ -254,6 +254,29 @@ class RunDetailOut(BaseModel):
     artifacts: list[str]
 
 
+class EvaluatedDocumentOut(BaseModel):
+    key: str = Field(description="the document's S3 key")
+    true_labels: list[str]
+    predicted_labels: list[str]
+    score: float = Field(description="the predicted label's calibrated probability")
+    scores: dict[str, float] = Field(description="every label's calibrated probability")
+    wrong: bool
+
+
+class EvaluatedDocumentsOut(BaseModel):
+    estimate: str = Field(description="what was evaluated, e.g. 'test split of 120 documents'")
+    documents: int = Field(description="documents evaluated")
+    wrong: int = Field(description="of those, misclassified")
+    matching: int = Field(description="documents passing the filters; `rows` is a page of them")
+    rows: list[EvaluatedDocumentOut]
+
+
+class DocumentTextOut(BaseModel):
+    key: str
+    text: str
+    truncated: bool = Field(description="the text was cut (documents show 100,000 characters)")
+
+
 class CancelRequest(RequestBody):
     run_id: str = Field(max_length=MAX_TEXT_FIELD)
     reason: str = Field(default="", max_length=500, description="kept on the run")

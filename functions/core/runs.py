@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from functions.core.errors import (
     Conflict,
+    DatasetNotFound,
     ExperimentNotFound,
     InvalidRequest,
+    ModelNotReady,
     RunNotFound,
     run_not_found,
 )
 from functions.core.models import Experiment, RunSummary
-from functions.core.ports import JobLauncher, Tracking
+from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.tags import TAG_CANCELLED, TAG_JOB_ID
 
 EXPERIMENT_RUNS = 3
@@ -127,6 +130,94 @@ def run_artifact(tracking: Tracking, run_id: str, path: str) -> tuple[bytes, str
     if content is None:
         raise RunNotFound(f"run {run_id!r} has no {path}")
     return content, media_type
+
+
+# Written by the training job (training_job/evaluate.py write_predictions).
+PREDICTIONS_ARTIFACT = "evaluation/test_predictions.json"
+
+
+@dataclass(frozen=True)
+class EvaluatedDocument:
+    """One document the run was evaluated on: what it is and what the model answered."""
+
+    key: str
+    true_labels: list[str]
+    predicted_labels: list[str]
+    score: float
+    scores: dict[str, float]
+
+    @property
+    def wrong(self) -> bool:
+        return set(self.true_labels) != set(self.predicted_labels)
+
+
+@dataclass(frozen=True)
+class EvaluatedDocuments:
+    estimate: str  # what they are, e.g. "test split of 120 documents"
+    documents: int  # evaluated in all
+    wrong: int  # of those, misclassified
+    matching: int  # passing the filters (rows holds a page of them)
+    rows: list[EvaluatedDocument]
+
+
+def _evaluated(tracking: Tracking, run_id: str) -> tuple[RunSummary, dict[str, Any]]:
+    """A finished run and its logged test predictions ({estimate, labels, rows})."""
+    run = tracking.get_run(run_id)  # 404 for unknown or deleted runs
+    if run.status in ACTIVE_STATUSES:
+        raise ModelNotReady(f"run {run_id!r} is {run.status}: it is evaluated when it finishes")
+    if run.status != "FINISHED":
+        raise ModelNotReady(f"run {run_id!r} ended {run.status}, before it was evaluated")
+    raw = tracking.download_artifact(run_id, PREDICTIONS_ARTIFACT)
+    if raw is None:
+        raise RunNotFound(f"run {run_id!r} has no test predictions (trained before they were kept)")
+    logged: dict[str, Any] = json.loads(raw)
+    return run, logged
+
+
+def evaluated_documents(tracking: Tracking, run_id: str, *, wrong_only: bool = False,
+                        true_label: str | None = None, predicted_label: str | None = None,
+                        offset: int = 0, limit: int = 100) -> EvaluatedDocuments:  # fmt: skip
+    """The documents a finished run was evaluated on (its test split, or every document
+    out of fold where that split would be small), optionally only those it got wrong or
+    with a given true or predicted label."""
+    _, logged = _evaluated(tracking, run_id)
+    rows = [EvaluatedDocument(**row) for row in logged["rows"]]
+    for label in (true_label, predicted_label):
+        if label is not None and label not in logged["labels"]:
+            raise InvalidRequest(
+                f"label {label!r} is not one of this run's: {', '.join(logged['labels'])}"
+            )
+    matching = [
+        row
+        for row in rows
+        if (row.wrong or not wrong_only)
+        and (true_label is None or true_label in row.true_labels)
+        and (predicted_label is None or predicted_label in row.predicted_labels)
+    ]
+    return EvaluatedDocuments(
+        logged["estimate"],
+        len(rows),
+        sum(row.wrong for row in rows),
+        len(matching),
+        matching[offset : offset + limit],
+    )
+
+
+DOCUMENT_VIEW_CHARS = 100_000  # a document is shown up to this many characters
+
+
+def evaluated_document_text(tracking: Tracking, store: ObjectStore, run_id: str,
+                            key: str) -> tuple[str, bool]:  # fmt: skip
+    """The text of one document the run was evaluated on (no other: the run's evaluation is
+    what grants reading it), cut at DOCUMENT_VIEW_CHARS; and whether it was cut."""
+    run, logged = _evaluated(tracking, run_id)
+    if key not in {row["key"] for row in logged["rows"]}:
+        raise RunNotFound(f"run {run_id!r} was not evaluated on a document {key!r}")
+    bucket = urlsplit(run.params.get("data_uri", "")).netloc
+    text = store.get_text(bucket, key)
+    if text is None:
+        raise DatasetNotFound(f"s3://{bucket}/{key} is gone (deleted since the run)")
+    return text[:DOCUMENT_VIEW_CHARS], len(text) > DOCUMENT_VIEW_CHARS
 
 
 def promote(tracking: Tracking, run_id: str) -> tuple[str, str]:

@@ -65,6 +65,14 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     predicted = _json(_cli(live_api, "predict", run["run_id"], "goal striker", "rain storm"))
     assert [p["label"] for p in predicted] == ["sports", "weather"]
+    # what it got wrong when evaluated (out of fold over all 16 documents at 8 a label)
+    evaluated = _json(_cli(live_api, "mistakes", run["run_id"], "--all"))
+    assert evaluated["documents"] == len(evaluated["rows"]) == 16
+    assert {r["key"].split("/")[1] for r in evaluated["rows"]} == {"sports", "weather"}
+    listed = CliRunner().invoke(main, ["--url", live_api.url, "mistakes", run["run_id"]])
+    assert listed.exit_code == 0, listed.output
+    assert f"{evaluated['wrong']} of 16 wrong (" in listed.stdout
+    assert "cross-validation, out of fold, over all 16 documents" in listed.stdout
     # a batch over the dataset and a document it cannot use: treated / not treated, and why
     s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/empty.txt", Body=b"")
     batch = CliRunner().invoke(main, ["--url", live_api.url, "batch-predict", run["run_id"],

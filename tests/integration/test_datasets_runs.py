@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -104,6 +105,46 @@ def test_run_detail_report_images_and_unknown_artifacts(
     model_file = api.get(f"{API}/runs/{trained_model.run_id}/artifacts/model/MLmodel")
     assert model_file.status_code == 422
     assert api.get(f"{API}/runs/{'0' * 32}").status_code == 404
+
+
+def test_test_predictions_list_every_evaluated_document_and_which_are_wrong(
+    api: TestClient, trained_model: TrainedModel, s3: Any
+) -> None:
+    url = f"{API}/runs/{trained_model.run_id}/test_predictions"
+    run = api.get(f"{API}/runs/{trained_model.run_id}").json()["data"]
+    everything = api.get(url, params={"limit": 1000}).json()["data"]
+    # every document the metrics were measured on, with its true and predicted label
+    rows = everything["rows"]
+    assert everything["documents"] == len(rows) == run["metrics"]["estimate_documents"]
+    assert everything["estimate"].endswith(f"over all {len(rows)} documents "
+                                           "(a test split would hold under 30)")  # fmt: skip
+    accuracy = sum(not r["wrong"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(run["metrics"]["test_accuracy"])
+    assert everything["wrong"] == sum(r["wrong"] for r in rows)
+    for row in rows:
+        assert row["key"].startswith("ds-trained-")
+        assert row["true_labels"][0] == row["key"].split("/")[1]
+        assert row["score"] == max(row["scores"].values())
+        assert row["wrong"] == (row["true_labels"] != row["predicted_labels"])
+    # filtered: only the wrong ones, or one true label (its support in the report)
+    wrong = api.get(url, params={"wrong_only": True}).json()["data"]
+    assert wrong["matching"] == everything["wrong"] and all(r["wrong"] for r in wrong["rows"])
+    sports = api.get(url, params={"true_label": "sports", "limit": 2}).json()["data"]
+    assert sports["matching"] == run["report"]["per_class"]["sports"]["support"]
+    assert len(sports["rows"]) == 2
+    assert {r["true_labels"][0] for r in sports["rows"]} == {"sports"}
+    # a listed document opens as its text, as stored; nothing the run was not evaluated on
+    key = rows[0]["key"]
+    document = api.get(f"{API}/runs/{trained_model.run_id}/document", params={"key": key})
+    stored = s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read().decode()
+    assert document.json()["data"] == {"key": key, "text": stored, "truncated": False}
+    other = f"{key.split('/')[0]}/elsewhere/secret.txt"
+    refused = api.get(f"{API}/runs/{trained_model.run_id}/document", params={"key": other})
+    assert refused.status_code == 404 and "was not evaluated on" in refused.json()["error"]
+    # an unknown label or run
+    unknown = api.get(url, params={"predicted_label": "politics"})
+    assert unknown.status_code == 422 and "'politics' is not one of" in unknown.json()["error"]
+    assert api.get(f"{API}/runs/{'0' * 32}/test_predictions").status_code == 404
 
 
 def test_promote_moves_the_champion_alias_and_refuses_unregistered_runs(

@@ -1,5 +1,6 @@
 """The web UI in a real browser (Debian's chromium through Playwright): upload a folder,
-train, watch the run, open it, classify a text, delete; and the page under a stage path.
+train, watch the run, open it, see what it got wrong, classify a text, delete; and the page
+under a stage path.
 Screenshots land in tests/ui/artifacts/ (git-ignored)."""
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#upload-status")).to_contain_text("16 uploaded")
     expect(page.locator('#labels input[name="label"]')).to_have_count(2)
     expect(page.locator("#labels")).to_contain_text("sports (8)")
-    # loose files go to the label typed next to them
+    # loose files go to the label typed next to them (the second one mislabelled)
     extra = [tmp_path / "late-1.txt", tmp_path / "late-2.txt"]
-    for path in extra:
-        path.write_text("the striker scored a goal in the league match")
+    extra[0].write_text("the striker scored a goal in the league match")
+    extra[1].write_text("heavy rain and a storm in the forecast, then cloud")
     page.set_input_files("#files", [str(p) for p in extra])
     page.fill("#files-label", "sports")
     page.click("#upload")
@@ -92,6 +93,18 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     for index in range(2):
         expect(images.nth(index)).to_have_js_property("complete", True)
         assert images.nth(index).evaluate("img => img.naturalWidth") > 100
+    # what it got wrong: the mislabelled document, from its confusion-matrix cell
+    expect(page.locator("#mistakes-summary")).to_contain_text("documents wrong")
+    sports_as_weather = page.locator("#confusion tbody tr", has_text="sports").locator("button")
+    expect(sports_as_weather.nth(1)).to_have_attribute("title", "true sports, predicted weather")
+    expect(sports_as_weather.nth(1)).not_to_have_text("0")
+    sports_as_weather.nth(1).click()
+    expect(page.locator("#mistakes-true")).to_have_value("sports")
+    listed = page.locator("#mistakes tbody tr", has_text="late-2.txt")
+    expect(listed).to_contain_text("weather")
+    listed.click()
+    expect(page.locator("#document-text")).to_contain_text("heavy rain and a storm")
+    _shot(page, "03-what-it-got-wrong")
     # classify a text
     page.fill("#text", "the striker scored a late goal in the league match")
     page.click("#predict")
@@ -99,7 +112,7 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#prediction")).to_have_text(
         re.compile(r"^sports \(score [01]\.\d{3}\)"), timeout=90_000
     )
-    _shot(page, "03-run-and-prediction")
+    _shot(page, "04-run-and-prediction")
     # delete the run, confirming the dialog
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete-run")

@@ -50,6 +50,7 @@ class FakeTracking:
         self.experiments: dict[str, Experiment] = {}
         self.runs: dict[str, RunSummary] = {}
         self.models: dict[str, str] = {}  # registered model name -> owner experiment id
+        self.artifacts: dict[tuple[str, str], bytes] = {}  # (run id, path) -> content
         self._ids = itertools.count(1)
 
     def get_experiment(self, name: str) -> Experiment | None:
@@ -120,6 +121,9 @@ class FakeTracking:
 
     def active_runs(self, max_results: int) -> list[RunSummary]:
         return [r for r in self.runs.values() if r.status in {"RUNNING", "SCHEDULED"}]
+
+    def download_artifact(self, run_id: str, path: str) -> bytes | None:
+        return self.artifacts.get((run_id, path))
 
     def model_owner(self, name: str) -> str | None:
         return self.models.get(name)

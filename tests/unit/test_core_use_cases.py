@@ -1,18 +1,29 @@
 """The use cases of functions/core on in-memory ports: idempotent training requests, the
-queue position, cancel, restore and registered model names (no S3, MLflow or jobs)."""
+queue position, cancel, restore, registered model names and the documents a run got wrong
+(no S3, MLflow or jobs)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from functions.core.config import Settings
 from functions.core.deletion import restore_experiment, restore_run, soft_delete_experiment
-from functions.core.errors import Conflict, InvalidRequest
+from functions.core.errors import Conflict, InvalidRequest, ModelNotReady, RunNotFound
 from functions.core.idempotency import start_training_once
 from functions.core.models import TrainingRequest
-from functions.core.runs import cancel_run, experiment_runs
+from functions.core.runs import (
+    PREDICTIONS_ARTIFACT,
+    cancel_run,
+    evaluated_documents,
+    experiment_runs,
+)
 from functions.core.tenancy import NO_TENANT, Tenant
 from tests.unit.fakes import FakeLauncher, FakeStore, FakeTracking
+from training_job.evaluate import write_predictions
 
 SETTINGS = Settings(data_bucket="data", artifacts_bucket="artifacts", min_docs_per_label=2)
 
@@ -115,3 +126,51 @@ def test_a_request_sets_its_own_registration_bar_within_0_and_1(store: FakeStore
         too_high = TrainingRequest(["sports", "weather"], "news", "odd", min_macro_f1=1.5)
         start_training_once(too_high, None, store, tracking, launcher, SETTINGS, NO_TENANT)
     assert tracking.get_experiment("odd") is None
+
+
+def _finished_run(tracking: FakeTracking) -> str:
+    experiment_id = tracking.create_experiment("news")
+    run_id = tracking.create_run(experiment_id, "run", {}, {}).run_id
+    tracking.runs[run_id] = replace(tracking.runs[run_id], status="FINISHED")
+    return run_id
+
+
+def test_the_documents_a_run_got_wrong_as_the_job_wrote_them_filtered_by_label(
+    tmp_path: Path,
+) -> None:
+    # given: the job's predictions on five test documents, two of them wrong
+    labels = ["sports", "weather", "tech"]
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8],
+                      [0.1, 0.5, 0.4]])  # fmt: skip
+    truth = np.array([0, 1, 1, 2, 2])
+    keys = [f"news/{labels[t]}/{i}.txt" for i, t in enumerate(truth)]
+    written = write_predictions(keys, probs, truth, labels, "test split of 5 documents", tmp_path)
+    tracking = FakeTracking()
+    run_id = _finished_run(tracking)
+    assert PREDICTIONS_ARTIFACT == f"evaluation/{written.name}"  # where the job logs it
+    tracking.artifacts[(run_id, PREDICTIONS_ARTIFACT)] = written.read_bytes()
+    # when: only the wrong ones
+    found = evaluated_documents(tracking, run_id, wrong_only=True)
+    # then
+    assert (found.estimate, found.documents, found.wrong, found.matching) == (
+        "test split of 5 documents", 5, 2, 2)  # fmt: skip
+    rows = [(r.key, r.true_labels, r.predicted_labels, r.score) for r in found.rows]
+    assert rows == [(keys[2], ["weather"], ["sports"], 0.6), (keys[4], ["tech"], ["weather"], 0.5)]
+    assert found.rows[0].scores == {"sports": 0.6, "weather": 0.3, "tech": 0.1}
+    # a confusion-matrix cell: true weather, predicted sports
+    cell = evaluated_documents(tracking, run_id, true_label="weather", predicted_label="sports")
+    assert [r.key for r in cell.rows] == [keys[2]]
+    # every document of one true label, right or wrong, a page at a time
+    page = evaluated_documents(tracking, run_id, true_label="tech", offset=1, limit=1)
+    assert (page.matching, [r.key for r in page.rows]) == (2, [keys[4]])
+    with pytest.raises(InvalidRequest, match="'politics' is not one of this run's"):
+        evaluated_documents(tracking, run_id, predicted_label="politics")
+
+
+def test_a_run_has_test_predictions_once_finished_and_evaluated() -> None:
+    tracking = FakeTracking()
+    running = tracking.create_run(tracking.create_experiment("news"), "run", {}, {}).run_id
+    with pytest.raises(ModelNotReady, match="RUNNING"):
+        evaluated_documents(tracking, running)
+    with pytest.raises(RunNotFound, match="no test predictions"):
+        evaluated_documents(tracking, _finished_run(tracking))

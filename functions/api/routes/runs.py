@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from functions.api.deps import LauncherDep, TenantDep, TrackingDep
+from functions.api.deps import LauncherDep, StoreDep, TenantDep, TrackingDep
 from functions.api.routes.status import status_item
 from functions.api.schemas import (
     ERROR_RESPONSES,
+    MAX_TEXT_FIELD,
     SUCCESS,
     CancelRequest,
+    DocumentTextOut,
     Envelope,
+    EvaluatedDocumentsOut,
     PromotedOut,
     PromoteRequest,
     RunDetailOut,
     RunStatusItem,
 )
-from functions.core.runs import CHAMPION_ALIAS, cancel_run, promote, run_artifact, run_detail
+from functions.core.runs import (
+    CHAMPION_ALIAS,
+    cancel_run,
+    evaluated_document_text,
+    evaluated_documents,
+    promote,
+    run_artifact,
+    run_detail,
+)
 from functions.core.tags import (
     TAG_CANCELLED,
     TAG_FAILURE,
@@ -58,6 +69,45 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             artifacts=detail.artifacts,
         ),
     )
+
+
+@router.get("/runs/{run_id}/test_predictions", response_model=Envelope[EvaluatedDocumentsOut])
+def test_predictions(
+    run_id: str,
+    tracking: TrackingDep,
+    wrong_only: bool = Query(default=False, description="only the misclassified documents"),
+    true_label: str | None = Query(default=None, max_length=MAX_TEXT_FIELD),
+    predicted_label: str | None = Query(default=None, max_length=MAX_TEXT_FIELD),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> Envelope[EvaluatedDocumentsOut]:
+    """The documents a finished run was evaluated on, with true and predicted labels and
+    scores: which ones it got wrong, filterable by true and predicted label."""
+    found = evaluated_documents(
+        tracking,
+        run_id,
+        wrong_only=wrong_only,
+        true_label=true_label,
+        predicted_label=predicted_label,
+        offset=offset,
+        limit=limit,
+    )
+    # The read model maps field by field (`wrong` is a property of each row).
+    return Envelope(
+        status=SUCCESS, data=EvaluatedDocumentsOut.model_validate(found, from_attributes=True)
+    )
+
+
+@router.get("/runs/{run_id}/document", response_model=Envelope[DocumentTextOut])
+def evaluated_document(
+    run_id: str,
+    tracking: TrackingDep,
+    store: StoreDep,
+    key: str = Query(max_length=MAX_TEXT_FIELD, description="a key from test_predictions"),
+) -> Envelope[DocumentTextOut]:
+    """The text of a document the run was evaluated on (what the run page opens)."""
+    text, truncated = evaluated_document_text(tracking, store, run_id, key)
+    return Envelope(status=SUCCESS, data=DocumentTextOut(key=key, text=text, truncated=truncated))
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}", response_class=Response)

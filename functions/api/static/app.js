@@ -287,10 +287,98 @@ async function openRun(runId, scroll = true) {
       return img;
     }));
     $("promote").disabled = data.gate !== "passed";
+    showConfusion(data.status === "FINISHED" ? data.report : null);
   } catch (error) {
     say("run-summary", error.message, "error");
   }
   if (scroll) section.scrollIntoView({ behavior: "smooth" });
+}
+
+// ---- what it got wrong ------------------------------------------------------------------
+function option(select, value) {
+  const item = document.createElement("option");
+  item.value = item.textContent = value;
+  select.appendChild(item);
+}
+
+// The confusion matrix as a table of buttons: a count lists the documents of its cell.
+function showConfusion(report) {
+  $("mistakes-section").hidden = !report?.confusion_matrix;
+  if (!report?.confusion_matrix) return;
+  const labels = report.labels || Object.keys(report.per_class);
+  const head = document.createElement("tr");
+  ["true ↓ predicted →", ...labels].forEach((text) => {
+    const th = document.createElement("th");
+    th.textContent = text;
+    head.appendChild(th);
+  });
+  $("confusion").tHead.replaceChildren(head);
+  $("confusion").tBodies[0].replaceChildren(...report.confusion_matrix.map((counts, i) => {
+    const row = document.createElement("tr");
+    cell(row, labels[i]);
+    counts.forEach((count, j) => {
+      const td = cell(row, "");
+      td.className = i === j ? "right" : "wrong";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = count;
+      button.disabled = count === 0;
+      button.title = `true ${labels[i]}, predicted ${labels[j]}`;
+      button.addEventListener("click", () => listMistakes(labels[i], labels[j]));
+      td.appendChild(button);
+    });
+    return row;
+  }));
+  for (const id of ["mistakes-true", "mistakes-predicted"]) {
+    $(id).replaceChildren();
+    option($(id), "");
+    $(id).options[0].textContent = "any";
+    labels.forEach((label) => option($(id), label));
+  }
+  listMistakes("", "");
+}
+
+// Misclassified documents (or, for a cell on the diagonal, the right ones), newest filters.
+async function listMistakes(trueLabel, predicted) {
+  $("mistakes-true").value = trueLabel;
+  $("mistakes-predicted").value = predicted;
+  $("document-text").hidden = true;
+  const params = new URLSearchParams({ limit: "200" });
+  if (trueLabel) params.set("true_label", trueLabel);
+  if (predicted) params.set("predicted_label", predicted);
+  if (!trueLabel || !predicted || trueLabel !== predicted) params.set("wrong_only", "true");
+  const body = $("mistakes").tBodies[0];
+  try {
+    const { data } = await call("GET", `${API}/runs/${state.runId}/test_predictions?${params}`);
+    $("mistakes-summary").textContent = `${data.wrong} of ${data.documents} documents wrong (${data.estimate}); ` +
+      `${data.matching} listed` + (data.matching > data.rows.length ? `, the first ${data.rows.length} shown` : "");
+    body.replaceChildren(...data.rows.map((r) => {
+      const row = document.createElement("tr");
+      row.className = "clickable";
+      [r.key, r.true_labels.join(", "), r.predicted_labels.join(", "), pct(r.score)].forEach((t) => cell(row, t));
+      row.addEventListener("click", () => openDocument(r.key));
+      return row;
+    }));
+    if (!data.rows.length) {
+      const row = document.createElement("tr");
+      cell(row, "No documents here.").colSpan = 4;
+      body.replaceChildren(row);
+    }
+  } catch (error) {
+    $("mistakes-summary").textContent = error.message;
+    body.replaceChildren();
+  }
+}
+
+async function openDocument(key) {
+  const view = $("document-text");
+  try {
+    const { data } = await call("GET", `${API}/runs/${state.runId}/document?${new URLSearchParams({ key })}`);
+    view.textContent = `${data.key}\n\n${data.text}${data.truncated ? "\n…" : ""}`;
+  } catch (error) {
+    view.textContent = error.message;
+  }
+  view.hidden = false;
 }
 
 async function predict() {
@@ -361,6 +449,9 @@ $("predict").addEventListener("click", predict);
 $("promote").addEventListener("click", promote);
 $("delete-run").addEventListener("click", deleteRun);
 $("cancel-run").addEventListener("click", cancelRun);
+for (const id of ["mistakes-true", "mistakes-predicted"]) {
+  $(id).addEventListener("change", () => listMistakes($("mistakes-true").value, $("mistakes-predicted").value));
+}
 health();
 loadDatasets().catch(() => {});
 loadExperiments();
