@@ -147,7 +147,7 @@ def test_the_documents_a_run_got_wrong_as_the_job_wrote_them_filtered_by_label(
     written = write_predictions(keys, probs, truth, labels, "test split of 5 documents", tmp_path)
     tracking = FakeTracking()
     run_id = _finished_run(tracking)
-    assert PREDICTIONS_ARTIFACT == f"evaluation/{written.name}"  # where the job logs it
+    assert f"evaluation/{written.name}" == PREDICTIONS_ARTIFACT  # where the job logs it
     tracking.artifacts[(run_id, PREDICTIONS_ARTIFACT)] = written.read_bytes()
     # when: only the wrong ones
     found = evaluated_documents(tracking, run_id, wrong_only=True)
