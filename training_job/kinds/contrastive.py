@@ -124,7 +124,12 @@ class _Trainer(KindTrainer):
     def _folds(self, options: ContrastiveOptions) -> int:
         if not self.data.cross_validated:
             return 0
-        return min(options.contrastive_folds, min(Counter(self.truth.tolist()).values()))
+        return min(options.contrastive_folds, min(self._counts(self.truth)))
+
+    @staticmethod
+    def _counts(truth: np.ndarray) -> list[int]:
+        """Documents a label (labels in any order)."""
+        return list(Counter(truth.tolist()).values())
 
     def _planned_steps(self, options: ContrastiveOptions, counts: list[int]) -> int:
         """Steps of one tuning on documents with these counts a label."""
@@ -155,7 +160,7 @@ class _Trainer(KindTrainer):
         """The planned steps of every tuning (folds and final) at the measured step time."""
         options = read_options(ContrastiveOptions, self.data.hp)
         folds = self._folds(options)
-        counts = list(Counter(self.truth.tolist()).values())
+        counts = self._counts(self.truth)
         steps = self._planned_steps(options, counts)
         if folds >= 2:  # each fold tunes on the other folds' documents
             fold_counts = [count * (folds - 1) // folds for count in counts]
@@ -197,7 +202,7 @@ class _Trainer(KindTrainer):
         options = read_options(ContrastiveOptions, hp)
         if self.max_steps is None and self.too_slow(None) is not None:
             self.max_steps = -(-len(self.texts) // options.contrastive_batch_size)  # one pass
-        steps = self._planned_steps(options, list(Counter(self.truth[rows].tolist()).values()))
+        steps = self._planned_steps(options, self._counts(self.truth[rows]))
         pairs = sentence_pairs(self.truth, rows, steps * options.contrastive_batch_size, hp.seed)
         encoder = SentenceTransformer(self.base, device="cpu")
         encoder.max_seq_length = hp.max_length  # the opening window of each document

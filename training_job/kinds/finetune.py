@@ -235,26 +235,37 @@ def build_classifier(hp: Hyperparameters, labels: list[str]) -> WindowedClassifi
     return WindowedClassifier(model, tokenizer, config)
 
 
+def _prepared(
+    hp: Hyperparameters, labels: list[str], split: Split, options: FinetuneOptions
+) -> tuple[WindowedClassifier, list[list[int]], list[int], list[torch.nn.Parameter]]:
+    """The classifier to train, its training windows and their targets, and the weights it
+    trains (what fine_tune trains and estimate_finetune_seconds times)."""
+    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
+    classifier = build_classifier(hp, labels)
+    model = classifier.model
+    # Word embeddings hold half the weights; freezing them halves optimiser work per step
+    # and keeps rare-token vectors from drifting on small datasets.
+    model.get_input_embeddings().weight.requires_grad_(False)
+    label2id = {label: i for i, label in enumerate(labels)}
+    seqs, targets = _train_examples(classifier, split.train, label2id, options.train_windows)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return classifier, seqs, targets, trainable
+
+
 def fine_tune(
     hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback
 ) -> TrainingOutcome:
     """Train on split.train, keep the epoch with the best validation macro-F1."""
     options = read_options(FinetuneOptions, hp)
     seed_everything(hp.seed)
-    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
     label2id = {label: i for i, label in enumerate(labels)}
-    classifier = build_classifier(hp, labels)
+    classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
     model = classifier.model
-    # Word embeddings hold half the weights; freezing them halves optimiser work per step
-    # and keeps rare-token vectors from drifting on small datasets.
-    model.get_input_embeddings().weight.requires_grad_(False)
-    seqs, targets = _train_examples(classifier, split.train, label2id, options.train_windows)
     weights = class_weights(targets, len(labels))
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     batch_size = options.batch_size
     steps_per_epoch = max(1, -(-len(seqs) // batch_size))
     epochs = planned_epochs(options, steps_per_epoch)
-    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=options.learning_rate, weight_decay=options.weight_decay
     )
@@ -307,17 +318,12 @@ def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Spl
     step and one forward pass (after a warm-up) and scaled by the tokens each batch pads
     to: timing the first batch alone misjudged short texts of uneven length 2.5x (SMS)."""
     options = read_options(FinetuneOptions, hp)
-    torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
-    classifier = build_classifier(hp, labels)
+    classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
     model = classifier.model
-    model.get_input_embeddings().weight.requires_grad_(False)  # as fine_tune trains it
-    label2id = {label: i for i, label in enumerate(labels)}
-    seqs, targets = _train_examples(classifier, split.train, label2id, options.train_windows)
     batch_size = options.batch_size
     order = list(range(len(seqs)))
     random.Random(hp.seed).shuffle(order)
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
     ids, mask = _batch([seqs[i] for i in batches[0]], classifier.tokenizer.pad_token_id or 0)
     target = torch.tensor([targets[i] for i in batches[0]])
