@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-control-plane bench-predict clean
+.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -80,6 +80,9 @@ bench-fewshot: $(STAMP)  ## few-shot corpora: every kind, auto and SetFit (ARGS=
 
 bench-tfidf: $(STAMP)  ## the tfidf kind on 20 KB documents and six corpora (ARGS=--real "")
 	$(PY) bench/tfidf.py $(ARGS)
+
+bench-multilabel: $(STAMP)  ## auto vs one-vs-rest baselines on Debian's debtags (ARGS=--train 1000)
+	$(PY) bench/multilabel.py $(ARGS)
 
 # Needs the local stack: make up.
 bench-control-plane: $(STAMP)

@@ -196,14 +196,18 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @click.option("--hpo-trials", type=int, default=0)
 @click.option("--min-macro-f1", type=float, default=None,
               help="the registration bar, 0-1 (default: the service's)")  # fmt: skip
+@click.option("--multi-label", is_flag=True,
+              help="a document may have several labels (one file in several folders)")  # fmt: skip
+@click.option("--label-delimiter", default="|", show_default=True,
+              help="a CSV dataset's separator between a row's labels")  # fmt: skip
 @click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")
 @click.option("--poll", type=float, default=5.0, show_default=True)
 @click.option("--idempotency-key", default="",
               help="sent as Idempotency-Key (default: a new one); retries reuse it")  # fmt: skip
 @pass_client
 def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
-          time_budget: float, hpo_trials: int, min_macro_f1: float | None, wait: bool,
-          poll: float, idempotency_key: str) -> None:  # fmt: skip
+          time_budget: float, hpo_trials: int, min_macro_f1: float | None, multi_label: bool,
+          label_delimiter: str, wait: bool, poll: float, idempotency_key: str) -> None:  # fmt: skip
     """Train a classifier on DATASET/<label>/ documents. The request is retried on timeouts
     and 502/503/504 with one Idempotency-Key, so it starts one run."""
     chosen = [label.strip() for label in labels.split(",") if label.strip()]
@@ -214,6 +218,10 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
             "time_budget_seconds": time_budget, "hpo_trials": hpo_trials}  # fmt: skip
     if min_macro_f1 is not None:
         body["min_macro_f1"] = min_macro_f1
+    if multi_label:
+        body["multi_label"] = True
+    if label_delimiter != "|":
+        body["label_delimiter"] = label_delimiter
     key = idempotency_key or str(uuid.uuid4())
     started = client.call("POST", f"{API}/process", retries=3, json=body,
                           headers={"Idempotency-Key": key})  # fmt: skip
@@ -260,9 +268,19 @@ def predict(client: Client, runid: str, texts: tuple[str, ...], files: tuple[Pat
     if not items:
         raise click.UsageError("give a text or --file")
     answer = client.call("POST", f"{API}/predict", json={"runid": runid, "texts": items})
-    lines = [f"{p['label']}\t{p['score']:.3f}{'  (abstained)' if p['abstained'] else ''}"
-             for p in answer["data"]]  # fmt: skip
-    client.show(answer["data"], "\n".join(lines))
+    client.show(answer["data"], "\n".join(map(_answer_line, answer["data"])))
+
+
+def _answer_line(answer: dict[str, Any]) -> str:
+    """label<TAB>score; a multi-label answer: each label given with its probability."""
+    if answer.get("labels") is None:
+        flag = "  (abstained)" if answer["abstained"] else ""
+        return f"{answer['label']}\t{answer['score']:.3f}{flag}"
+    given = [f"{label} {answer['scores'][label]:.3f}" for label in answer["labels"]]
+    return (
+        ", ".join(given)
+        or f"(no label passes its threshold; best {answer['label']} {answer['score']:.3f})"
+    )
 
 
 @main.command("batch-predict")
@@ -360,24 +378,23 @@ def promote(client: Client, run_id: str) -> None:
                 f"@{answer['alias']}")  # fmt: skip
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command()
 @click.argument("run_id")
 @click.option("--all", "every", is_flag=True, help="every evaluated document, right or wrong")
 @click.option("--true-label", default=None, help="only documents of this true label")
 @click.option("--predicted-label", default=None, help="only documents predicted as this label")
+@click.option("--missed-label", default=None, help="multi-label: it has this label, not given")
+@click.option("--added-label", default=None, help="multi-label: given this label, not its own")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @pass_client
 def mistakes(client: Client, run_id: str, every: bool, true_label: str | None,
-             predicted_label: str | None, limit: int) -> None:  # fmt: skip
+             predicted_label: str | None, missed_label: str | None, added_label: str | None,
+             limit: int) -> None:  # fmt: skip
     """The documents RUN_ID got wrong when it was evaluated: key, true -> predicted (score)."""
     params: dict[str, Any] = {"wrong_only": not every, "limit": limit}
-    for name, value in (("true_label", true_label), ("predicted_label", predicted_label)):
-        if value is not None:
-            params[name] = value
+    filters = {"true_label": true_label, "predicted_label": predicted_label,
+               "missed_label": missed_label, "added_label": added_label}  # fmt: skip
+    params.update({name: value for name, value in filters.items() if value is not None})
     data = client.call("GET", f"{API}/runs/{run_id}/test_predictions", params=params)["data"]
     lines = [f"{data['wrong']} of {data['documents']} wrong ({data['estimate']}); "
              f"{len(data['rows'])} of {data['matching']} listed"]  # fmt: skip
@@ -387,3 +404,7 @@ def mistakes(client: Client, run_id: str, every: bool, true_label: str | None,
         for row in data["rows"]
     ]
     client.show(data, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -172,3 +172,28 @@ def settings_env(settings: Any) -> dict[str, str]:
             text = str(value)
         env[f"CC_{name.upper()}"] = text
     return env
+
+
+TICKETS = {
+    "billing": ["invoice", "refund", "charged", "payment", "subscription"],
+    "bug": ["crash", "error", "freezes", "broken", "exception"],
+    "praise": ["love", "great", "thanks", "wonderful", "excellent"],
+}
+
+
+def multi_label_tree(labels: dict[str, list[str]], documents: int) -> dict[str, dict[str, bytes]]:
+    """Generated tickets with one or two labels each, in the folder layout: a ticket with
+    two labels is the same file under both label folders."""
+    names = list(labels)
+    label_sets = [(name,) for name in names] + [
+        (names[i], names[(i + 1) % len(names)]) for i in range(len(names))
+    ]
+    filler = ["hello", "team", "about", "my", "account", "today", "please"]
+    tree: dict[str, dict[str, bytes]] = {name: {} for name in names}
+    for i in range(documents):
+        chosen = label_sets[i % len(label_sets)]
+        words = [labels[label][(i + j) % len(labels[label])] for label in chosen for j in (0, 2)]
+        body = " ".join([*filler[: 2 + i % 5], *words, f"ticket {i}"]).encode()
+        for label in chosen:
+            tree[label][f"ticket-{i:03d}.txt"] = body
+    return tree

@@ -117,7 +117,7 @@ class BatchJob:
         not_treated = [{"key": key, "reason": reason} for key, _, reason in read if reason]
         predictions = self.classifier.predict([text for _, text in usable]) if usable else []
         lines = [
-            json.dumps({"key": key, **asdict(p)})
+            json.dumps({"key": key, **{k: v for k, v in asdict(p).items() if v is not None}})
             for (key, _), p in zip(usable, predictions, strict=True)
         ]
         body = ("\n".join(lines) + "\n").encode() if lines else b""

@@ -58,6 +58,11 @@ class Hyperparameters:
     base_model: str = ""
     # Which model: "auto" (the best candidate) or one kind of training_job/kinds.
     mode: str = "auto"
+    # A document may carry several labels (filed under several label folders); every kind
+    # then scores each label on its own, with a threshold per label.
+    multi_label: bool = False
+    # Between the labels of a multi-label CSV row (Comprehend's LabelDelimiter).
+    label_delimiter: str = "|"
     # Seconds the whole job may take (0 = no limit); auto skips kinds that cannot fit.
     time_budget_seconds: float = 0.0
     # auto fits a kind only where the room left by the best score so far (1 - macro-F1, in

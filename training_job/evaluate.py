@@ -1,5 +1,10 @@
 """Test-split evaluation: headline and per-class metrics, report JSON, confusion-matrix and
-ROC / precision-recall PNGs."""
+ROC / precision-recall PNGs.
+
+Multi-label (truth a documents x labels 0/1 matrix, labels answered at their thresholds),
+as Comprehend reports it and more: micro and macro precision/recall/F1, Hamming loss,
+subset accuracy, label cardinality, a per-label report with support, and one 2x2 confusion
+matrix per label."""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     confusion_matrix,
+    f1_score,
+    hamming_loss,
+    multilabel_confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
 )
@@ -24,7 +32,19 @@ from sklearn.metrics import (
 class Evaluation:
     metrics: dict[str, float]
     report: dict[str, Any]
-    confusion: np.ndarray
+    confusion: np.ndarray  # labels x labels; multi-label: labels x 2 x 2 ([[tn, fp], [fn, tp]])
+
+    @property
+    def multi_label(self) -> bool:
+        return self.confusion.ndim == 3
+
+
+def predicted_labels(probs: np.ndarray, thresholds: tuple[float, ...] = ()) -> np.ndarray:
+    """The top class of each row, or (thresholds given: multi-label) its 0/1 labels."""
+    if thresholds:
+        return (probs >= np.asarray(thresholds)).astype(int)
+    result: np.ndarray = probs.argmax(axis=1)
+    return result
 
 
 def metric_key(label: str) -> str:
@@ -33,8 +53,13 @@ def metric_key(label: str) -> str:
 
 
 def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == truth
+    """Of the top label; multi-label: of every (document, label) yes/no at 0.5."""
+    if truth.ndim == 2:
+        confidence = np.maximum(probs, 1 - probs).ravel()
+        correct = ((probs >= 0.5) == truth.astype(bool)).ravel()
+    else:
+        confidence = probs.max(axis=1)
+        correct = probs.argmax(axis=1) == truth
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
     for low, high in itertools.pairwise(edges):
@@ -46,9 +71,8 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
 
 def macro_f1_interval(truth: np.ndarray, predicted: np.ndarray, n_labels: int, seed: int,
                       resamples: int = 1000) -> tuple[float, float]:  # fmt: skip
-    """95% bootstrap (percentile) interval of macro-F1, resampling the documents."""
-    from sklearn.metrics import f1_score
-
+    """95% bootstrap (percentile) interval of macro-F1, resampling the documents
+    (`predicted`: classes, or multi-label 0/1 rows)."""
     rng = np.random.default_rng(seed)
     labels = list(range(n_labels))
     scores = []
@@ -61,12 +85,27 @@ def macro_f1_interval(truth: np.ndarray, predicted: np.ndarray, n_labels: int, s
 
 
 def majority_macro_f1(truth: np.ndarray, n_labels: int) -> float:
-    """Macro-F1 of always answering the most common label: the baseline to beat."""
+    """Macro-F1 of always answering the most common label (multi-label: the most common
+    set of labels): the baseline to beat."""
+    if truth.ndim == 2:
+        rows, counts = np.unique(truth, axis=0, return_counts=True)
+        answer = np.tile(rows[counts.argmax()], (len(truth), 1))
+        return float(f1_score(truth, answer, average="macro", zero_division=0))
     share = float(np.bincount(truth, minlength=n_labels).max()) / len(truth)
     return 2 * share / (1 + share) / n_labels
 
 
 def _ranking_metrics(probs: np.ndarray, truth: np.ndarray, n: int) -> dict[str, float]:
+    if truth.ndim == 2:  # averaged over the labels with both answers among these documents
+        both = [i for i in range(n) if 0 < truth[:, i].sum() < len(truth)]
+        if not both:
+            return {}
+        return {
+            "test_roc_auc": float(roc_auc_score(truth[:, both], probs[:, both], average="macro")),
+            "test_pr_auc": float(
+                average_precision_score(truth[:, both], probs[:, both], average="macro")
+            ),
+        }
     onehot = np.eye(n)[truth]
     if n == 2:
         return {
@@ -79,8 +118,12 @@ def _ranking_metrics(probs: np.ndarray, truth: np.ndarray, n: int) -> dict[str, 
     }
 
 
-def evaluate(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> Evaluation:
-    """All test metrics from calibrated probabilities and true class indices."""
+def evaluate(probs: np.ndarray, truth: np.ndarray, labels: list[str],
+             thresholds: tuple[float, ...] = ()) -> Evaluation:  # fmt: skip
+    """All test metrics from calibrated probabilities and true class indices (multi-label:
+    0/1 rows, labels answered at `thresholds`)."""
+    if truth.ndim == 2:
+        return _evaluate_multi_label(probs, truth, labels, thresholds)
     n = len(labels)
     predicted = probs.argmax(axis=1)
     indices = list(range(n))
@@ -117,22 +160,72 @@ def evaluate(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> Evaluat
     return Evaluation(metrics=metrics, report=report, confusion=matrix)
 
 
+def _evaluate_multi_label(probs: np.ndarray, truth: np.ndarray, labels: list[str],
+                          thresholds: tuple[float, ...]) -> Evaluation:  # fmt: skip
+    predicted = predicted_labels(probs, thresholds)
+    metrics: dict[str, float] = {"test_hamming_loss": float(hamming_loss(truth, predicted)),
+                                 "test_subset_accuracy": float(accuracy_score(truth, predicted)),
+                                 "test_label_cardinality": float(truth.sum(axis=1).mean()),
+                                 "test_predicted_cardinality": float(predicted.sum(axis=1).mean()),
+                                 "test_no_label_share": float((predicted.sum(axis=1) == 0).mean()),
+                                 "test_ece": expected_calibration_error(probs, truth)}  # fmt: skip
+    for average in ("micro", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(truth, predicted, average=average,
+                                                     zero_division=0)  # fmt: skip
+        metrics.update({f"test_{average}_precision": float(p), f"test_{average}_recall": float(r),
+                        f"test_{average}_f1": float(f)})  # fmt: skip
+    metrics.update(_ranking_metrics(probs, truth, len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, average=None, zero_division=0
+    )
+    matrices = multilabel_confusion_matrix(truth, predicted)
+    per_class: dict[str, dict[str, float]] = {}
+    for i, label in enumerate(labels):
+        key = metric_key(label)
+        metrics[f"test_precision_{key}"] = float(precision[i])
+        metrics[f"test_recall_{key}"] = float(recall[i])
+        metrics[f"test_f1_{key}"] = float(f1[i])
+        (tn, fp), (fn, tp) = matrices[i].tolist()
+        per_class[label] = {"precision": float(precision[i]), "recall": float(recall[i]),
+                            "f1": float(f1[i]), "support": int(support[i]),
+                            "threshold": float(thresholds[i]), "true_positives": tp,
+                            "false_positives": fp, "false_negatives": fn,
+                            "true_negatives": tn}  # fmt: skip
+    report = {
+        "labels": labels,
+        "multi_label": True,
+        "per_class": per_class,
+        "metrics": metrics,
+        "label_confusion": {label: matrices[i].tolist() for i, label in enumerate(labels)},
+    }
+    return Evaluation(metrics=metrics, report=report, confusion=matrices)
+
+
 PREDICTIONS_FILE = "test_predictions.json"  # read by functions/core/runs.py
 
 
+def _named(labels: list[str], answer: np.ndarray) -> list[str]:
+    """A class index, or a row of 0/1 labels, as label names."""
+    if answer.ndim == 0:
+        return [labels[int(answer)]]
+    return [label for label, on in zip(labels, answer, strict=True) if on]
+
+
 def write_predictions(keys: list[str], probs: np.ndarray, truth: np.ndarray,
-                      labels: list[str], method: str, folder: Path) -> Path:  # fmt: skip
+                      labels: list[str], method: str, folder: Path,
+                      thresholds: tuple[float, ...] = ()) -> Path:  # fmt: skip
     """Each evaluated document's true and predicted labels and every label's probability:
-    what a user reads to see what the model got wrong (labels are lists, as in multi-label)."""
+    what a user reads to see what the model got wrong."""
+    predicted = predicted_labels(probs, thresholds)
     rows = [
         {
             "key": key,
-            "true_labels": [labels[int(true)]],
-            "predicted_labels": [labels[int(row.argmax())]],
+            "true_labels": _named(labels, true),
+            "predicted_labels": _named(labels, answer),
             "score": round(float(row.max()), 4),
             "scores": {label: round(float(p), 4) for label, p in zip(labels, row, strict=True)},
         }
-        for key, true, row in zip(keys, truth, probs, strict=True)
+        for key, true, answer, row in zip(keys, truth, predicted, probs, strict=True)
     ]
     path = folder / PREDICTIONS_FILE
     path.write_text(json.dumps({"estimate": method, "labels": labels, "rows": rows}))
@@ -146,6 +239,8 @@ def write_report(evaluation: Evaluation, folder: Path) -> Path:
 
 
 def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> Path:
+    if evaluation.multi_label:
+        return plot_label_confusion(evaluation, labels, folder)
     import matplotlib
 
     matplotlib.use("Agg")  # no display in a container
@@ -170,6 +265,37 @@ def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> P
     return path
 
 
+def plot_label_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> Path:
+    """Multi-label: each label's 2x2 matrix (has it / answered it) in a grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(labels))
+    rows = -(-len(labels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(labels) :]:
+        ax.axis("off")
+    for ax, label, matrix in zip(axes.flat, labels, evaluation.confusion, strict=False):
+        ax.imshow(matrix, cmap="Blues")
+        peak = matrix.max() or 1
+        for (row, col), value in np.ndenumerate(matrix):
+            colour = "white" if value > peak / 2 else "black"
+            ax.text(col, row, str(value), ha="center", va="center", color=colour)
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(label, fontsize="medium")
+    fig.suptitle("Confusion per label (test split)")
+    fig.tight_layout()
+    path = folder / "label_confusion.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(probs: np.ndarray, truth: np.ndarray, labels: list[str], folder: Path) -> Path:
     """ROC and precision-recall curves, one-vs-rest per class, on the test split."""
     import matplotlib
@@ -180,7 +306,7 @@ def plot_curves(probs: np.ndarray, truth: np.ndarray, labels: list[str], folder:
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, label in enumerate(labels):
-        positive = truth == i
+        positive = truth[:, i].astype(bool) if truth.ndim == 2 else truth == i
         if positive.all() or not positive.any():
             continue  # a curve needs both classes
         fpr, tpr, _ = roc_curve(positive, probs[:, i])

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from documents import is_csv_dataset
 from training_job import kinds
 from training_job.candidates import Selection, select_model
 from training_job.config import Hyperparameters, JobPaths
@@ -23,19 +24,22 @@ from training_job.data import (
     FolderSource,
     S3Source,
     check_trainable,
+    read_csv_dataset,
     read_dataset,
 )
 from training_job.evaluate import (
     evaluate,
     macro_f1_interval,
     majority_macro_f1,
+    metric_key,
     plot_confusion,
     plot_curves,
+    predicted_labels,
     write_predictions,
     write_report,
 )
 from training_job.hpo import Tuning
-from training_job.kinds.base import IMBALANCE_STRATEGY, resolve_base_model
+from training_job.kinds.base import IMBALANCE_STRATEGY, label_truth, resolve_base_model
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
     TAG_ESTIMATE,
@@ -79,12 +83,31 @@ def open_source(hp: Hyperparameters, paths: JobPaths) -> DocumentSource:
     return S3Source.from_uri(client, hp.data_uri)
 
 
-def log_selection(tracker: RunTracker, selection: Selection) -> None:
-    """Every candidate's validation score and time; the winner and skip reasons as tags."""
+def read_training_data(hp: Hyperparameters, paths: JobPaths, labels: list[str]) -> Dataset:
+    """The label folders under data_uri, or the Comprehend-format CSV it names (from the
+    SageMaker channel when it holds the file)."""
+    key = urlparse(hp.data_uri).path.strip("/")
+    if not is_csv_dataset(key):
+        return read_dataset(open_source(hp, paths), labels, hp.max_document_bytes,
+                            hp.read_workers, hp.multi_label)  # fmt: skip
+    copied = paths.channel / key.rsplit("/", 1)[-1]
+    if copied.is_file():
+        raw = copied.read_bytes()
+    else:
+        import boto3
+
+        bucket = urlparse(hp.data_uri).netloc
+        raw = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return read_csv_dataset(raw, key, labels, hp.label_delimiter, hp.multi_label)
+
+
+def log_selection(tracker: RunTracker, selection: Selection, measure: str) -> None:
+    """Every candidate's score on the selection `measure` (e.g. macro_f1) and time; the
+    winner and skip reasons as tags."""
     for candidate in selection.candidates:
         tracker.log_metrics(
             {
-                f"candidate_{candidate.kind}_val_macro_f1": candidate.selection_f1,
+                f"candidate_{candidate.kind}_val_{measure}": candidate.selection_f1,
                 f"candidate_{candidate.kind}_seconds": candidate.seconds,
                 **{f"candidate_{candidate.kind}_{k}": v for k, v in candidate.details.items()},
             }
@@ -127,16 +150,17 @@ class Estimate:
     handful of documents) the winner's out-of-fold predictions over every document."""
 
     probabilities: np.ndarray
-    truth: np.ndarray
+    truth: np.ndarray  # class indices, or (multi-label) 0/1 rows
     method: str  # e.g. "test split of 120 documents"
     keys: list[str]  # the documents estimated on, in the rows' order
 
     @classmethod
     def of(cls, selection: Selection, split: Split, labels: list[str]) -> Estimate:
         winner = selection.winner
+        multi_label = winner.classifier.config.multi_label
         if split.test:
             texts = [d.text for d in split.test]
-            truth = np.array([labels.index(d.label) for d in split.test])
+            truth = label_truth(split.test, labels, multi_label)
             return cls(winner.classifier.probabilities(texts), truth,
                        f"test split of {len(truth)} documents",
                        [d.key for d in split.test])  # fmt: skip
@@ -146,7 +170,8 @@ class Estimate:
             raise RuntimeError(f"{winner.kind} gave no out-of-fold scores to estimate from")
         folds = int(winner.details.get("folds", 0))
         probs = winner.held_out_probabilities()
-        return cls(probs, np.array([labels.index(docs[row].label) for row in held.rows]),
+        held_docs = [docs[row] for row in held.rows]
+        return cls(probs, label_truth(held_docs, labels, multi_label),
                    f"{folds}-fold cross-validation, out of fold, over all {len(docs)} "
                    f"documents (a test split would hold under {SMALL_TEST})",
                    [docs[row].key for row in held.rows])  # fmt: skip
@@ -182,7 +207,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     tracker.log_params({"label2id": label2id, "id2label": id2label})
     tracker.phase("reading")
     started = time.monotonic()
-    dataset = read_dataset(open_source(hp, paths), labels, hp.max_document_bytes, hp.read_workers)
+    dataset = read_training_data(hp, paths, labels)
     tracker.log_dataset(dataset)
     tracker.log_metrics(
         {
@@ -206,6 +231,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                 name: getattr(hp, name)
                 for name in (
                     "mode",
+                    "multi_label",
                     "time_budget_seconds",
                     "min_gain_per_minute",
                     "hpo_trials",
@@ -223,13 +249,15 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     selection = select_model(
         hp, labels, split, lambda e, m: tracker.log_metrics(m, step=e), started
     )
-    log_selection(tracker, selection)
+    log_selection(tracker, selection, "micro_f1" if hp.multi_label else "macro_f1")
     tracker.phase("evaluating")
     classifier = selection.winner.classifier
     estimate = Estimate.of(selection, split, labels)
     probs, truth = estimate.probabilities, estimate.truth
-    evaluation = evaluate(probs, truth, labels)
-    low, high = macro_f1_interval(truth, probs.argmax(axis=1), len(labels), hp.seed)
+    thresholds = classifier.config.thresholds
+    evaluation = evaluate(probs, truth, labels, thresholds)
+    predicted = predicted_labels(probs, thresholds)
+    low, high = macro_f1_interval(truth, predicted, len(labels), hp.seed)
     metrics = {
         **evaluation.metrics,
         "test_macro_f1_low": low,
@@ -239,6 +267,10 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         "train_seconds": sum(c.seconds for c in selection.candidates)
         + (selection.tuning.seconds if selection.tuning else 0.0),
         "temperature": classifier.config.temperature,
+        **{
+            f"threshold_{metric_key(label)}": t
+            for label, t in zip(labels, thresholds, strict=False)
+        },
         "calibration_documents": selection.winner.details.get("calibration_documents", 0),
     }
     tracker.log_metrics(metrics)
@@ -250,7 +282,9 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                 write_report(evaluation, folder),
                 plot_confusion(evaluation, labels, folder),
                 plot_curves(probs, truth, labels, folder),
-                write_predictions(estimate.keys, probs, truth, labels, estimate.method, folder),
+                write_predictions(
+                    estimate.keys, probs, truth, labels, estimate.method, folder, thresholds
+                ),
             ],
             artifact_path="evaluation",
         )

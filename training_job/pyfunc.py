@@ -22,7 +22,8 @@ def texts_from(model_input: Any) -> list[str]:
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
-    """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score)."""
+    """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score), and for a
+    multi-label model labels (over their thresholds), scores and abstained."""
 
     def load_context(self, context: Any) -> None:
         self.classifier = load_classifier(context.artifacts["classifier"])
@@ -32,7 +33,10 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defin
         import pandas as pd
 
         rows = [asdict(p) for p in self.classifier.predict(texts_from(model_input))]
-        return pd.DataFrame(rows, columns=["label", "prediction", "score"])
+        columns = ["label", "prediction", "score"]
+        if self.classifier.config.multi_label:
+            columns += ["labels", "scores", "abstained"]
+        return pd.DataFrame(rows, columns=columns)
 
 
 set_model(TextClassifierModel())

@@ -34,11 +34,17 @@ class ClassifierConfig:
     batch_size: int = 32
     # The model kind that saved it (training_job/kinds), which loads it.
     kind: str = "finetune"
+    # Multi-label: logits are each label's log-odds (probabilities do not sum to 1) and a
+    # label is answered where its probability reaches its threshold (tuned on held-out
+    # scores, one per label in id2label's order).
+    multi_label: bool = False
+    thresholds: tuple[float, ...] = ()
 
     @classmethod
     def read(cls, folder: Path) -> ClassifierConfig:
         raw = json.loads((folder / CONFIG_FILE).read_text())
         raw["id2label"] = {int(k): v for k, v in raw["id2label"].items()}
+        raw["thresholds"] = tuple(raw.get("thresholds", ()))
         return cls(**raw)
 
     def write(self, folder: Path) -> None:
@@ -47,9 +53,15 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class Prediction:
+    """The top label, its index and probability; a multi-label model also answers every
+    label that passes its threshold (`labels`, none: `abstained`) and every probability."""
+
     label: str
     prediction: int
     score: float
+    labels: list[str] | None = None
+    scores: dict[str, float] | None = None
+    abstained: bool | None = None
 
 
 def select_windows(count: int, limit: int) -> list[int]:
@@ -65,6 +77,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = scaled - scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
     result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return result
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
     return result
 
 
@@ -96,16 +113,29 @@ class TextClassifier(ABC):
     def save(self, folder: Path) -> None:
         """Write everything `load_classifier` needs."""
 
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from logits: softmax at the fitted temperature, or (multi-label)
+        each label's sigmoid."""
+        if self.config.multi_label:
+            return sigmoid(logits)
+        return softmax(logits, self.config.temperature)
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        return softmax(self.logits(texts), self.config.temperature)
+        return self.calibrated(self.logits(texts))
 
     def predict(self, texts: list[str]) -> list[Prediction]:
-        probs = self.probabilities(texts)
-        best = probs.argmax(axis=1)
-        return [
-            Prediction(self.config.id2label[int(i)], int(i), float(probs[row, i]))
-            for row, i in enumerate(best)
-        ]
+        return [decide(row, self.config) for row in self.probabilities(texts)]
+
+
+def decide(probs: np.ndarray, config: ClassifierConfig) -> Prediction:
+    """One text's answer from its probabilities (multi-label: the labels over threshold)."""
+    best = int(probs.argmax())
+    names = config.id2label
+    if not config.multi_label:
+        return Prediction(names[best], best, float(probs[best]))
+    chosen = [names[i] for i, p in enumerate(probs) if p >= config.thresholds[i]]
+    scores = {names[i]: float(p) for i, p in enumerate(probs)}
+    return Prediction(names[best], best, float(probs[best]), chosen, scores, not chosen)
 
 
 def torch_bytes(model: Any) -> int:

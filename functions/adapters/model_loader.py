@@ -24,14 +24,24 @@ class LoadedClassifier:
         self.size_bytes = int(classifier.size_bytes())
 
     def predict(self, texts: list[str]) -> list[Prediction]:
-        """The top label of each text, and the calibrated probability of every label."""
+        """The top label of each text, and the calibrated probability of every label; a
+        multi-label model also answers every label over its threshold (the rule of the
+        model's own `predict`, training_job/serving.py; a test keeps them equal)."""
         probs = self.classifier.probabilities(texts)
-        labels = self.classifier.config.id2label
+        config = self.classifier.config
+        labels = config.id2label
+        multi_label = getattr(config, "multi_label", False)  # models trained before it: no
         predictions = []
         for row in probs:
             best = int(row.argmax())
             scores = {labels[i]: float(p) for i, p in enumerate(row)}
-            predictions.append(Prediction(labels[best], best, float(row[best]), scores=scores))
+            chosen = (
+                [labels[i] for i, p in enumerate(row) if p >= config.thresholds[i]]
+                if multi_label
+                else None
+            )
+            predictions.append(Prediction(labels[best], best, float(row[best]), scores=scores,
+                                          labels=chosen, abstained=chosen == []))  # fmt: skip
         return predictions
 
 

@@ -98,6 +98,10 @@ class S3ObjectStore:
         return url
 
     def get_text(self, bucket: str, key: str) -> str | None:
+        body = self.get_bytes(bucket, key)
+        return None if body is None else body.decode("utf-8", errors="replace")
+
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
         try:
             response = self._client.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
@@ -107,7 +111,7 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"S3 is unreachable (get): {exc}") from exc
         body: bytes = response["Body"].read()
-        return body.decode("utf-8", errors="replace")
+        return body
 
     def ping(self, bucket: str) -> None:
         try:

@@ -57,6 +57,15 @@ class ProcessRequest(RequestBody):
     min_macro_f1: float | None = Field(
         default=None, description="the registration bar, 0-1 (default: the service's)"
     )
+    multi_label: bool = Field(
+        default=False,
+        description="a document may have several labels: the same file name under several "
+        "label folders; predictions then answer `labels`",
+    )
+    label_delimiter: str = Field(
+        default="|",
+        description="a CSV dataset's separator between a row's labels (multi-label)",
+    )
 
 
 class ExperimentRequest(RequestBody):
@@ -82,9 +91,18 @@ class PredictionOut(BaseModel):
     label: str
     prediction: int
     score: float
-    abstained: bool = False
+    abstained: bool = Field(
+        default=False,
+        description="the score is under the service's bar; multi-label: no label passes its "
+        "threshold",
+    )
+    labels: list[str] | None = Field(
+        default=None, description="multi-label models: every label over its threshold"
+    )
     scores: dict[str, float] | None = Field(
-        default=None, description="with `all_scores`: {label: probability}, summing to 1"
+        default=None,
+        description="with `all_scores`, and always from a multi-label model: {label: "
+        "probability} (single-label: summing to 1; multi-label: each label on its own)",
     )
 
 

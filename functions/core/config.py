@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Dataset validation.
     min_docs_per_label: int = 8
     max_document_bytes: int = 1_048_576
+    # A Comprehend-format CSV dataset is read whole by the API to validate it.
+    max_csv_bytes: int = 104_857_600
     max_labels: int = 100
     max_hpo_trials: int = 100
     max_name_length: int = 200

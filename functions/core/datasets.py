@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from documents import listing_problem
+from documents import CsvError, is_csv_dataset, label_counts, listing_problem
 from functions.core.batch import (
     batch_jobs_in_use,
     batch_output_folders,
@@ -103,8 +103,11 @@ def delete_dataset(
 def label_folders(
     path: str, store: ObjectStore, settings: Settings, tenant: Tenant
 ) -> list[LabelFolder]:
-    """Each label folder of a dataset with its usable and unusable document counts."""
+    """Each label folder of a dataset with its usable and unusable document counts (a CSV
+    dataset: each label named in its rows, with their count)."""
     location = resolve_location(path, settings, tenant)
+    if is_csv_dataset(location.prefix):
+        return _csv_labels(store, location, settings)
     usable: Counter[str] = Counter()
     unusable: Counter[str] = Counter()
     for info in store.list_objects(location.bucket, f"{location.prefix}/"):
@@ -120,6 +123,19 @@ def label_folders(
         LabelFolder(label, usable[label], unusable[label])
         for label in sorted(set(usable) | set(unusable))
     ]
+
+
+def _csv_labels(store: ObjectStore, location: DatasetLocation, settings: Settings
+                ) -> list[LabelFolder]:  # fmt: skip
+    found = next((i for i in store.list_objects(location.bucket, location.prefix)
+                  if i.key == location.prefix), None)  # fmt: skip
+    if found is None or found.size > settings.max_csv_bytes:
+        return []
+    try:
+        counts = label_counts(store.get_bytes(location.bucket, location.prefix) or b"")
+    except CsvError:
+        return []  # /process says why
+    return [LabelFolder(label, n, 0) for label, n in sorted(counts.items())]
 
 
 def _check_file(upload: UploadFile, settings: Settings) -> str | None:

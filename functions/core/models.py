@@ -59,6 +59,10 @@ class TrainingRequest:
     hpo_trials: int = 0
     # The registration bar (macro-F1); None: the service's (Settings.min_macro_f1).
     min_macro_f1: float | None = None
+    # A document may carry several labels: one filed under several label folders.
+    multi_label: bool = False
+    # Between the labels of a CSV row (Comprehend's LabelDelimiter), multi-label CSVs only.
+    label_delimiter: str = "|"
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,11 @@ class Prediction:
     score: float
     # True when the score is below the service's abstention threshold.
     abstained: bool = False
-    # The calibrated probability of every label (answered on request: `all_scores`).
+    # The calibrated probability of every label (answered on request: `all_scores`, and
+    # always by a multi-label model).
     scores: dict[str, float] | None = None
+    # A multi-label model's answer: every label whose probability passes its threshold.
+    labels: list[str] | None = None
 
 
 @dataclass(frozen=True)

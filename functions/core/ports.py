@@ -39,6 +39,10 @@ class ObjectStore(Protocol):
         """The object's text, or None when there is no such object."""
         ...
 
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        ...
+
     def ping(self, bucket: str) -> None:
         """Raise DependencyUnavailable if the bucket cannot be reached."""
         ...

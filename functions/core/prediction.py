@@ -80,6 +80,9 @@ def predict_texts(
     check_texts(texts, settings)
     predictions = registry.predict(reference, texts, tenant)
     run_id = registry.resolve(reference)
-    if settings.abstain_below > 0:
-        predictions = [replace(p, abstained=p.score < settings.abstain_below) for p in predictions]
+    if settings.abstain_below > 0:  # a multi-label model abstains by its own thresholds
+        predictions = [
+            p if p.labels is not None else replace(p, abstained=p.score < settings.abstain_below)
+            for p in predictions
+        ]
     return run_id, predictions

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from documents import is_csv_dataset, row_line, row_text
 from functions.core.errors import (
     Conflict,
     DatasetNotFound,
@@ -91,6 +92,7 @@ def latest_runs(tracking: Tracking, limit: int = LATEST_RUNS) -> list[tuple[RunS
 VIEWABLE_ARTIFACTS = {
     "evaluation/classification_report.json": "application/json",
     "evaluation/confusion_matrix.png": "image/png",
+    "evaluation/label_confusion.png": "image/png",  # multi-label runs
     "evaluation/pr_roc_curves.png": "image/png",
 }
 CHAMPION_ALIAS = "champion"
@@ -176,13 +178,15 @@ def _evaluated(tracking: Tracking, run_id: str) -> tuple[RunSummary, dict[str, A
 
 def evaluated_documents(tracking: Tracking, run_id: str, *, wrong_only: bool = False,
                         true_label: str | None = None, predicted_label: str | None = None,
+                        missed_label: str | None = None, added_label: str | None = None,
                         offset: int = 0, limit: int = 100) -> EvaluatedDocuments:  # fmt: skip
     """The documents a finished run was evaluated on (its test split, or every document
-    out of fold where that split would be small), optionally only those it got wrong or
-    with a given true or predicted label."""
+    out of fold where that split would be small), optionally only those it got wrong, with
+    a given true or predicted label, or (multi-label) where it missed a label the document
+    has or added one it does not have."""
     _, logged = _evaluated(tracking, run_id)
     rows = [EvaluatedDocument(**row) for row in logged["rows"]]
-    for label in (true_label, predicted_label):
+    for label in (true_label, predicted_label, missed_label, added_label):
         if label is not None and label not in logged["labels"]:
             raise InvalidRequest(
                 f"label {label!r} is not one of this run's: {', '.join(logged['labels'])}"
@@ -193,6 +197,10 @@ def evaluated_documents(tracking: Tracking, run_id: str, *, wrong_only: bool = F
         if (row.wrong or not wrong_only)
         and (true_label is None or true_label in row.true_labels)
         and (predicted_label is None or predicted_label in row.predicted_labels)
+        and (
+            missed_label is None or missed_label in set(row.true_labels) - set(row.predicted_labels)
+        )
+        and (added_label is None or added_label in set(row.predicted_labels) - set(row.true_labels))
     ]
     return EvaluatedDocuments(
         logged["estimate"],
@@ -213,10 +221,22 @@ def evaluated_document_text(tracking: Tracking, store: ObjectStore, run_id: str,
     run, logged = _evaluated(tracking, run_id)
     if key not in {row["key"] for row in logged["rows"]}:
         raise RunNotFound(f"run {run_id!r} was not evaluated on a document {key!r}")
-    bucket = urlsplit(run.params.get("data_uri", "")).netloc
+    data = urlsplit(run.params.get("data_uri", ""))
+    bucket, data_key = data.netloc, data.path.strip("/")
+    if is_csv_dataset(data_key):  # a row of a Comprehend-format CSV
+        return _csv_row(store, bucket, data_key, key)
     text = store.get_text(bucket, key)
     if text is None:
         raise DatasetNotFound(f"s3://{bucket}/{key} is gone (deleted since the run)")
+    return text[:DOCUMENT_VIEW_CHARS], len(text) > DOCUMENT_VIEW_CHARS
+
+
+def _csv_row(store: ObjectStore, bucket: str, csv_key: str, key: str) -> tuple[str, bool]:
+    line = row_line(csv_key, key)
+    raw = store.get_bytes(bucket, csv_key)
+    text = None if raw is None or line is None else row_text(raw, line)
+    if text is None:
+        raise DatasetNotFound(f"s3://{bucket}/{key} is gone (the CSV changed since the run)")
     return text[:DOCUMENT_VIEW_CHARS], len(text) > DOCUMENT_VIEW_CHARS
 
 

@@ -110,6 +110,8 @@ def start_training(
                 settings.min_macro_f1 if request.min_macro_f1 is None else request.min_macro_f1
             ),
             "mode": request.mode,
+            "multi_label": str(request.multi_label).lower(),
+            "label_delimiter": request.label_delimiter,
             "time_budget_seconds": str(request.time_budget_seconds),
             "hpo_trials": str(request.hpo_trials),
         },

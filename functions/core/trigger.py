@@ -34,6 +34,7 @@ MANIFEST_NAME = "_train.json"
 RESULT_NAME = "_train.result.json"
 MANIFEST_FIELDS = {
     "experiment_name", "labels", "mode", "time_budget_seconds", "hpo_trials", "min_macro_f1",
+    "multi_label", "label_delimiter",
 }  # fmt: skip
 MAX_MANIFEST_CHARS = 100_000
 
@@ -72,6 +73,10 @@ def is_manifest(key: str) -> bool:
 
 def _field(raw: dict[str, Any], name: str, kind: type, default: Any) -> Any:
     value = raw.get(name, default)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InvalidRequest(f"manifest field {name!r} must be true or false")
+        return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
@@ -114,6 +119,8 @@ def read_manifest(upload: ManifestUpload, store: ObjectStore) -> TrainingRequest
         time_budget_seconds=_field(raw, "time_budget_seconds", float, 0.0),
         hpo_trials=_field(raw, "hpo_trials", int, 0),
         min_macro_f1=_field(raw, "min_macro_f1", float, None) if "min_macro_f1" in raw else None,
+        multi_label=_field(raw, "multi_label", bool, False),
+        label_delimiter=_field(raw, "label_delimiter", str, "|"),
     )
 
 

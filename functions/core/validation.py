@@ -10,10 +10,16 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
-from documents import listing_problem
+from documents import CsvError, is_csv_dataset, listing_problem, read_labelled_csv, row_key
 from functions.core.config import Settings
 from functions.core.errors import InvalidDataset, InvalidRequest
-from functions.core.models import DatasetLocation, DatasetSummary, NotTreated, TrainingRequest
+from functions.core.models import (
+    DatasetLocation,
+    DatasetSummary,
+    NotTreated,
+    ObjectInfo,
+    TrainingRequest,
+)
 from functions.core.ports import ObjectStore
 from functions.core.tenancy import Tenant
 
@@ -92,22 +98,83 @@ def resolve_location(path: str, settings: Settings, tenant: Tenant) -> DatasetLo
 
 
 def survey_dataset(
-    store: ObjectStore, location: DatasetLocation, labels: list[str], settings: Settings
-) -> DatasetSummary:
-    """Count usable documents per label from the listing; list the ones that cannot be used."""
-    counts: dict[str, int] = {}
+    store: ObjectStore, location: DatasetLocation, labels: list[str], settings: Settings,
+    multi_label: bool = False, delimiter: str = "|",
+) -> DatasetSummary:  # fmt: skip
+    """Count usable documents per label from the listing; list the ones that cannot be used.
+
+    A document filed under several label folders (the same name and content under each) is
+    counted in each in multi-label mode, copies whose content differs are listed as
+    conflicting; in single-label mode such documents are an InvalidDataset. A `.csv`
+    path is a Comprehend-format CSV (survey_csv)."""
+    if is_csv_dataset(location.prefix):
+        return survey_csv(store, location, labels, settings, multi_label, delimiter)
     not_treated: list[NotTreated] = []
+    copies: dict[str, list[tuple[str, ObjectInfo]]] = {}  # by the name under the label folder
     for label in labels:
-        counts[label] = 0
-        for info in store.list_objects(location.bucket, location.label_prefix(label)):
+        folder = location.label_prefix(label)
+        for info in store.list_objects(location.bucket, folder):
             if info.key.endswith("/"):
                 continue  # a folder marker, not a document
             reason = listing_problem(info.key, info.size, settings.max_document_bytes)
             if reason is None:
-                counts[label] += 1
+                copies.setdefault(info.key[len(folder) :], []).append((label, info))
             else:
                 not_treated.append(NotTreated(info.key, label, reason))
+    if not multi_label:
+        _refuse_shared(copies, location)
+    counts = dict.fromkeys(labels, 0)
+    for name, found in copies.items():
+        if multi_label and len({(info.size, info.etag) for _, info in found}) > 1:
+            folders = ", ".join(label for label, _ in found)
+            reason = f"conflicting copies: {name!r} differs between the label folders {folders}"
+            not_treated.extend(NotTreated(info.key, label, reason) for label, info in found)
+            continue
+        for label, _ in found:
+            counts[label] += 1
     return DatasetSummary(location, counts, not_treated)
+
+
+def survey_csv(store: ObjectStore, location: DatasetLocation, labels: list[str],
+               settings: Settings, multi_label: bool, delimiter: str
+               ) -> DatasetSummary:  # fmt: skip
+    """Rows a label of a Comprehend-format CSV; its unusable rows listed by line number.
+    A file that cannot be read as one is an InvalidRequest."""
+    key = location.prefix
+    found = next((i for i in store.list_objects(location.bucket, key) if i.key == key), None)
+    if found is None:
+        raise InvalidRequest(f"there is no CSV file at {location.uri}")
+    if found.size > settings.max_csv_bytes:
+        raise InvalidRequest(
+            f"{location.uri} is {found.size} bytes; a CSV dataset may have at most "
+            f"{settings.max_csv_bytes} (CC_MAX_CSV_BYTES): split it, or use label folders"
+        )
+    raw = store.get_bytes(location.bucket, key) or b""
+    try:
+        parsed = read_labelled_csv(raw, labels, delimiter, multi_label)
+    except CsvError as exc:
+        raise InvalidRequest(f"{location.uri}: {exc}") from exc
+    not_treated = [NotTreated(row_key(key, p.line), "", f"line {p.line}: {p.reason}")
+                   for p in parsed.problems]  # fmt: skip
+    return DatasetSummary(location, parsed.counts(labels), not_treated)
+
+
+def _refuse_shared(copies: dict[str, list[tuple[str, ObjectInfo]]], location: DatasetLocation
+                   ) -> None:  # fmt: skip
+    """Single-label: one document (same name, size and ETag) in several label folders."""
+    shared = sorted(
+        name for name, found in copies.items()
+        if len(found) > 1 and len({(info.size, info.etag) for _, info in found}) == 1
+    )  # fmt: skip
+    if shared:
+        examples = "; ".join(
+            f"{name!r} under {', '.join(label for label, _ in copies[name])}" for name in shared[:3]
+        )
+        raise InvalidRequest(
+            f"{len(shared)} documents are filed under several label folders of "
+            f"{location.uri} ({examples}): train with multi_label: true to give a document "
+            "several labels, or keep each document in one label folder"
+        )
 
 
 def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
@@ -115,8 +182,8 @@ def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
     if short:
         detail = ", ".join(f"{label!r} has {n}" for label, n in short.items())
         raise InvalidDataset(
-            f"each label needs at least {minimum} usable documents under "
-            f"{summary.location.uri}/<label>/: {detail}",
+            f"each label needs at least {minimum} usable documents in "
+            f"{summary.location.uri}: {detail}",
             summary=summary,
         )
 
@@ -131,6 +198,9 @@ def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> Non
         raise InvalidRequest("time_budget_seconds must not be negative")
     if not 0 <= request.hpo_trials <= max_hpo_trials:
         raise InvalidRequest(f"hpo_trials must be between 0 and {max_hpo_trials}")
+    if len(request.label_delimiter) != 1 or request.label_delimiter in ',"\r\n ':
+        raise InvalidRequest("label_delimiter must be one character other than a comma, a "
+                             "quote, a space or a line break")  # fmt: skip
     bar = request.min_macro_f1
     if bar is not None and not 0.0 <= bar <= 1.0:  # the majority-class rule holds at any bar
         raise InvalidRequest("min_macro_f1 must be between 0 and 1")
@@ -144,6 +214,7 @@ def validate_training_request(
     labels = check_labels(request.labels, settings.max_labels)
     experiment = check_name("experiment_name", request.experiment_name, settings.max_name_length)
     location = resolve_location(request.path, settings, tenant)
-    summary = survey_dataset(store, location, labels, settings)
+    summary = survey_dataset(store, location, labels, settings, request.multi_label,
+                             request.label_delimiter)  # fmt: skip
     require_enough_documents(summary, settings.min_docs_per_label)
     return labels, experiment, summary

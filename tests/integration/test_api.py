@@ -186,7 +186,7 @@ def test_malformed_body_gets_422_in_the_envelope(api: TestClient) -> None:
 @pytest.mark.parametrize(
     ("route", "body"),
     [
-        ("process", {"multi_label": True}),
+        ("process", {"multilabel": True}),  # a typo of multi_label
         ("predict", {"runid": "0" * 32, "text": "x", "threshold": 0.5}),
         ("batch_predict", {"runid": "0" * 32, "input_path": "a", "output_path": "b", "n": 1}),
         ("run/soft_delete", {"run_id": "0" * 32, "hard": True}),

@@ -15,7 +15,14 @@ from functions.core.config import Settings
 from functions.s3_trigger.handler import RetryLater, build_handler
 from functions.s3_trigger.poller import poll_once
 from functions.services import Services
-from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
+from tests.support import (
+    DATA_BUCKET,
+    TICKETS,
+    TOPICS,
+    keyword_tree,
+    multi_label_tree,
+    upload_tree,
+)
 
 EVENT = json.loads((Path(__file__).parents[1] / "events" / "s3_put.json").read_text())
 
@@ -98,6 +105,7 @@ def test_changed_manifest_starts_a_new_run_and_an_unchanged_one_does_not(
         ({"labels": "sports"}, "must be a list of strings"),
         ({"labels": ["sports", "weather"], "colour": "red"}, "unknown manifest fields: colour"),
         ({"labels": ["sports", "weather"], "hpo_trials": "3"}, "'hpo_trials' must be a int"),
+        ({"labels": ["sports", "weather"], "multi_label": "yes"}, "must be true or false"),
         (b"{not json", "not valid JSON"),
     ],
 )
@@ -120,6 +128,26 @@ def test_bad_manifest_writes_the_errors_and_starts_nothing(
     assert "run_id" not in written
     assert MlflowClient().get_experiment_by_name(experiment_name) is None
     assert not settings.work_dir.exists() or not any(settings.work_dir.iterdir())
+
+
+def test_a_manifest_trains_a_multi_label_layout_only_when_it_says_multi_label(
+    settings: Settings, s3: Any, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: tickets with one or two labels, a file under each of its label folders
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, multi_label_tree(TICKETS, 24))
+    handler = build_handler(settings)
+    # when: the manifest does not say multi_label, then says it
+    event = _upload_manifest(s3, dataset_prefix, {"experiment_name": experiment_name})
+    refused = handler(event, None)["results"][0]
+    event = _upload_manifest(s3, dataset_prefix, {"experiment_name": experiment_name,
+                                                  "multi_label": True})  # fmt: skip
+    started = handler(event, None)["results"][0]
+    # then: refused saying how to train it, then started with each label's tickets counted
+    assert refused["status"] == "rejected"
+    assert "multi_label: true" in refused["error"]
+    assert started["status"] == "started", started
+    assert started["labels"] == sorted(TICKETS)
+    assert started["number_documents_treated"] == 12 * len(TICKETS)
 
 
 def test_mlflow_down_fails_the_invocation_so_it_is_delivered_again(

@@ -16,7 +16,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from functions.core.config import Settings
 from tests.conftest import LiveApi, _live_api
-from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
+from tests.support import (
+    DATA_BUCKET,
+    TICKETS,
+    TOPICS,
+    keyword_tree,
+    multi_label_tree,
+    upload_tree,
+)
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,6 +124,45 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete-run")
     expect(page.locator("#runs tbody")).to_contain_text("No runs yet.")
+
+
+def test_a_multi_label_run_lists_what_it_missed_per_label_and_answers_labels(
+    live_api: LiveApi, page: Page, s3: Any, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: tickets with one or two labels, and one filed as praise that is not
+    tree = multi_label_tree(TICKETS, 36)
+    tree["praise"]["odd-one.txt"] = b"refund the invoice, the app crash gave an error"
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
+    page.goto(f"{live_api.url}/")
+    page.fill("#dataset", dataset_prefix)
+    page.dispatch_event("#dataset", "change")
+    expect(page.locator('#labels input[name="label"]')).to_have_count(3)
+    # when: trained with "Several labels a document"
+    page.fill("#experiment", experiment_name)
+    page.select_option("#mode", "tfidf")
+    page.check("#multi-label")
+    page.click("#train")
+    expect(page.locator("#train-status")).to_contain_text("Training started")
+    row = page.locator("#runs tbody tr").first
+    expect(row).to_contain_text("FINISHED", timeout=120_000)
+    row.click()
+    # then: each label's right, missed and wrongly added documents; praise missed the odd one
+    expect(page.locator("#metrics")).to_contain_text("micro_f1")
+    expect(page.locator("#confusion thead")).to_contain_text("added wrongly")
+    missed = page.locator("#confusion tbody tr", has_text="praise").locator("button").nth(1)
+    expect(missed).to_have_attribute("title", "has praise, not given it")
+    expect(missed).not_to_have_text("0")
+    missed.click()
+    listed = page.locator("#mistakes tbody tr", has_text="odd-one.txt")
+    expect(listed).to_contain_text("billing")
+    listed.click()
+    expect(page.locator("#document-text")).to_contain_text("the app crash gave an error")
+    _shot(page, "05-multi-label-missed")
+    # and: a ticket with two labels (in words the odd one does not use) is answered with both
+    page.fill("#text", "my payment freezes with an exception, I was charged for nothing")
+    page.click("#predict")
+    expect(page.locator("#prediction")).to_contain_text("billing (", timeout=90_000)
+    expect(page.locator("#prediction")).to_contain_text("bug (")
 
 
 def test_the_page_works_under_an_api_gateway_stage_path(

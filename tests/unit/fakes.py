@@ -38,6 +38,10 @@ class FakeStore:
     def get_text(self, bucket: str, key: str) -> str | None:
         return self.objects.get((bucket, key))
 
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+        text = self.objects.get((bucket, key))
+        return None if text is None else text.encode()
+
     def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
         return f"http://s3.local/{bucket}/{key}?expires={expires_seconds}"
 

@@ -31,3 +31,15 @@ def test_pairs_are_half_similar_and_every_document_is_an_anchor() -> None:
     assert {a for a, _, _ in pairs} == set(rows)
     assert all((truth[a] == truth[b]) == bool(similar) for a, b, similar in pairs)
     assert all(a != b for a, b, _ in pairs)
+
+
+def test_multi_label_pairs_are_as_similar_as_their_labels_overlap() -> None:
+    # documents with one or two of three labels (a 0/1 row each)
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1], [1, 0, 1]] * 2)
+    rows = list(range(len(truth)))
+    pairs = sentence_pairs(truth, rows, 48, seed=1)
+    assert {a for a, _, _ in pairs} == set(rows)
+    for a, b, similar in pairs:
+        both, either = (truth[a] & truth[b]).sum(), (truth[a] | truth[b]).sum()
+        assert similar == pytest.approx(both / either)  # the Jaccard index of their labels
+    assert {similar for _, _, similar in pairs} >= {0.0, 0.5, 1.0}

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training_job.evaluate import evaluate, plot_confusion, write_report
+from training_job.evaluate import (
+    evaluate,
+    majority_macro_f1,
+    plot_confusion,
+    write_predictions,
+    write_report,
+)
 
 
 def test_multiclass_metrics_report_and_png(tmp_path: Path) -> None:
@@ -38,3 +44,44 @@ def test_binary_ranking_metrics_use_the_positive_class() -> None:
     metrics = evaluate(probs, truth, ["neg", "pos"]).metrics
     assert metrics["test_roc_auc"] == pytest.approx(1.0)
     assert metrics["test_pr_auc"] == pytest.approx(1.0)
+
+
+def test_multi_label_metrics_as_comprehend_reports_them_and_one_matrix_a_label(
+    tmp_path: Path,
+) -> None:
+    labels = ["billing", "bug", "praise"]
+    truth = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    probs = np.array([[0.9, 0.4, 0.1], [0.2, 0.8, 0.6], [0.1, 0.2, 0.7], [0.7, 0.1, 0.2]])
+    thresholds = (0.5, 0.3, 0.5)  # bug's threshold lets 0.4 through
+    evaluation = evaluate(probs, truth, labels, thresholds)
+    metrics = evaluation.metrics
+    # predicted: {billing, bug}, {bug, praise}, {praise}, {billing}: one label too many
+    assert metrics["test_subset_accuracy"] == pytest.approx(3 / 4)
+    assert metrics["test_hamming_loss"] == pytest.approx(1 / 12)
+    assert metrics["test_micro_precision"] == pytest.approx(5 / 6)
+    assert metrics["test_micro_recall"] == pytest.approx(1.0)
+    assert metrics["test_macro_f1"] == pytest.approx((1 + 1 + 2 / 3) / 3)
+    assert metrics["test_label_cardinality"] == pytest.approx(5 / 4)
+    assert metrics["test_predicted_cardinality"] == pytest.approx(6 / 4)
+    report = json.loads(write_report(evaluation, tmp_path).read_text())
+    assert report["multi_label"] is True
+    assert report["per_class"]["praise"] == {
+        "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1,
+        "threshold": 0.5, "true_positives": 1, "false_positives": 1, "false_negatives": 0,
+        "true_negatives": 2,
+    }  # fmt: skip
+    assert report["label_confusion"]["praise"] == [[2, 1], [0, 1]]
+    png = plot_confusion(evaluation, labels, tmp_path)
+    assert png.name == "label_confusion.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = write_predictions(["a", "b", "c", "d"], probs, truth, labels, "test split",
+                                tmp_path, thresholds)  # fmt: skip
+    rows = json.loads(written.read_text())["rows"]
+    assert rows[1]["true_labels"] == ["bug"]
+    assert rows[1]["predicted_labels"] == ["bug", "praise"]
+
+
+def test_the_multi_label_baseline_answers_the_commonest_set_of_labels() -> None:
+    truth = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [1, 1]])
+    # always {first}: F1 of first = 2*4/(2*4+0+1) = 8/9; of second, 0
+    assert majority_macro_f1(truth, 2) == pytest.approx(8 / 9 / 2)

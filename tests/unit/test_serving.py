@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+from training_job.kinds.base import selection_score, tune_thresholds
 from training_job.kinds.finetune import WindowedClassifier
-from training_job.serving import ClassifierConfig, fit_temperature, select_windows, softmax
+from training_job.serving import (
+    ClassifierConfig,
+    decide,
+    fit_temperature,
+    select_windows,
+    softmax,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +78,42 @@ def test_temperature_softens_overconfident_logits() -> None:
     assert temperature > 5
     confidence = softmax(logits, temperature).max(axis=1).mean()
     assert abs(confidence - 0.7) < 0.05
+
+
+def test_multi_label_answers_every_label_over_its_threshold_or_abstains() -> None:
+    config = ClassifierConfig(id2label={0: "billing", 1: "bug", 2: "praise"}, max_length=32,
+                              window_overlap=8, max_windows=1, multi_label=True,
+                              thresholds=(0.5, 0.3, 0.9))  # fmt: skip
+    both = decide(np.array([0.8, 0.35, 0.85]), config)
+    assert (both.label, both.labels, both.abstained) == ("praise", ["billing", "bug"], False)
+    assert both.scores == {"billing": 0.8, "bug": 0.35, "praise": 0.85}
+    none = decide(np.array([0.2, 0.1, 0.6]), config)
+    assert (none.labels, none.abstained, none.label) == ([], True, "praise")
+
+
+def test_thresholds_are_tuned_per_label_on_held_out_scores() -> None:
+    truth = np.array([[1, 0], [1, 0], [0, 1], [0, 0], [1, 1]])
+    probs = np.array([[0.9, 0.2], [0.6, 0.1], [0.3, 0.25], [0.4, 0.05], [0.7, 0.3]])
+    thresholds = tune_thresholds(probs, truth)
+    # the first label separates from 0.45 to 0.6 (nearest 0.5 wins); the second at 0.25
+    assert thresholds.tolist() == pytest.approx([0.5, 0.25])
+    assert selection_score(truth, np.log(probs / (1 - probs))) == pytest.approx(1.0)
+
+
+def test_the_api_answers_a_multi_label_model_as_the_model_does(
+    classifier: WindowedClassifier,
+) -> None:
+    from dataclasses import replace
+
+    from functions.adapters.model_loader import LoadedClassifier
+
+    classifier.config = replace(classifier.config, multi_label=True, thresholds=(0.5, 0.45, 0.55))
+    try:
+        texts = ["first", "second text", " ".join(["long"] * 300)]
+        served = LoadedClassifier(classifier).predict(texts)
+        own = classifier.predict(texts)
+        assert [p.labels for p in served] == [p.labels for p in own]
+        assert [p.abstained for p in served] == [p.abstained for p in own]
+        assert [p.scores for p in served] == [p.scores for p in own]
+    finally:
+        classifier.config = replace(classifier.config, multi_label=False, thresholds=())

@@ -4,6 +4,7 @@ documents' span: a fold's model must be the model fitted on that fold's document
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from training_job.config import Hyperparameters
 from training_job.data import Document
 from training_job.kinds import tfidf
-from training_job.kinds.base import SelectionData
+from training_job.kinds.base import SelectionData, linear_head, linear_logits
 from training_job.split import Split
 
 WORDS = {
@@ -67,21 +68,31 @@ def test_a_fold_fit_is_the_model_fitted_on_its_documents_alone(words: int) -> No
     assert (served.argmax(axis=1) == data.truth[held]).mean() >= 0.8
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
 def test_the_span_solver_gives_the_model_of_the_full_solver(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, multi_label: bool
 ) -> None:
     # both solved tightly: at the default tolerance each stops its own way short of the optimum
-    monkeypatch.setattr(tfidf, "logistic_regression", lambda c: LogisticRegression(
-        C=c, max_iter=10_000, class_weight="balanced", tol=1e-10))  # fmt: skip
+    def tight(c: float, multi: bool = False) -> Any:
+        return linear_head(
+            LogisticRegression(C=c, max_iter=10_000, class_weight="balanced", tol=1e-10), multi
+        )
+
+    monkeypatch.setattr(tfidf, "logistic_regression", tight)
     rng = random.Random(1)
     vocabulary = ["".join(rng.choice("abcdefghijklmnop") for _ in range(7)) for _ in range(900)]
     texts = [" ".join(rng.choice(vocabulary) for _ in range(80)) for _ in range(24)]
     truth = np.array([i % 3 for i in range(24)])
+    if multi_label:  # every third document has a second label
+        truth = np.eye(3, dtype=int)[truth]
+        truth[::3, 2] = 1
     features = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)).fit_transform(texts)
     assert features.shape[1] >= tfidf.SPAN_SOLVER_COLUMNS_PER_ROW * features.shape[0]
     span = tfidf.fit_logistic(features, truth, 10.0)
-    full = tfidf.logistic_regression(10.0).fit(features, truth)
-    assert span.coef_.shape == full.coef_.shape
-    assert np.allclose(span.predict_log_proba(features), full.predict_log_proba(features),
-                       atol=1e-5)  # fmt: skip
-    assert np.allclose(span.coef_, full.coef_, atol=1e-4)
+    full = tfidf.logistic_regression(10.0, multi_label).fit(features, truth)
+    assert np.allclose(linear_logits(span, features, multi_label),
+                       linear_logits(full, features, multi_label), atol=1e-5)  # fmt: skip
+    for fitted, expected in zip(getattr(span, "estimators_", [span]),
+                                getattr(full, "estimators_", [full]), strict=True):  # fmt: skip
+        assert fitted.coef_.shape == expected.coef_.shape
+        assert np.allclose(fitted.coef_, expected.coef_, atol=1e-4)

@@ -106,3 +106,42 @@ def test_check_trainable_names_short_labels() -> None:
         check_trainable(dataset, 3)
     with pytest.raises(DatasetError, match="two distinct labels"):
         check_trainable(Dataset(labels=["a", "a"]), 3)
+
+
+def test_a_document_in_several_label_folders_is_one_document_with_those_labels(
+    tmp_path: Path,
+) -> None:
+    # given: the same file under billing/ and bug/, a copy that differs, and one-label files
+    _write(tmp_path, "billing/t1.txt", b"charged twice after the app crashed")
+    _write(tmp_path, "bug/t1.txt", b"charged twice after the app crashed")
+    _write(tmp_path, "billing/t2.txt", b"refund my invoice")
+    _write(tmp_path, "bug/t3.txt", b"the app crashes on start")
+    _write(tmp_path, "billing/t4.txt", b"one text")
+    _write(tmp_path, "bug/t4.txt", b"another text under the same name")
+    # when
+    dataset = read_dataset(FolderSource(tmp_path, "ds"), ["billing", "bug"], 1000,
+                           multi_label=True)  # fmt: skip
+    # then
+    by_key = {d.key: d for d in dataset.documents}
+    assert sorted(by_key) == ["ds/billing/t1.txt", "ds/billing/t2.txt", "ds/bug/t3.txt"]
+    assert by_key["ds/billing/t1.txt"].label_set == ("billing", "bug")
+    assert by_key["ds/bug/t3.txt"].label_set == ("bug",)
+    assert dataset.counts() == {"billing": 2, "bug": 2}
+    conflicting = {r.key: r.reason for r in dataset.rejected}
+    assert sorted(conflicting) == ["ds/billing/t4.txt", "ds/bug/t4.txt"]
+    assert "conflicting copies: 't4.txt' differs" in conflicting["ds/bug/t4.txt"]
+    assert '"labels": ["billing", "bug"]' in "\n".join(dataset.manifest_lines())
+
+
+def test_single_label_refuses_a_document_filed_under_two_labels_but_not_a_shared_name(
+    tmp_path: Path,
+) -> None:
+    # the same name with other content is the usual case (BBC's 001.txt in every folder)
+    _write(tmp_path, "a/001.txt", b"one")
+    _write(tmp_path, "b/001.txt", b"two")
+    assert read_dataset(FolderSource(tmp_path), ["a", "b"], 100).counts() == {"a": 1, "b": 1}
+    # the same document in both folders is a multi-label dataset
+    _write(tmp_path, "a/002.txt", b"both")
+    _write(tmp_path, "b/002.txt", b"both")
+    with pytest.raises(DatasetError, match=r"'002.txt' under a, b.*multi_label: true"):
+        read_dataset(FolderSource(tmp_path), ["a", "b"], 100)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from training_job.config import Hyperparameters, from_mapping
-from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature, softmax
+from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature, sigmoid
 
 if TYPE_CHECKING:
     from training_job.data import Document
@@ -67,6 +67,84 @@ def macro_f1(truth: np.ndarray, logits: np.ndarray) -> float:
     return float(f1_score(truth, logits.argmax(axis=1), average="macro", zero_division=0))
 
 
+def label_truth(docs: list[Document], labels: list[str], multi_label: bool) -> np.ndarray:
+    """Each document's class index, or (multi-label) a documents x labels 0/1 matrix."""
+    if not multi_label:
+        return np.array([labels.index(d.label) for d in docs])
+    index = {label: i for i, label in enumerate(labels)}
+    truth = np.zeros((len(docs), len(labels)), dtype=int)
+    for row, doc in enumerate(docs):
+        truth[row, [index[label] for label in doc.label_set]] = 1
+    return truth
+
+
+# Thresholds a label may get; ties go to the one nearest 0.5 (few positives decide little).
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+_NEAREST_HALF_FIRST = np.argsort(np.abs(THRESHOLD_GRID - 0.5), kind="stable")
+
+
+def tune_thresholds(probs: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Each label's threshold with the best F1 on these held-out probabilities (0.5 for a
+    label with no positive among them)."""
+    predicted = probs[:, :, None] >= THRESHOLD_GRID[None, None, :]
+    positive = truth.astype(bool)[:, :, None]
+    tp = (predicted & positive).sum(axis=0)
+    errors = (predicted != positive).sum(axis=0)
+    f1 = 2 * tp / np.maximum(2 * tp + errors, 1)
+    best = _NEAREST_HALF_FIRST[np.argmax(f1[:, _NEAREST_HALF_FIRST], axis=1)]
+    result: np.ndarray = THRESHOLD_GRID[best]
+    return result
+
+
+def micro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, predicted, average="micro", zero_division=0))
+
+
+def selection_score(truth: np.ndarray, logits: np.ndarray) -> float:
+    """The measure kinds are selected on: macro-F1 of the top label, or (multi-label: a
+    0/1 matrix of truth) micro-F1 at each label's threshold tuned on these scores."""
+    if truth.ndim == 1:
+        return macro_f1(truth, logits)
+    probs = sigmoid(logits)
+    return micro_f1(truth, probs >= tune_thresholds(probs, truth))
+
+
+def calibrate(config: ClassifierConfig, logits: np.ndarray, truth: np.ndarray
+              ) -> ClassifierConfig:  # fmt: skip
+    """The config with what held-out logits fit: a temperature, or (multi-label) each
+    label's decision threshold."""
+    if truth.ndim == 1:
+        return replace(config, temperature=fit_temperature(logits, truth))
+    thresholds = tune_thresholds(sigmoid(logits), truth)
+    return replace(config, multi_label=True, thresholds=tuple(float(t) for t in thresholds))
+
+
+def linear_head(model: Any, multi_label: bool) -> Any:
+    """A scikit-learn classifier, or (multi-label) one of it for each label."""
+    if not multi_label:
+        return model
+    from sklearn.multiclass import OneVsRestClassifier
+
+    return OneVsRestClassifier(model)
+
+
+def linear_bytes(model: Any) -> int:
+    """Memory taken by a fitted regression's weights (one-vs-rest: all of them)."""
+    fitted = getattr(model, "estimators_", [model])
+    return sum(int(getattr(m, "coef_", np.zeros(0)).nbytes) for m in fitted)
+
+
+def linear_logits(model: Any, inputs: Any, multi_label: bool) -> np.ndarray:
+    """A fitted regression's log-probabilities, or (multi-label) each label's log-odds."""
+    if multi_label:
+        scores = np.asarray(model.decision_function(inputs), dtype=np.float64)
+        return scores.reshape(scores.shape[0], -1)
+    result: np.ndarray = model.predict_log_proba(inputs)
+    return result
+
+
 def scored_by_folds(split: Split) -> bool:
     """Whether kinds are scored by cross-validation on train+validation: validation is too
     small to decide, or there is no test split (the job's estimate is then theirs)."""
@@ -103,7 +181,17 @@ class SelectionData:
         return [d.text for d in self.docs]
 
     @property
+    def multi_label(self) -> bool:
+        return self.hp.multi_label
+
+    @property
     def truth(self) -> np.ndarray:
+        """Class indices, or (multi-label) a documents x labels 0/1 matrix."""
+        return label_truth(self.docs, self.labels, self.multi_label)
+
+    @property
+    def strata(self) -> np.ndarray:
+        """What folds are stratified on: each document's label (multi-label: its rarest)."""
         return np.array([self.labels.index(d.label) for d in self.docs])
 
     @property
@@ -125,6 +213,7 @@ class SelectionData:
             window_overlap=self.hp.window_overlap,
             max_windows=self.hp.max_windows if max_windows is None else max_windows,
             kind=kind,
+            multi_label=self.multi_label,
         )
 
 
@@ -154,7 +243,7 @@ class Fitted:
         """The held-out logits as calibrated probabilities (the served model's temperature)."""
         if self.held_out is None:
             raise ValueError("this fit kept no held-out scores")
-        return softmax(self.held_out.logits, self.classifier.config.temperature)
+        return self.classifier.calibrated(self.held_out.logits)
 
 
 class KindTrainer(ABC):
@@ -226,6 +315,7 @@ class CrossValidatedTrainer(KindTrainer):
     def __init__(self, data: SelectionData) -> None:
         self.data = data
         self.truth = data.truth
+        self.strata = data.strata
 
     @abstractmethod
     def fit_rows(self, hp: Hyperparameters, rows: list[int]) -> Any:
@@ -242,15 +332,16 @@ class CrossValidatedTrainer(KindTrainer):
     def fit(self, hp: Hyperparameters) -> Fitted:
         train, val, truth = self.data.train_rows, self.data.val_rows, self.truth
         both = train + val
-        folds = min(CV_FOLDS, min(Counter(truth[both].tolist()).values()))
+        folds = min(CV_FOLDS, min(Counter(self.strata[both].tolist()).values()))
         if not self.data.cross_validated or folds < 2:  # < 2: a label with one document
             estimator = self.fit_rows(hp, train)
             logits = self.scores(estimator, val)
-            return self._calibrated(estimator, macro_f1(truth[val], logits), logits, val, {})
+            score = selection_score(truth[val], logits)
+            return self._calibrated(estimator, score, logits, val, {})
         scores = []
         for repeat in range(CV_REPEATS):
             out_of_fold = self._out_of_fold(hp, both, folds, hp.seed + repeat)
-            scores.append(macro_f1(truth[both], out_of_fold))
+            scores.append(selection_score(truth[both], out_of_fold))
             if repeat == 0:
                 calibration = out_of_fold
         estimator = self.fit_rows(hp, both)
@@ -259,10 +350,9 @@ class CrossValidatedTrainer(KindTrainer):
 
     def _calibrated(self, estimator: Any, f1: float, logits: np.ndarray, rows: list[int],
                     details: dict[str, float]) -> Fitted:  # fmt: skip
-        """The classifier with its temperature fitted on these held-out logits."""
+        """The classifier calibrated on these held-out logits."""
         classifier = self.build(estimator)
-        temperature = fit_temperature(logits, self.truth[rows])
-        classifier.config = replace(classifier.config, temperature=temperature)
+        classifier.config = calibrate(classifier.config, logits, self.truth[rows])
         details = {**details, "calibration_documents": len(rows)}
         return Fitted(classifier, f1, details, HeldOut(rows, logits))
 
@@ -270,10 +360,9 @@ class CrossValidatedTrainer(KindTrainer):
                      ) -> np.ndarray:  # fmt: skip
         from sklearn.model_selection import StratifiedKFold
 
-        truth = self.truth
         out_of_fold = np.zeros((len(rows), len(self.data.labels)))
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for fit_rows, held_rows in splitter.split(np.zeros(len(rows)), truth[rows]):
+        for fit_rows, held_rows in splitter.split(np.zeros(len(rows)), self.strata[rows]):
             fold = self.fit_rows(hp, [rows[i] for i in fit_rows])
             out_of_fold[held_rows] = self.scores(fold, [rows[i] for i in held_rows])
         return out_of_fold

@@ -19,7 +19,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,13 +35,15 @@ from training_job.kinds.base import (
     ModelKind,
     Search,
     SelectionData,
-    macro_f1,
+    calibrate,
+    linear_logits,
     read_options,
     resolve_base_model,
+    selection_score,
     training_docs_per_label,
 )
 from training_job.kinds.head import EmbeddingHeadClassifier, TextEncoder, head_model
-from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
+from training_job.serving import ClassifierConfig, TextClassifier
 
 if TYPE_CHECKING:
     from training_job.split import Split
@@ -89,22 +91,37 @@ def pair_count(counts: list[int], iterations: int) -> int:
     return max(oversampled, 2 * iterations * total)
 
 
+def label_sets(truth: np.ndarray, rows: list[int]) -> dict[int, frozenset[int]]:
+    """Each row's labels: its class, or (multi-label, a 0/1 matrix) every label it has."""
+    if truth.ndim == 1:
+        return {row: frozenset([int(truth[row])]) for row in rows}
+    return {row: frozenset(np.flatnonzero(truth[row]).tolist()) for row in rows}
+
+
 def sentence_pairs(truth: np.ndarray, rows: list[int], count: int, seed: int
                    ) -> list[tuple[int, int, float]]:  # fmt: skip
-    """`count` (row, row, similarity) pairs, half similar, every row in turn as the anchor."""
+    """`count` (row, row, similarity) pairs, half similar, every row in turn as the anchor.
+    Similar: a row sharing a label (similarity: the Jaccard index of their labels, 1 for
+    one label each); dissimilar: a row sharing none (0)."""
     rng = random.Random(seed)
+    sets = label_sets(truth, rows)
     by_label: dict[int, list[int]] = {}
     for row in rows:
-        by_label.setdefault(int(truth[row]), []).append(row)
+        for label in sorted(sets[row]):
+            by_label.setdefault(label, []).append(row)
     pairs: list[tuple[int, int, float]] = []
     anchors = list(rows)
     while len(pairs) < count:
         rng.shuffle(anchors)
         for anchor in anchors:
-            same = [r for r in by_label[int(truth[anchor])] if r != anchor]
-            other = [r for r in rows if truth[r] != truth[anchor]]
+            mine = sets[anchor]
+            same = sorted({r for label in mine for r in by_label[label] if r != anchor})
+            other = [r for r in rows if not sets[r] & mine]
             if same:
-                pairs.append((anchor, rng.choice(same), 1.0))
+                partner = rng.choice(same)
+                pairs.append(
+                    (anchor, partner, len(mine & sets[partner]) / len(mine | sets[partner]))
+                )
             if other:
                 pairs.append((anchor, rng.choice(other), 0.0))
             if len(pairs) >= count:
@@ -116,6 +133,7 @@ class _Trainer(KindTrainer):
     def __init__(self, data: SelectionData) -> None:
         self.data = data
         self.truth = data.truth
+        self.strata = data.strata
         self.texts = data.texts
         self.base = resolve_base_model(data.hp.base_model)
         self.max_steps: int | None = None  # steps a tuning may take (set by too_slow)
@@ -124,11 +142,13 @@ class _Trainer(KindTrainer):
     def _folds(self, options: ContrastiveOptions) -> int:
         if not self.data.cross_validated:
             return 0
-        return min(options.contrastive_folds, min(self._counts(self.truth)))
+        return min(options.contrastive_folds, min(Counter(self.strata.tolist()).values()))
 
     @staticmethod
     def _counts(truth: np.ndarray) -> list[int]:
         """Documents a label (labels in any order)."""
+        if truth.ndim == 2:
+            return [int(n) for n in truth.sum(axis=0) if n]
         return list(Counter(truth.tolist()).values())
 
     def _planned_steps(self, options: ContrastiveOptions, counts: list[int]) -> int:
@@ -234,7 +254,7 @@ class _Trainer(KindTrainer):
 
     def _fit_head(self, hp: Hyperparameters, embeddings: np.ndarray, rows: list[int]) -> Any:
         c = read_options(ContrastiveOptions, hp).contrastive_c
-        return head_model(c).fit(embeddings, self.truth[rows])
+        return head_model(c, self.data.multi_label).fit(embeddings, self.truth[rows])
 
     def _tuned_head(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig
                     ) -> tuple[TextEncoder, Any, dict[str, float]]:  # fmt: skip
@@ -249,8 +269,8 @@ class _Trainer(KindTrainer):
         folds = self._folds(options)
         if folds < 2:  # validation large enough, or a label with one document
             encoder, head, details = self._tuned_head(hp, train, config)
-            logits = head.predict_log_proba(encoder.embed([self.texts[i] for i in val]))
-            held = HeldOut(val, logits)
+            embedded = encoder.embed([self.texts[i] for i in val])
+            held = HeldOut(val, linear_logits(head, embedded, self.data.multi_label))
         else:
             both = train + val
             held = HeldOut(both, self._out_of_fold(hp, both, folds, config))
@@ -258,9 +278,8 @@ class _Trainer(KindTrainer):
             details["folds"] = folds
         truth = self.truth[held.rows]
         details["calibration_documents"] = len(truth)
-        classifier = EmbeddingHeadClassifier(encoder, head, config)
-        classifier.config = replace(config, temperature=fit_temperature(held.logits, truth))
-        return Fitted(classifier, macro_f1(truth, held.logits), details, held)
+        classifier = EmbeddingHeadClassifier(encoder, head, calibrate(config, held.logits, truth))
+        return Fitted(classifier, selection_score(truth, held.logits), details, held)
 
     def _out_of_fold(self, hp: Hyperparameters, rows: list[int], folds: int,
                      config: ClassifierConfig) -> np.ndarray:  # fmt: skip
@@ -268,11 +287,11 @@ class _Trainer(KindTrainer):
 
         out_of_fold = np.zeros((len(rows), len(self.data.labels)))
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
-        for fit_at, held_at in splitter.split(np.zeros(len(rows)), self.truth[rows]):
+        for fit_at, held_at in splitter.split(np.zeros(len(rows)), self.strata[rows]):
             fit_rows, held_rows = [rows[i] for i in fit_at], [rows[i] for i in held_at]
             encoder, head, _ = self._tuned_head(hp, fit_rows, config)
             embedded = encoder.embed([self.texts[i] for i in held_rows])
-            out_of_fold[held_at] = head.predict_log_proba(embedded)
+            out_of_fold[held_at] = linear_logits(head, embedded, self.data.multi_label)
         return out_of_fold
 
 

@@ -19,7 +19,7 @@ to contrastive on the test set. Asked for by name, it combines out-of-fold score
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,11 +32,12 @@ from training_job.kinds.base import (
     KindTrainer,
     ModelKind,
     SelectionData,
-    macro_f1,
+    calibrate,
     read_options,
     scored_by_folds,
+    selection_score,
 )
-from training_job.serving import ClassifierConfig, TextClassifier, fit_temperature
+from training_job.serving import ClassifierConfig, TextClassifier
 
 if TYPE_CHECKING:
     from training_job.split import Split
@@ -53,22 +54,26 @@ class EnsembleOptions:
 
 def gain_standard_error(truth: np.ndarray, combined: np.ndarray, single: np.ndarray,
                         seed: int) -> float:  # fmt: skip
-    """Bootstrap standard error of macro-F1(combined) - macro-F1(single) on the same rows."""
+    """Bootstrap standard error of the selection measure's difference, combined - single,
+    on the same rows."""
     from scipy.stats import bootstrap
 
     def difference(rows: np.ndarray) -> float:
         rows = rows.astype(int)
-        return macro_f1(truth[rows], combined[rows]) - macro_f1(truth[rows], single[rows])
+        return selection_score(truth[rows], combined[rows]) - selection_score(
+            truth[rows], single[rows]
+        )
 
     result = bootstrap((np.arange(len(truth)),), difference, n_resamples=200, vectorized=False,
                        method="percentile", random_state=seed)  # fmt: skip
     return float(result.standard_error)
 
 
-def average_log_probabilities(probabilities: list[np.ndarray]) -> np.ndarray:
-    """log of the mean of the members' probabilities (the ensemble's logits)."""
-    mean: np.ndarray = np.mean(probabilities, axis=0)
-    result: np.ndarray = np.log(np.maximum(mean, 1e-12))
+def average_log_probabilities(probabilities: list[np.ndarray], multi_label: bool) -> np.ndarray:
+    """The ensemble's logits: log of the mean of the members' probabilities, or
+    (multi-label) each label's log-odds of the mean."""
+    mean: np.ndarray = np.clip(np.mean(probabilities, axis=0), 1e-12, 1 - 1e-12)
+    result: np.ndarray = np.log(mean / (1 - mean)) if multi_label else np.log(mean)
     return result
 
 
@@ -80,7 +85,8 @@ class EnsembleClassifier(TextClassifier):
         self.config = config
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        return average_log_probabilities([m.probabilities(texts) for m in self.members])
+        return average_log_probabilities([m.probabilities(texts) for m in self.members],
+                                         self.config.multi_label)  # fmt: skip
 
     def size_bytes(self) -> int:
         return sum(member.size_bytes() for member in self.members)
@@ -134,22 +140,22 @@ class _Trainer(KindTrainer):
         assert best.held_out is not None
         rows = best.held_out.rows
         truth = self.data.truth[rows]
-        best_on_rows = macro_f1(truth, best.held_out.logits)
+        best_on_rows = selection_score(truth, best.held_out.logits)
         chosen: list[tuple[str, Fitted]] = []
         logits = best.held_out.logits
         score = -1.0
         for size in range(2, min(limit, len(ranked)) + 1):
             members = ranked[:size]
-            combined = average_log_probabilities([f.held_out_probabilities() for _, f in members])
-            f1 = macro_f1(truth, combined)
+            combined = average_log_probabilities([f.held_out_probabilities() for _, f in members],
+                                                 self.data.multi_label)  # fmt: skip
+            f1 = selection_score(truth, combined)
             if f1 > score:  # more members only for a strictly better score
                 chosen, logits, score = members, combined, f1
         # The gain over the best member on the same rows beyond the noise, on top of that
         # member's selection score (under cross-validation it averages several repeats).
         gain = score - best_on_rows
         error = gain_standard_error(truth, logits, best.held_out.logits, hp.seed)
-        config = replace(self.data.config(Ensemble.name),
-                         temperature=fit_temperature(logits, truth))  # fmt: skip
+        config = calibrate(self.data.config(Ensemble.name), logits, truth)
         classifier = EnsembleClassifier([f.classifier for _, f in chosen], config)
         details = {
             "members": float(len(chosen)),

@@ -3,7 +3,9 @@ stopping on validation macro-F1.
 
 The strongest kind with enough data a label, and the costliest: `auto` trains it only
 where it can pay off and be compared fairly within the time budget. Imbalance: the loss is
-weighted per class by n_train / (n_labels * n_class) ("balanced" class weights).
+weighted per class by n_train / (n_labels * n_class) ("balanced" class weights). Multi-label:
+each label's log-odds under a binary cross-entropy, its positives weighted by
+negatives / positives.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,15 +31,16 @@ from training_job.kinds.base import (
     ModelKind,
     Search,
     SelectionData,
-    macro_f1,
+    calibrate,
+    label_truth,
     read_options,
     resolve_base_model,
+    selection_score,
     training_docs_per_label,
 )
 from training_job.serving import (
     ClassifierConfig,
     TextClassifier,
-    fit_temperature,
     row_batches,
     select_windows,
     token_windows,
@@ -160,6 +163,16 @@ def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float)
 
 
+def loss_function(targets: torch.Tensor, num_labels: int) -> torch.nn.Module:
+    """Cross-entropy with balanced class weights, or (multi-label: 0/1 rows of targets) a
+    binary cross-entropy per label, its positives weighted by negatives / positives."""
+    if targets.ndim == 1:
+        return torch.nn.CrossEntropyLoss(weight=class_weights(targets.tolist(), num_labels))
+    positives = targets.sum(dim=0)
+    weight = (len(targets) - positives) / positives.clamp(min=1)
+    return torch.nn.BCEWithLogitsLoss(pos_weight=weight.clamp(min=1.0, max=100.0))
+
+
 def planned_epochs(options: FinetuneOptions, steps_per_epoch: int) -> int:
     """`epochs`, raised for small datasets to reach `min_train_steps`, capped at `max_epochs`."""
     needed = -(-options.min_train_steps // steps_per_epoch)
@@ -180,19 +193,21 @@ def linear_warmup_decay(
 
 
 def _train_examples(
-    classifier: WindowedClassifier, docs: list[Document], label2id: dict[str, int], windows: int
-) -> tuple[list[list[int]], list[int]]:
-    """Token windows to train on: the first `windows` windows of each document."""
+    classifier: WindowedClassifier, docs: list[Document], truth: np.ndarray, windows: int
+) -> tuple[list[list[int]], torch.Tensor]:
+    """Token windows to train on (the first `windows` of each document) and their targets:
+    the document's class, or (multi-label) its row of 0/1 labels."""
     all_windows, owners = classifier.windows([d.text for d in docs])
     seen: Counter[int] = Counter()
     ids: list[list[int]] = []
-    targets: list[int] = []
+    rows: list[int] = []
     for seq, owner in zip(all_windows, owners, strict=True):
         if seen[owner] < windows:
             seen[owner] += 1
             ids.append(seq)
-            targets.append(label2id[docs[owner].label])
-    return ids, targets
+            rows.append(owner)
+    targets = torch.as_tensor(truth[rows])
+    return ids, targets.float() if truth.ndim == 2 else targets.long()
 
 
 def _batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,12 +221,12 @@ def _batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def validation_logits(
-    classifier: WindowedClassifier, docs: list[Document], label2id: dict[str, int]
+    classifier: WindowedClassifier, docs: list[Document], labels: list[str]
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Windowed logits, true classes and macro-F1 on the validation documents."""
+    """Windowed logits, truth and the selection measure on the validation documents."""
     logits = classifier.logits([d.text for d in docs])
-    truth = np.array([label2id[d.label] for d in docs])
-    return logits, truth, macro_f1(truth, logits)
+    truth = label_truth(docs, labels, classifier.config.multi_label)
+    return logits, truth, selection_score(truth, logits)
 
 
 def build_classifier(hp: Hyperparameters, labels: list[str]) -> WindowedClassifier:
@@ -225,19 +240,21 @@ def build_classifier(hp: Hyperparameters, labels: list[str]) -> WindowedClassifi
         num_labels=len(labels),
         id2label=id2label,
         label2id={label: i for i, label in id2label.items()},
+        problem_type="multi_label_classification" if hp.multi_label else None,
     )
     config = ClassifierConfig(
         id2label=id2label,
         max_length=hp.max_length,
         window_overlap=hp.window_overlap,
         max_windows=hp.max_windows,
+        multi_label=hp.multi_label,
     )
     return WindowedClassifier(model, tokenizer, config)
 
 
 def _prepared(
     hp: Hyperparameters, labels: list[str], split: Split, options: FinetuneOptions
-) -> tuple[WindowedClassifier, list[list[int]], list[int], list[torch.nn.Parameter]]:
+) -> tuple[WindowedClassifier, list[list[int]], torch.Tensor, list[torch.nn.Parameter]]:
     """The classifier to train, its training windows and their targets, and the weights it
     trains (what fine_tune trains and estimate_finetune_seconds times)."""
     torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
@@ -246,8 +263,8 @@ def _prepared(
     # Word embeddings hold half the weights; freezing them halves optimiser work per step
     # and keeps rare-token vectors from drifting on small datasets.
     model.get_input_embeddings().weight.requires_grad_(False)
-    label2id = {label: i for i, label in enumerate(labels)}
-    seqs, targets = _train_examples(classifier, split.train, label2id, options.train_windows)
+    truth = label_truth(split.train, labels, hp.multi_label)
+    seqs, targets = _train_examples(classifier, split.train, truth, options.train_windows)
     trainable = [p for p in model.parameters() if p.requires_grad]
     return classifier, seqs, targets, trainable
 
@@ -258,11 +275,9 @@ def fine_tune(
     """Train on split.train, keep the epoch with the best validation macro-F1."""
     options = read_options(FinetuneOptions, hp)
     seed_everything(hp.seed)
-    label2id = {label: i for i, label in enumerate(labels)}
     classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
     model = classifier.model
-    weights = class_weights(targets, len(labels))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = loss_function(targets, len(labels))
     batch_size = options.batch_size
     steps_per_epoch = max(1, -(-len(seqs) // batch_size))
     epochs = planned_epochs(options, steps_per_epoch)
@@ -285,8 +300,7 @@ def fine_tune(
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             ids, mask = _batch([seqs[i] for i in batch], pad_id)
-            target = torch.tensor([targets[i] for i in batch])
-            loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits, target)
+            loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits, targets[batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -294,7 +308,7 @@ def fine_tune(
             optimizer.zero_grad(set_to_none=True)
             total_loss += loss.item() * len(batch)
         model.eval()
-        logits, truth, val_f1 = validation_logits(classifier, split.validation, label2id)
+        logits, truth, val_f1 = validation_logits(classifier, split.validation, labels)
         metrics = {"train_loss": total_loss / len(seqs), "val_macro_f1": val_f1}
         log.info("epoch %d: %s", epoch, metrics)
         on_epoch(epoch, metrics)
@@ -307,8 +321,7 @@ def fine_tune(
         model.load_state_dict(best_state)
     model.eval()
     # The best epoch's validation logits calibrate the scores (no extra pass).
-    temperature = fit_temperature(best_logits, truth)
-    classifier.config = replace(classifier.config, temperature=temperature)
+    classifier.config = calibrate(classifier.config, best_logits, truth)
     log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
     return TrainingOutcome(classifier=classifier, val_f1=best_f1, val_logits=best_logits)
 
@@ -326,12 +339,13 @@ def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Spl
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
     ids, mask = _batch([seqs[i] for i in batches[0]], classifier.tokenizer.pad_token_id or 0)
-    target = torch.tensor([targets[i] for i in batches[0]])
+    target = targets[batches[0]]
+    loss_fn = loss_function(targets, len(labels))
     step = forward = 0.0
     for _ in range(2):  # the first step warms up (allocations), the second is timed
         started = time.monotonic()
         logits = model(input_ids=ids, attention_mask=mask).logits
-        loss: Any = torch.nn.functional.cross_entropy(logits, target)
+        loss: Any = loss_fn(logits, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -365,8 +379,7 @@ class _Trainer(KindTrainer):
         f1, out_of_fold, folds = scored
         # A handful of validation documents must not set the temperature: the folds' do.
         classifier = outcome.classifier
-        temperature = fit_temperature(out_of_fold, data.truth)
-        classifier.config = replace(classifier.config, temperature=temperature)
+        classifier.config = calibrate(classifier.config, out_of_fold, data.truth)
         details = {"folds": folds, "calibration_documents": len(data.docs)}
         rows = list(range(len(data.docs)))
         return Fitted(classifier, f1, details, HeldOut(rows, out_of_fold))
@@ -385,14 +398,14 @@ class _Trainer(KindTrainer):
 
         from training_job.split import Split
 
-        docs, truth = self.data.docs, self.data.truth
-        folds = min(FINETUNE_CV_FOLDS, min(Counter(truth.tolist()).values()))
+        docs, strata = self.data.docs, self.data.strata
+        folds = min(FINETUNE_CV_FOLDS, min(Counter(strata.tolist()).values()))
         if folds < 2:  # a label with one document: nothing to hold out
             return None
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
         scores = []
         out_of_fold = np.zeros((len(docs), len(self.data.labels)))
-        for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), truth):
+        for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), strata):
             fold = Split([docs[i] for i in fit_rows], [docs[i] for i in held_rows], [])
             outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None)
             scores.append(outcome.val_f1)

@@ -25,6 +25,9 @@ from training_job.kinds.base import (
     ModelKind,
     Search,
     SelectionData,
+    linear_bytes,
+    linear_head,
+    linear_logits,
     read_options,
     resolve_base_model,
 )
@@ -43,10 +46,12 @@ class HeadOptions:
     head_max_windows: int = 2  # windows embedded per document (long texts)
 
 
-def head_model(c: float) -> Any:
+def head_model(c: float, multi_label: bool = False) -> Any:
+    """The regression on embeddings, or (multi-label) one for each label."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    return linear_head(LogisticRegression(C=c, max_iter=3000, class_weight="balanced"),
+                       multi_label)  # fmt: skip
 
 
 class TextEncoder:
@@ -103,11 +108,10 @@ class EmbeddingHeadClassifier(TextClassifier):
         return cls(TextEncoder.load(folder, config), joblib.load(folder / SKLEARN_FILE), config)
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        result: np.ndarray = self.head.predict_log_proba(self.encoder.embed(texts))
-        return result
+        return linear_logits(self.head, self.encoder.embed(texts), self.config.multi_label)
 
     def size_bytes(self) -> int:
-        return torch_bytes(self.encoder.model) + int(self.head.coef_.nbytes)
+        return torch_bytes(self.encoder.model) + linear_bytes(self.head)
 
     def save(self, folder: Path) -> None:
         import joblib
@@ -138,11 +142,11 @@ class EmbeddingTrainer(CrossValidatedTrainer):
         return self.encoder.embedding_seconds(self.data.texts)
 
     def fit_rows(self, hp: Hyperparameters, rows: list[int]) -> Any:
-        return head_model(self.c(hp)).fit(self.embeddings[rows], self.truth[rows])
+        model = head_model(self.c(hp), self.data.multi_label)
+        return model.fit(self.embeddings[rows], self.truth[rows])
 
     def scores(self, estimator: Any, rows: list[int]) -> np.ndarray:
-        result: np.ndarray = estimator.predict_log_proba(self.embeddings[rows])
-        return result
+        return linear_logits(estimator, self.embeddings[rows], self.data.multi_label)
 
     def build(self, estimator: Any) -> TextClassifier:
         return EmbeddingHeadClassifier(self.encoder, estimator, self.encoder.config)

@@ -30,6 +30,9 @@ from training_job.kinds.base import (
     ModelKind,
     Search,
     SelectionData,
+    linear_bytes,
+    linear_head,
+    linear_logits,
     read_options,
 )
 from training_job.serving import ClassifierConfig, TextClassifier
@@ -64,10 +67,12 @@ def ngram_counters(options: TfidfOptions, n_docs: int) -> list[tuple[str, Any]]:
     ]  # fmt: skip
 
 
-def logistic_regression(c: float) -> Any:
+def logistic_regression(c: float, multi_label: bool = False) -> Any:
+    """The regression, or (multi-label: truth a 0/1 matrix) one for each label."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    return linear_head(LogisticRegression(C=c, max_iter=3000, class_weight="balanced"),
+                       multi_label)  # fmt: skip
 
 
 def fit_logistic(features: Any, truth: np.ndarray, c: float) -> Any:
@@ -78,15 +83,27 @@ def fit_logistic(features: Any, truth: np.ndarray, c: float) -> Any:
     faster on 200 long documents, coefficients equal to 1e-13); its weights go back to
     the n-gram columns as w = X' U S^-1 b."""
     rows, columns = features.shape
+    multi_label = truth.ndim == 2
     if columns < SPAN_SOLVER_COLUMNS_PER_ROW * rows or rows > SPAN_SOLVER_MAX_ROWS:
-        return logistic_regression(c).fit(features, truth)
+        return logistic_regression(c, multi_label).fit(features, truth)
     kernel = (features @ features.T).toarray()
     eigenvalues, vectors = np.linalg.eigh(kernel)
     kept = eigenvalues > eigenvalues.max() * 1e-10
     scale, vectors = np.sqrt(eigenvalues[kept]), vectors[:, kept]
-    reduced = logistic_regression(c).fit(vectors * scale, truth)
+    reduced = logistic_regression(c, multi_label).fit(vectors * scale, truth)
+
+    def in_columns(fitted: Any) -> Any:
+        if not hasattr(fitted, "coef_"):  # one-vs-rest's constant answer for a label
+            return fitted
+        model = copy.copy(fitted)
+        model.coef_ = np.asarray((features.T @ ((fitted.coef_ / scale) @ vectors.T).T).T)
+        model.n_features_in_ = columns
+        return model
+
+    if not multi_label:
+        return in_columns(reduced)
     model = copy.copy(reduced)
-    model.coef_ = np.asarray((features.T @ ((reduced.coef_ / scale) @ vectors.T).T).T)
+    model.estimators_ = [in_columns(fitted) for fitted in reduced.estimators_]
     model.n_features_in_ = columns
     return model
 
@@ -107,14 +124,13 @@ class TfidfClassifier(TextClassifier):
         self.config = config
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        result: np.ndarray = self.pipeline.predict_log_proba(texts)
-        return result
+        return linear_logits(self.pipeline, texts, self.config.multi_label)
 
     def size_bytes(self) -> int:
         model = self.pipeline[-1]
         features = self.pipeline[0]
         vocabulary = sum(len(_counter(t).vocabulary_) for _, t in features.transformer_list)
-        return int(model.coef_.nbytes) + 64 * vocabulary
+        return linear_bytes(model) + 64 * vocabulary
 
     def save(self, folder: Path) -> None:
         import joblib
@@ -160,8 +176,7 @@ class _Trainer(CrossValidatedTrainer):
 
     def scores(self, estimator: Any, rows: list[int]) -> np.ndarray:
         features = self._features(estimator.weightings, rows)
-        result: np.ndarray = estimator.model.predict_log_proba(features)
-        return result
+        return linear_logits(estimator.model, features, self.data.multi_label)
 
     def build(self, estimator: Any) -> TextClassifier:
         from sklearn.pipeline import FeatureUnion, Pipeline

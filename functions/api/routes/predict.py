@@ -57,11 +57,12 @@ def predict(
         metrics.predictions.labels(result.label).inc()
     predictions = [
         PredictionOut(label=p.label, prediction=p.prediction, score=p.score, abstained=p.abstained,
-                      scores=p.scores if body.all_scores else None)
+                      labels=p.labels,
+                      scores=p.scores if body.all_scores or p.labels is not None else None)
         for p in results
     ]  # fmt: skip
     data = predictions[0] if body.text is not None else predictions
     envelope: Envelope[PredictionOut | list[PredictionOut]] = Envelope(status=SUCCESS, data=data)
     # Built and typed here already: skip FastAPI's second validation on the hot path.
-    # `scores` only where asked for: the seed's prediction has four fields.
-    return JSONResponse(envelope.model_dump(exclude_none=not body.all_scores))
+    # `labels` and `scores` only where answered: the seed's prediction has four fields.
+    return JSONResponse(envelope.model_dump(exclude_none=True))

@@ -78,6 +78,12 @@ def test_predictions(
     wrong_only: bool = Query(default=False, description="only the misclassified documents"),
     true_label: str | None = Query(default=None, max_length=MAX_TEXT_FIELD),
     predicted_label: str | None = Query(default=None, max_length=MAX_TEXT_FIELD),
+    missed_label: str | None = Query(
+        default=None, max_length=MAX_TEXT_FIELD, description="has this label, not given it"
+    ),
+    added_label: str | None = Query(
+        default=None, max_length=MAX_TEXT_FIELD, description="given this label, has it not"
+    ),
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Envelope[EvaluatedDocumentsOut]:
@@ -89,6 +95,8 @@ def test_predictions(
         wrong_only=wrong_only,
         true_label=true_label,
         predicted_label=predicted_label,
+        missed_label=missed_label,
+        added_label=added_label,
         offset=offset,
         limit=limit,
     )

@@ -60,6 +60,8 @@ def process(
         body.time_budget_seconds,
         body.hpo_trials,
         body.min_macro_f1,
+        body.multi_label,
+        body.label_delimiter,
     )
     try:
         started = start_training_once(

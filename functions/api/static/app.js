@@ -174,6 +174,7 @@ async function train() {
       path: $("dataset").value.trim(),
       experiment_name: experiment,
       mode: $("mode").value,
+      ...($("multi-label").checked ? { multi_label: true } : {}),
       ...($("min-macro-f1").value !== "" ? { min_macro_f1: Number($("min-macro-f1").value) } : {}),
     });
     const run = payload.data.info.run_id;
@@ -265,8 +266,9 @@ async function openRun(runId, scroll = true) {
       data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
     $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
     const metrics = $("metrics").tBodies[0];
-    const headline = ["test_macro_f1", "test_accuracy", "test_macro_precision", "test_macro_recall",
-      "test_roc_auc", "test_pr_auc", "test_ece", "train_seconds"];
+    const headline = ["test_macro_f1", "test_micro_f1", "test_accuracy", "test_subset_accuracy",
+      "test_hamming_loss", "test_macro_precision", "test_macro_recall", "test_roc_auc", "test_pr_auc", "test_ece",
+      "train_seconds"];
     metrics.replaceChildren(...headline.filter((k) => k in data.metrics).map((k) => {
       const row = document.createElement("tr");
       cell(row, k.replace("test_", ""));
@@ -301,52 +303,78 @@ function option(select, value) {
   select.appendChild(item);
 }
 
-// The confusion matrix as a table of buttons: a count lists the documents of its cell.
-function showConfusion(report) {
-  $("mistakes-section").hidden = !report?.confusion_matrix;
-  if (!report?.confusion_matrix) return;
-  const labels = report.labels || Object.keys(report.per_class);
+function heading(texts) {
   const head = document.createElement("tr");
-  ["true ↓ predicted →", ...labels].forEach((text) => {
+  texts.forEach((text) => {
     const th = document.createElement("th");
     th.textContent = text;
     head.appendChild(th);
   });
-  $("confusion").tHead.replaceChildren(head);
-  $("confusion").tBodies[0].replaceChildren(...report.confusion_matrix.map((counts, i) => {
-    const row = document.createElement("tr");
-    cell(row, labels[i]);
-    counts.forEach((count, j) => {
-      const td = cell(row, "");
-      td.className = i === j ? "right" : "wrong";
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = count;
-      button.disabled = count === 0;
-      button.title = `true ${labels[i]}, predicted ${labels[j]}`;
-      button.addEventListener("click", () => listMistakes(labels[i], labels[j]));
-      td.appendChild(button);
-    });
-    return row;
-  }));
+  return head;
+}
+
+// A count in the confusion table: a button listing the documents it counts.
+function countButton(row, count, right, title, filters) {
+  const td = cell(row, "");
+  td.className = right ? "right" : "wrong";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = count;
+  button.disabled = count === 0;
+  button.title = title;
+  button.addEventListener("click", () => listMistakes(filters));
+  td.appendChild(button);
+}
+
+// The confusion matrix as a table of buttons (multi-label: each label's right, missed and
+// wrongly added documents): a count lists the documents of its cell.
+function showConfusion(report) {
+  const multi = Boolean(report?.multi_label);
+  const shown = multi || Boolean(report?.confusion_matrix);
+  $("mistakes-section").hidden = !shown;
+  if (!shown) return;
+  const labels = report.labels || Object.keys(report.per_class);
+  const table = $("confusion");
+  if (multi) {
+    table.setAttribute("aria-label", "Per label: documents given it rightly, missed, or given it wrongly; click a count to list them");
+    table.tHead.replaceChildren(heading(["label", "right", "missed", "added wrongly"]));
+    table.tBodies[0].replaceChildren(...labels.map((label) => {
+      const row = document.createElement("tr");
+      const counts = report.per_class[label];
+      cell(row, label);
+      countButton(row, counts.true_positives, true, `has ${label}, given it`, { true_label: label, predicted_label: label });
+      countButton(row, counts.false_negatives, false, `has ${label}, not given it`, { missed_label: label });
+      countButton(row, counts.false_positives, false, `given ${label} without having it`, { added_label: label });
+      return row;
+    }));
+  } else {
+    table.tHead.replaceChildren(heading(["true ↓ predicted →", ...labels]));
+    table.tBodies[0].replaceChildren(...report.confusion_matrix.map((counts, i) => {
+      const row = document.createElement("tr");
+      cell(row, labels[i]);
+      counts.forEach((count, j) => countButton(row, count, i === j, `true ${labels[i]}, predicted ${labels[j]}`,
+        { true_label: labels[i], predicted_label: labels[j] }));
+      return row;
+    }));
+  }
   for (const id of ["mistakes-true", "mistakes-predicted"]) {
     $(id).replaceChildren();
     option($(id), "");
     $(id).options[0].textContent = "any";
     labels.forEach((label) => option($(id), label));
   }
-  listMistakes("", "");
+  listMistakes({});
 }
 
-// Misclassified documents (or, for a cell on the diagonal, the right ones), newest filters.
-async function listMistakes(trueLabel, predicted) {
-  $("mistakes-true").value = trueLabel;
-  $("mistakes-predicted").value = predicted;
+// Misclassified documents (or, for a right cell, the right ones) matching the filters:
+// true_label, predicted_label, missed_label, added_label.
+async function listMistakes(filters) {
+  $("mistakes-true").value = filters.true_label || "";
+  $("mistakes-predicted").value = filters.predicted_label || "";
   $("document-text").hidden = true;
-  const params = new URLSearchParams({ limit: "200" });
-  if (trueLabel) params.set("true_label", trueLabel);
-  if (predicted) params.set("predicted_label", predicted);
-  if (!trueLabel || !predicted || trueLabel !== predicted) params.set("wrong_only", "true");
+  const params = new URLSearchParams({ limit: "200", ...filters });
+  const right = filters.true_label && filters.true_label === filters.predicted_label;
+  if (!right) params.set("wrong_only", "true");
   const body = $("mistakes").tBodies[0];
   try {
     const { data } = await call("GET", `${API}/runs/${state.runId}/test_predictions?${params}`);
@@ -385,8 +413,11 @@ async function predict() {
   const text = $("text").value;
   try {
     const { data } = await call("POST", `${API}/predict`, { runid: state.runId, text });
-    say("prediction", `${data.label} (score ${data.score.toFixed(3)})` +
-      (data.abstained ? " · abstained: route to a person" : ""), data.abstained ? "" : "ok");
+    const answer = data.labels
+      ? (data.labels.map((label) => `${label} (${data.scores[label].toFixed(3)})`).join(", ") ||
+        `no label passes its threshold (best: ${data.label}, ${data.score.toFixed(3)})`)
+      : `${data.label} (score ${data.score.toFixed(3)})`;
+    say("prediction", answer + (data.abstained ? " · abstained: route to a person" : ""), data.abstained ? "" : "ok");
   } catch (error) {
     say("prediction", error.message, "error");
   }
@@ -450,7 +481,8 @@ $("promote").addEventListener("click", promote);
 $("delete-run").addEventListener("click", deleteRun);
 $("cancel-run").addEventListener("click", cancelRun);
 for (const id of ["mistakes-true", "mistakes-predicted"]) {
-  $(id).addEventListener("change", () => listMistakes($("mistakes-true").value, $("mistakes-predicted").value));
+  $(id).addEventListener("change", () => listMistakes(Object.fromEntries(
+    [["true_label", $("mistakes-true").value], ["predicted_label", $("mistakes-predicted").value]].filter(([, v]) => v))));
 }
 health();
 loadDatasets().catch(() => {});
