@@ -8,7 +8,8 @@ package: a short text with several labels. Twelve tags of several facets are the
 `interface::commandline`, `interface::graphical`, `uitoolkit::qt`; its language:
 `devel::lang:perl`, `implemented-in::python`; its field: `network::server`, ...), about
 1.4 a package; a package with none of them is left out, and so is a description already
-seen (`foo` and `foo-data` often share one). A fixed, seeded test set; the training documents are a sample of the rest.
+seen (`foo` and `foo-data` often share one). A fixed, seeded test set; the training
+documents are a sample of the rest.
 
 In the same run, on the same documents:
 - `tfidf+lr`: one-vs-rest TF-IDF (word 1-2 grams) + logistic regression, answering at 0.5;
