@@ -16,20 +16,27 @@ and `auto / setfit` time.
 
     python bench/fewshot.py [--corpora bbc,trec,movie_reviews,sms_spam] [--sizes 8,16]
                             [--seeds 3] [--test-cap 500] [--all-cap 2000] [--no-setfit]
+                            [--results .local/bench/fewshot.jsonl] [--fresh]
+
+The full grid takes hours on 2 cores, so it resumes: each finished (corpus, size, seed)
+appends its rows, with the commit they were measured at, to `--results`; a later run skips
+what is there (`--fresh` starts over) and the tables cover every row of the asked grid.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +63,7 @@ class Result:
     macro_f1: float
     seconds: float
     picked: str = ""
+    commit: str = ""
 
 
 def macro_f1(truth: list[str], predicted: list[str]) -> float:
@@ -154,13 +162,31 @@ def run_one(corpus: Corpus, size: str, seed: int, test: list[Document], all_cap:
     for method, predict, seconds in models:
         name, _, picked = method.partition(":")
         result = Result(corpus.name, size, seed, name, macro_f1(truth, predict(texts)),
-                        seconds, picked)  # fmt: skip
+                        seconds, picked, _commit())  # fmt: skip
         extra = f"picked={picked} dropped={dropped}" if picked else ""
         print(f"{corpus.name:<14} {size:>4} seed={seed} {name:<12} "
               f"macro_f1={result.macro_f1:.4f} seconds={seconds:.1f} {extra}",
               flush=True)  # fmt: skip
         results.append(result)
     return results
+
+
+def _commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    return found.stdout.strip()
+
+
+def read_results(path: Path) -> list[Result]:
+    if not path.exists():
+        return []
+    return [Result(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def append_results(path: Path, results: list[Result]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as sink:
+        sink.writelines(json.dumps(asdict(r)) + "\n" for r in results)
 
 
 def _cell(rows: list[Result], method: str) -> tuple[float, float] | None:
@@ -206,19 +232,35 @@ def main() -> None:
     parser.add_argument("--test-cap", type=int, default=500, help="test documents per corpus")
     parser.add_argument("--all-cap", type=int, default=2000, help="documents for size `all`")
     parser.add_argument("--no-setfit", action="store_true")
+    parser.add_argument("--results", type=Path, default=ROOT / ".local/bench/fewshot.jsonl",
+                        help="rows kept between runs (resumed)")  # fmt: skip
+    parser.add_argument("--fresh", action="store_true", help="ignore and replace --results")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    results: list[Result] = []
-    for name in args.corpora.split(","):
+    if args.fresh:
+        args.results.unlink(missing_ok=True)
+    corpora, sizes = args.corpora.split(","), args.sizes.split(",")
+    grid = {(c, size, seed) for c in corpora for size in sizes for seed in range(args.seeds)}
+    results = [r for r in read_results(args.results) if (r.corpus, r.size, r.seed) in grid]
+    done = {(r.corpus, r.size, r.seed) for r in results}
+    if done:
+        commits = ", ".join(sorted({r.commit for r in results}))
+        print(f"resuming: {len(done)} of {len(grid)} runs in {args.results} (commits {commits})")
+    for name in corpora:
+        if all((name, size, seed) in done for size in sizes for seed in range(args.seeds)):
+            continue
         corpus = load(name)
         test_pairs = stratified_sample(corpus.test, None, args.test_cap, seed=0)
         test = documents(test_pairs, "test")
-        for size in args.sizes.split(","):
+        for size in sizes:
             for seed in range(args.seeds):
-                results.extend(run_one(corpus, size, seed, test, args.all_cap,
-                                       not args.no_setfit))  # fmt: skip
+                if (name, size, seed) in done:
+                    continue
+                rows = run_one(corpus, size, seed, test, args.all_cap, not args.no_setfit)
+                append_results(args.results, rows)
+                results.extend(rows)
     summarise(results)
 
 

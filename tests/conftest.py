@@ -207,6 +207,7 @@ def settings(
         mlflow_backend_store_uri=mlflow_server.backend_store_uri,
         work_dir=tmp_path / "jobs",
         model_cache_dir=tmp_path / "models",
+        audit_log_path=tmp_path / "audit.jsonl",
         base_model=tiny_base_model,
         training_defaults=TINY_TRAINING,
         # Plumbing, not quality, is under test here: every finished run registers.

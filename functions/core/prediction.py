@@ -62,6 +62,8 @@ def audit_entries(
             "abstained": prediction.abstained,
             "latency_ms": round(seconds * 1000, 3),
         }
+        if prediction.labels is not None:  # multi-label: every label it answered
+            entry["labels"] = prediction.labels
         if include_text:
             entry["text"] = text
         entries.append(entry)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
+from functions.core.config import Settings
 from tests.support import DATA_BUCKET, TICKETS, list_keys, multi_label_tree, upload_tree, wait_until
 
 API = "/custom_classifier"
@@ -25,7 +26,7 @@ def _wait(api: TestClient, experiment: str) -> dict[str, Any]:
 
 
 def test_multi_label_folders_train_predict_and_batch_every_label_over_its_threshold(
-    api: TestClient, s3: Any, dataset_prefix: str, experiment_name: str
+    api: TestClient, settings: Settings, s3: Any, dataset_prefix: str, experiment_name: str
 ) -> None:
     # given: 48 tickets, half with two labels (one file under both folders), and a ticket
     # whose copies differ
@@ -80,6 +81,9 @@ def test_multi_label_folders_train_predict_and_batch_every_label_over_its_thresh
     assert answer["labels"] == [t for t in TICKETS if answer["scores"][t] >= thresholds[t]]
     assert answer["abstained"] is False
     assert answer["label"] == max(answer["scores"], key=answer["scores"].get)
+    # and: the audit log keeps the labels it answered
+    audited = json.loads(settings.audit_log_path.read_text().splitlines()[-1])
+    assert audited["labels"] == answer["labels"]
 
     # when: what it got wrong is asked for, by a label it missed
     missed = api.get(f"{API}/runs/{run_id}/test_predictions",
