@@ -138,18 +138,7 @@ def evaluate(probs: np.ndarray, truth: np.ndarray, labels: list[str],
         "test_ece": expected_calibration_error(probs, truth),
     }
     metrics.update(_ranking_metrics(probs, truth, n))
-    per_class: dict[str, dict[str, float]] = {}
-    for i, label in enumerate(labels):
-        key = metric_key(label)
-        metrics[f"test_precision_{key}"] = float(precision[i])
-        metrics[f"test_recall_{key}"] = float(recall[i])
-        metrics[f"test_f1_{key}"] = float(f1[i])
-        per_class[label] = {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
+    per_class = _per_label(metrics, labels, (precision, recall, f1, support))
     matrix = confusion_matrix(truth, predicted, labels=indices)
     report = {
         "labels": labels,
@@ -158,6 +147,21 @@ def evaluate(probs: np.ndarray, truth: np.ndarray, labels: list[str],
         "confusion_matrix": matrix.tolist(),
     }
     return Evaluation(metrics=metrics, report=report, confusion=matrix)
+
+
+def _per_label(metrics: dict[str, float], labels: list[str], scores: tuple[Any, ...]
+               ) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Each label's precision, recall and F1 as metrics, and its row of the report."""
+    precision, recall, f1, support = scores
+    per_class: dict[str, dict[str, float]] = {}
+    for i, label in enumerate(labels):
+        key = metric_key(label)
+        metrics[f"test_precision_{key}"] = float(precision[i])
+        metrics[f"test_recall_{key}"] = float(recall[i])
+        metrics[f"test_f1_{key}"] = float(f1[i])
+        per_class[label] = {"precision": float(precision[i]), "recall": float(recall[i]),
+                            "f1": float(f1[i]), "support": int(support[i])}  # fmt: skip
+    return per_class
 
 
 def _evaluate_multi_label(probs: np.ndarray, truth: np.ndarray, labels: list[str],
@@ -179,18 +183,12 @@ def _evaluate_multi_label(probs: np.ndarray, truth: np.ndarray, labels: list[str
         truth, predicted, average=None, zero_division=0
     )
     matrices = multilabel_confusion_matrix(truth, predicted)
-    per_class: dict[str, dict[str, float]] = {}
+    per_class = _per_label(metrics, labels, (precision, recall, f1, support))
     for i, label in enumerate(labels):
-        key = metric_key(label)
-        metrics[f"test_precision_{key}"] = float(precision[i])
-        metrics[f"test_recall_{key}"] = float(recall[i])
-        metrics[f"test_f1_{key}"] = float(f1[i])
         (tn, fp), (fn, tp) = matrices[i].tolist()
-        per_class[label] = {"precision": float(precision[i]), "recall": float(recall[i]),
-                            "f1": float(f1[i]), "support": int(support[i]),
-                            "threshold": float(thresholds[i]), "true_positives": tp,
-                            "false_positives": fp, "false_negatives": fn,
-                            "true_negatives": tn}  # fmt: skip
+        per_class[label].update({"threshold": float(thresholds[i]), "true_positives": tp,
+                                 "false_positives": fp, "false_negatives": fn,
+                                 "true_negatives": tn})  # fmt: skip
     report = {
         "labels": labels,
         "multi_label": True,
