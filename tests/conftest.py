@@ -134,6 +134,10 @@ def start_mlflow(folder: Path, port: int, s3_endpoint: str) -> subprocess.Popen[
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     wait_until(lambda: requests.get(f"{uri}/health", timeout=1).ok, timeout=90, what="mlflow")
+    # /health answers before the worker opens its store (migrations on first use): a first
+    # API call past the API's 10 s timeout on a loaded machine was a 503 in the first test.
+    search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    wait_until(lambda: requests.get(search, timeout=60).ok, timeout=120, what="mlflow store")
     return process
 
 

@@ -153,6 +153,7 @@ class Estimate:
     truth: np.ndarray  # class indices, or (multi-label) 0/1 rows
     method: str  # e.g. "test split of 120 documents"
     keys: list[str]  # the documents estimated on, in the rows' order
+    cross_validated: bool = False  # out of fold: models that saw (k-1)/k of the documents
 
     @classmethod
     def of(cls, selection: Selection, split: Split, labels: list[str]) -> Estimate:
@@ -174,29 +175,33 @@ class Estimate:
         return cls(probs, label_truth(held_docs, labels, multi_label),
                    f"{folds}-fold cross-validation, out of fold, over all {len(docs)} "
                    f"documents (a test split would hold under {SMALL_TEST})",
-                   [docs[row].key for row in held.rows])  # fmt: skip
+                   [docs[row].key for row in held.rows], cross_validated=True)  # fmt: skip
 
 
-def gate(metrics: dict[str, float], hp: Hyperparameters, method: str) -> tuple[bool, str]:
+def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> tuple[bool, str]:
     """Passed when the estimate meets `min_macro_f1` and its 95% interval lies above the
-    majority-class baseline; the reason says which bar and by how much."""
+    majority-class baseline; the reason says which bar and by how much.
+
+    A cross-validated estimate misses the bar only when its whole interval lies under it:
+    its fold models saw (k-1)/k of a few documents and score under the model served (on
+    TREC at 8 a label, `contrastive` out of fold 0.69, on the test set 0.79)."""
     score, low = metrics["test_macro_f1"], metrics["test_macro_f1_low"]
     baseline = metrics["majority_macro_f1"]
     high = metrics["test_macro_f1_high"]
-    said = f"macro-F1 {score:.4f} (95% interval {low:.4f}-{high:.4f}, {method})"
-    if score < hp.min_macro_f1:
-        return (
-            False,
-            f"{said} is below the bar {hp.min_macro_f1:.4f} by {hp.min_macro_f1 - score:.4f}",
-        )
+    said = f"macro-F1 {score:.4f} (95% interval {low:.4f}-{high:.4f}, {estimate.method})"
+    bar = hp.min_macro_f1
+    judged = high if estimate.cross_validated else score
+    if judged < bar:
+        top = f"; its interval tops out at {high:.4f}" if estimate.cross_validated else ""
+        return False, f"{said} is below the bar {bar:.4f} by {bar - score:.4f}{top}"
     if low <= baseline:
         return False, (
             f"{said} does not clearly beat the majority-class baseline {baseline:.4f}: "
             f"its interval starts {baseline - low:.4f} under it"
         )
+    meets = "reaches the bar within its interval" if score < bar else "meets the bar"
     return True, (
-        f"{said} meets the bar {hp.min_macro_f1:.4f} and clearly beats the majority-class "
-        f"baseline {baseline:.4f}"
+        f"{said} {meets} {bar:.4f} and clearly beats the majority-class baseline {baseline:.4f}"
     )
 
 
@@ -292,7 +297,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     classifier_dir = paths.model_dir / "classifier"
     classifier.save(classifier_dir)
     model_uri = tracker.log_model(classifier_dir)
-    passed, reason = gate(metrics, hp, estimate.method)
+    passed, reason = gate(metrics, hp, estimate)
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
     cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve
     registering = passed and not cancelled
