@@ -117,6 +117,7 @@ def selection_models(labels: list[str], split: Split, seed: int) -> tuple[list[M
     began = time.monotonic()
     selection = select_model(hp, labels, split, lambda e, m: None, began)
     winner = selection.winner
+    print(f"  auto kept {winner.kind}: {selection.reason}", flush=True)
     models: list[Model] = [
         (f"auto:{winner.kind}", _predictor(winner.classifier), time.monotonic() - began)
     ]

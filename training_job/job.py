@@ -42,6 +42,7 @@ from training_job.hpo import Tuning
 from training_job.kinds.base import IMBALANCE_STRATEGY, label_truth, resolve_base_model
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
+    TAG_CHOICE,
     TAG_ESTIMATE,
     TAG_GATE,
     TAG_GATE_REASON,
@@ -115,7 +116,7 @@ def log_selection(tracker: RunTracker, selection: Selection, measure: str) -> No
     tracker.log_metrics(
         {f"candidate_{kind}_estimated_seconds": s for kind, s in selection.estimates.items()}
     )
-    tags = {TAG_MODEL_KIND: selection.winner.kind}
+    tags = {TAG_MODEL_KIND: selection.winner.kind, TAG_CHOICE: selection.reason}
     tags.update({f"{TAG_SKIPPED}.{kind}": why for kind, why in selection.skipped.items()})
     if selection.tuning is not None:
         tags[TAG_HPO] = log_tuning(tracker, selection.tuning)

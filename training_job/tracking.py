@@ -31,6 +31,8 @@ TAG_REGISTERED = "custom_classifier.registered_model"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_SKIPPED = "custom_classifier.skipped"
 TAG_HPO = "custom_classifier.hpo"
+# Why `auto` kept the model it kept (the best score, or an underrated kind within the noise).
+TAG_CHOICE = "custom_classifier.choice"
 # What the test metrics and the bar were measured on (test split, or cross-validation).
 TAG_ESTIMATE = "custom_classifier.estimate"
 # Set by the API's cancel: the run ends KILLED and registers nothing.

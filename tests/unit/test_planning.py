@@ -81,6 +81,7 @@ class Script:
 
     cost: float
     wrong: set[int]
+    underrated: bool = False  # underrated_by_folds
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class FakeKind(ModelKind):
         self.name = name  # type: ignore[misc]
         self.summary = name  # type: ignore[misc]
 
+    @property
+    def underrated_by_folds(self) -> bool:  # type: ignore[override]
+        return FakeKind.scripts[self.name].underrated
+
     def option_values(self, hp: Hyperparameters) -> dict[str, Any]:
         return {}
 
@@ -109,7 +114,8 @@ class FakeKind(ModelKind):
 
             def fit(self, hp: Hyperparameters) -> Fitted:
                 FakeKind.fitted.append(kind.name)
-                rows = data.val_rows
+                # scored by folds, every row is held out once
+                rows = data.train_rows + data.val_rows if data.cross_validated else data.val_rows
                 logits = _confident(rows, FakeKind.scripts[kind.name].wrong, data)
                 table = {data.docs[r].text: list(logits[i]) for i, r in enumerate(rows)}
                 f1 = macro_f1(data.truth[rows], logits)
@@ -137,20 +143,43 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Script]:
     return FakeKind.scripts
 
 
-def _select(**hp: Any) -> Any:
+# Validation too small to decide (rows 0-19 of train + validation): scored by folds.
+SMALL = Split(_docs(16, "train"), _docs(4, "val"), _docs(4, "test"))
+
+
+def _select(split: Split = SPLIT, **hp: Any) -> Any:
     params = Hyperparameters(labels=LABELS, **hp)
-    return select_model(params, LABELS, SPLIT, lambda e, m: None, time.monotonic())
+    return select_model(params, LABELS, split, lambda e, m: None, time.monotonic())
+
+
+def _leader(f1: float, per_label: int | None = None) -> Candidate:
+    """The best candidate so far, scored on `per_label` documents of each label if given."""
+    held_out = None if per_label is None else HeldOut(list(range(2 * per_label)), np.zeros(0))
+    return Candidate(None, f1, held_out=held_out, kind="tfidf")  # type: ignore[arg-type]
+
+
+def _truth(per_label: int) -> np.ndarray:
+    return np.array([0, 1] * per_label)
 
 
 def test_a_costly_kind_is_fitted_only_where_the_room_left_pays_for_its_minutes() -> None:
-    leader = Candidate(classifier=None, selection_f1=0.98, kind="tfidf")  # type: ignore[arg-type]
+    many = _truth(500)
     # five minutes for at most two points: not at one point a minute
-    assert "at most 2.0 points" in str(not_worth(300, leader, 1.0))
-    assert not_worth(90, leader, 1.0) is None  # a minute and a half: worth trying
-    assert not_worth(300, leader, 0.0) is None  # 0: every kind is tried
-    perfect = Candidate(classifier=None, selection_f1=1.0, kind="tfidf")  # type: ignore[arg-type]
-    assert "no kind can beat it" in str(not_worth(1, perfect, 1.0))
-    assert not_worth(20, Candidate(None, 0.999, kind="x"), 1.0) is None  # type: ignore[arg-type]
+    assert "at most 2.0 points" in str(not_worth(300, _leader(0.98), 1.0, many))
+    assert not_worth(90, _leader(0.98), 1.0, many) is None  # a minute and a half: worth trying
+    assert not_worth(300, _leader(0.98), 0.0, many) is None  # 0: every kind is tried
+    assert not_worth(20, _leader(1.0), 1.0, many) is None  # cheap kinds are always tried
+    assert "at most 0.0 points" in str(not_worth(60, _leader(1.0), 1.0, many))
+
+
+def test_a_perfect_score_on_a_few_documents_leaves_one_document_of_room() -> None:
+    # 8 documents a label, all right: one wrong would cost about 100 / (2 x 8) = 6.2 points
+    few = _leader(1.0, per_label=8)
+    assert not_worth(360, few, 1.0, _truth(8)) is None  # six minutes for up to 6.2 points
+    assert "at most 6.2 points" in str(not_worth(400, few, 1.0, _truth(8)))
+    # on 100 a label one document is half a point: a minute is not worth it
+    assert "at most 0.5 points" in str(not_worth(60, _leader(1.0, per_label=100), 1.0,
+                                                 _truth(100)))  # fmt: skip
 
 
 def test_auto_fits_the_cheapest_kinds_first_and_drops_one_that_cannot_pay_for_itself(
@@ -250,3 +279,34 @@ def test_an_ensemble_asked_for_fits_its_members_first_and_fails_clearly_without_
     with pytest.raises(ValueError, match="at least two fitted kinds"):
         ensemble.KIND.trainer(SelectionData(Hyperparameters(), LABELS, SPLIT,
                                             lambda e, m: None)).fit(Hyperparameters())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("wrong", "kept"),
+    [
+        # the underrated kind is one document behind on 20: within the noise, it is kept
+        ({2, 3}, "costly"),
+        # seven documents behind: beaten clearly
+        (set(range(2, 10)), "cheap"),
+        # wrong on the same document: a tie, which the cheaper kind wins
+        ({2}, "cheap"),
+    ],
+)
+def test_scored_by_folds_an_underrated_kind_is_kept_unless_clearly_beaten(
+    registry: dict[str, Script], wrong: set[int], kept: str
+) -> None:
+    registry.update(cheap=Script(0.0, {2}), middle=Script(1.0, {*range(10), *range(60, 70)}),
+                    costly=Script(2.0, wrong, underrated=True))  # fmt: skip
+    # when
+    selection = _select(SMALL, min_gain_per_minute=0)
+    # then
+    best = max(selection.candidates, key=lambda c: c.selection_f1)
+    assert best.kind == "cheap"
+    assert selection.winner.kind == kept
+    assert "out of fold on 20 documents" in selection.reason
+    assert ("within the noise" in selection.reason) is (kept == "costly")
+    # and: judged on a validation split, by the models served, one document decides
+    registry.update(cheap=Script(0.0, {61}), costly=Script(2.0, {61, 62}, underrated=True))
+    selection = _select(min_gain_per_minute=0)
+    assert selection.winner.kind == "cheap"
+    assert selection.reason.startswith("the best selection macro-F1")

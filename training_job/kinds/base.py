@@ -111,6 +111,23 @@ def selection_score(truth: np.ndarray, logits: np.ndarray) -> float:
     return micro_f1(truth, probs >= tune_thresholds(probs, truth))
 
 
+def difference_standard_error(truth: np.ndarray, first: np.ndarray, second: np.ndarray,
+                              seed: int) -> float:  # fmt: skip
+    """Bootstrap standard error of the selection measure's difference, first - second,
+    between two kinds' logits for the same rows."""
+    from scipy.stats import bootstrap
+
+    def difference(rows: np.ndarray) -> float:
+        rows = rows.astype(int)
+        return selection_score(truth[rows], first[rows]) - selection_score(
+            truth[rows], second[rows]
+        )
+
+    result = bootstrap((np.arange(len(truth)),), difference, n_resamples=200, vectorized=False,
+                       method="percentile", random_state=seed)  # fmt: skip
+    return float(result.standard_error)
+
+
 def calibrate(config: ClassifierConfig, logits: np.ndarray, truth: np.ndarray
               ) -> ClassifierConfig:  # fmt: skip
     """The config with what held-out logits fit: a temperature, or (multi-label) each
@@ -289,6 +306,10 @@ class ModelKind(ABC):
     space: ClassVar[dict[str, Search]] = {}  # what tuning searches (names of `options`)
     # Built from the other kinds' fits (SelectionData.members): planned after them.
     combines: ClassVar[bool] = False
+    # Scored by folds, its fold models fall furthest under the model served (an encoder
+    # tuned on two thirds of a few documents): `auto` keeps it there unless another kind
+    # beats it clearly (training_job/candidates.py).
+    underrated_by_folds: ClassVar[bool] = False
 
     def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
         """Why `auto` should not try this kind on such data (None: try it)."""

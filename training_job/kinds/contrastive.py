@@ -300,6 +300,7 @@ class Contrastive(ModelKind):
     summary = "MiniLM tuned on pairs of documents (SetFit-style) + logistic regression; few-shot"
     options = ContrastiveOptions
     space = {"contrastive_learning_rate": Search(5e-6, 1e-4, log=True)}
+    underrated_by_folds = True
 
     def unsuited(self, hp: Hyperparameters, split: Split) -> str | None:
         average = training_docs_per_label(split)

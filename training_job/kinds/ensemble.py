@@ -33,6 +33,7 @@ from training_job.kinds.base import (
     ModelKind,
     SelectionData,
     calibrate,
+    difference_standard_error,
     read_options,
     scored_by_folds,
     selection_score,
@@ -50,23 +51,6 @@ class EnsembleOptions:
     ensemble_max_members: int = 3  # the best this many kinds at most (2 at least)
     # The gain over the best member must exceed this many bootstrap standard errors.
     ensemble_standard_errors: float = 2.0
-
-
-def gain_standard_error(truth: np.ndarray, combined: np.ndarray, single: np.ndarray,
-                        seed: int) -> float:  # fmt: skip
-    """Bootstrap standard error of the selection measure's difference, combined - single,
-    on the same rows."""
-    from scipy.stats import bootstrap
-
-    def difference(rows: np.ndarray) -> float:
-        rows = rows.astype(int)
-        return selection_score(truth[rows], combined[rows]) - selection_score(
-            truth[rows], single[rows]
-        )
-
-    result = bootstrap((np.arange(len(truth)),), difference, n_resamples=200, vectorized=False,
-                       method="percentile", random_state=seed)  # fmt: skip
-    return float(result.standard_error)
 
 
 def average_log_probabilities(probabilities: list[np.ndarray], multi_label: bool) -> np.ndarray:
@@ -154,7 +138,7 @@ class _Trainer(KindTrainer):
         # The gain over the best member on the same rows beyond the noise, on top of that
         # member's selection score (under cross-validation it averages several repeats).
         gain = score - best_on_rows
-        error = gain_standard_error(truth, logits, best.held_out.logits, hp.seed)
+        error = difference_standard_error(truth, logits, best.held_out.logits, hp.seed)
         config = calibrate(self.data.config(Ensemble.name), logits, truth)
         classifier = EnsembleClassifier([f.classifier for _, f in chosen], config)
         details = {
