@@ -17,7 +17,9 @@ registry's order). Scored by folds, a kind `underrated_by_folds` (contrastive tu
 kept unless another beats it by more than two standard errors of the paired out-of-fold
 difference: at 8 documents a label its fold encoders learn from two thirds of a few
 documents. On three corpora at 8 a label (bench/fewshot.py) it scored at least `head`'s
-test macro-F1 in 9 seeds of 9, while its fold score lost to another kind's in 4.
+test macro-F1 in 9 seeds of 9, while its fold score lost to another kind's in 4. It is
+not kept where its out-of-fold score would not clearly beat the majority class (the bar
+would refuse the run it is judged on, where the best kind would register).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from training_job import kinds
 from training_job.config import Hyperparameters
+from training_job.evaluate import macro_f1_interval, majority_macro_f1, predicted_labels
 from training_job.hpo import Tuning, tune
 from training_job.kinds.base import (
     EpochCallback,
@@ -219,4 +222,18 @@ def keep(candidates: list[Candidate], data: SelectionData) -> tuple[Candidate, s
     )
     if gain > CLEAR_STANDARD_ERRORS * error or error == 0:  # 0: right on the same rows, a tie
         return best, f"{why}; {margin}"
+    if not clears_majority(kept, truth, len(data.labels), data.hp.seed):
+        return best, (
+            f"{why}; {margin}, but {kept.kind}'s out-of-fold score does not clearly beat the "
+            "majority class: the run would be refused"
+        )
     return kept, f"{margin}: within the noise, and {kept.kind}'s fold models score under it"
+
+
+def clears_majority(candidate: Candidate, truth: np.ndarray, n_labels: int, seed: int) -> bool:
+    """Whether the 95% interval of its held-out macro-F1 lies above the majority-class
+    baseline: the bar's own rule on the estimate a cross-validated run is judged on."""
+    thresholds = candidate.classifier.config.thresholds
+    predicted = predicted_labels(candidate.held_out_probabilities(), thresholds)
+    low, _ = macro_f1_interval(truth, predicted, n_labels, seed)
+    return low > majority_macro_f1(truth, n_labels)
