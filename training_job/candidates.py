@@ -17,7 +17,9 @@ registry's order). Scored by folds, a kind `underrated_by_folds` (contrastive tu
 kept unless another beats it by more than two standard errors of the paired out-of-fold
 difference: at 8 documents a label its fold encoders learn from two thirds of a few
 documents. On three corpora at 8 a label (bench/fewshot.py) it scored at least `head`'s
-test macro-F1 in 9 seeds of 9, while its fold score lost to another kind's in 4. It is
+test macro-F1 in 9 seeds of 9, while its fold score lost to another kind's in 4. A tie
+is kept too: on SMS spam (seeds 1-2) head and contrastive answered the 16 documents alike
+out of fold, and contrastive scored 0 and 12 points more on the test set. It is
 not kept where its out-of-fold score would not clearly beat the majority class (the bar
 would refuse the run it is judged on, where the best kind would register).
 """
@@ -205,7 +207,8 @@ def keep(candidates: list[Candidate], data: SelectionData) -> tuple[Candidate, s
     """The candidate `auto` keeps, and why: the best selection score, but where kinds are
     scored by folds, the best underrated kind unless that score beats it clearly."""
     best = choose(candidates)
-    why = f"the best selection macro-F1 ({best.selection_f1:.4f})"
+    measure = "micro-F1" if data.multi_label else "macro-F1"
+    why = f"the best selection {measure} ({best.selection_f1:.4f})"
     underrated = [c for c in candidates if kinds.get(c.kind).underrated_by_folds]
     if not data.cross_validated or not underrated or best in underrated:
         return best, why
@@ -220,12 +223,15 @@ def keep(candidates: list[Candidate], data: SelectionData) -> tuple[Candidate, s
         f"{best.kind} scores {gain:.4f} over {kept.kind} out of fold on {len(truth)} documents "
         f"({CLEAR_STANDARD_ERRORS:g} standard errors: {CLEAR_STANDARD_ERRORS * error:.4f})"
     )
-    if gain > CLEAR_STANDARD_ERRORS * error or error == 0:  # 0: right on the same rows, a tie
+    if gain > CLEAR_STANDARD_ERRORS * error:  # a tie too is kept: the folds underrate it
         return best, f"{why}; {margin}"
-    if not clears_majority(kept, truth, len(data.labels), data.hp.seed):
+    n_labels, seed = len(data.labels), data.hp.seed
+    if not clears_majority(kept, truth, n_labels, seed) and clears_majority(
+        best, truth, n_labels, seed
+    ):
         return best, (
             f"{why}; {margin}, but {kept.kind}'s out-of-fold score does not clearly beat the "
-            "majority class: the run would be refused"
+            f"majority class: the run would be refused where {best.kind}'s registers"
         )
     return kept, f"{margin}: within the noise, and {kept.kind}'s fold models score under it"
 

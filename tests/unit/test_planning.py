@@ -288,8 +288,8 @@ def test_an_ensemble_asked_for_fits_its_members_first_and_fails_clearly_without_
         ({2, 3}, "costly"),
         # seven documents behind: beaten clearly
         (set(range(2, 10)), "cheap"),
-        # wrong on the same document: a tie, which the cheaper kind wins
-        ({2}, "cheap"),
+        # wrong on the same document: a tie, and the folds underrate it
+        ({2}, "costly"),
     ],
 )
 def test_scored_by_folds_an_underrated_kind_is_kept_unless_clearly_beaten(
@@ -312,7 +312,7 @@ def test_scored_by_folds_an_underrated_kind_is_kept_unless_clearly_beaten(
     assert selection.reason.startswith("the best selection macro-F1")
 
 
-def test_an_underrated_kind_is_not_kept_where_its_estimate_would_refuse_the_run(
+def test_an_underrated_kind_is_not_kept_where_only_its_estimate_would_refuse_the_run(
     registry: dict[str, Script],
 ) -> None:
     # given: on 20 documents the best kind is wrong on 6, the underrated one on 8: within
@@ -324,3 +324,6 @@ def test_an_underrated_kind_is_not_kept_where_its_estimate_would_refuse_the_run(
     # then: the kind whose estimate would register is kept, and the run says why
     assert selection.winner.kind == "cheap"
     assert "does not clearly beat the majority class" in selection.reason
+    # and: where the best kind's estimate would be refused too, the underrated one is kept
+    registry.update(cheap=Script(0.0, set(range(0, 16, 2))))
+    assert _select(SMALL, min_gain_per_minute=0).winner.kind == "costly"
