@@ -38,6 +38,7 @@ from training_job.config import Hyperparameters
 from training_job.evaluate import macro_f1_interval, majority_macro_f1, predicted_labels
 from training_job.hpo import Tuning, tune
 from training_job.kinds.base import (
+    CLEAR_STANDARD_ERRORS,
     EpochCallback,
     Fitted,
     KindTrainer,
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 
 # A kind estimated to fit within this many seconds is always tried (while it can win).
 CHEAP_SECONDS = 30.0
-# Scored by folds, an underrated kind loses only to a gain of more than this many bootstrap
-# standard errors of the paired difference (the rule `ensemble` uses against its members).
-CLEAR_STANDARD_ERRORS = 2.0
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,11 @@ def selection_score(truth: np.ndarray, logits: np.ndarray) -> float:
     return micro_f1(truth, probs >= tune_thresholds(probs, truth))
 
 
+# A gain counts where it exceeds this many bootstrap standard errors of the paired
+# difference (`ensemble` over its best member; scored by folds, any kind over an underrated one).
+CLEAR_STANDARD_ERRORS = 2.0
+
+
 def difference_standard_error(truth: np.ndarray, first: np.ndarray, second: np.ndarray,
                               seed: int) -> float:  # fmt: skip
     """Bootstrap standard error of the selection measure's difference, first - second,

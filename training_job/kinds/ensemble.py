@@ -27,6 +27,7 @@ import numpy as np
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
+    CLEAR_STANDARD_ERRORS,
     Fitted,
     HeldOut,
     KindTrainer,
@@ -50,7 +51,7 @@ MEMBERS_FILE = "ensemble.json"  # the members' kinds, in the order of their fold
 class EnsembleOptions:
     ensemble_max_members: int = 3  # the best this many kinds at most (2 at least)
     # The gain over the best member must exceed this many bootstrap standard errors.
-    ensemble_standard_errors: float = 2.0
+    ensemble_standard_errors: float = CLEAR_STANDARD_ERRORS
 
 
 def average_log_probabilities(probabilities: list[np.ndarray], multi_label: bool) -> np.ndarray:
