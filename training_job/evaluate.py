@@ -27,6 +27,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from training_job.kinds.base import resampled_macro_f1
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -74,12 +76,12 @@ def macro_f1_interval(truth: np.ndarray, predicted: np.ndarray, n_labels: int, s
     """95% bootstrap (percentile) interval of macro-F1, resampling the documents
     (`predicted`: classes, or multi-label 0/1 rows)."""
     rng = np.random.default_rng(seed)
-    labels = list(range(n_labels))
-    scores = []
-    for _ in range(resamples):
-        rows = rng.integers(0, len(truth), len(truth))
-        scores.append(f1_score(truth[rows], predicted[rows], labels=labels, average="macro",
-                               zero_division=0))  # fmt: skip
+    chunk = 100  # resamples at a time: memory bounded on a large test set
+    scores = np.concatenate([
+        resampled_macro_f1(truth, predicted, rng.integers(0, len(truth), (n, len(truth))),
+                           n_labels)
+        for n in [chunk] * (resamples // chunk) + [resamples % chunk] if n
+    ])  # fmt: skip
     low, high = np.percentile(scores, [2.5, 97.5])
     return float(low), float(high)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from training_job.evaluate import (
     evaluate,
@@ -15,6 +16,7 @@ from training_job.evaluate import (
     write_predictions,
     write_report,
 )
+from training_job.kinds.base import resampled_macro_f1
 
 
 def test_multiclass_metrics_report_and_png(tmp_path: Path) -> None:
@@ -85,3 +87,26 @@ def test_the_multi_label_baseline_answers_the_commonest_set_of_labels() -> None:
     truth = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [1, 1]])
     # always {first}: F1 of first = 2*4/(2*4+0+1) = 8/9; of second, 0
     assert majority_macro_f1(truth, 2) == pytest.approx(8 / 9 / 2)
+
+
+@pytest.mark.parametrize("n_labels", [2, 5, 20])
+@pytest.mark.parametrize("documents", [4, 30, 300])
+def test_resampled_macro_f1_is_scikit_learns_for_every_resample(
+    n_labels: int, documents: int
+) -> None:
+    # given: answers right 60% of the time, and 50 bootstrap resamples of the documents
+    rng = np.random.default_rng(n_labels * documents)
+    truth = rng.integers(0, n_labels, documents)
+    answers = np.where(rng.random(documents) < 0.6, truth, rng.integers(0, n_labels, documents))
+    rows = rng.integers(0, documents, (50, documents))
+    every, present = list(range(n_labels)), None
+    matrix = rng.integers(0, 2, (documents, n_labels))
+    flipped = np.where(rng.random((documents, n_labels)) < 0.7, matrix, 1 - matrix)
+
+    # then: each resample's macro-F1 is f1_score's, over every label or the present ones
+    for labels, only in ((every, False), (present, True)):
+        expected = [f1_score(truth[r], answers[r], labels=labels, average="macro",
+                             zero_division=0) for r in rows]  # fmt: skip
+        assert resampled_macro_f1(truth, answers, rows, n_labels, only) == pytest.approx(expected)
+    expected = [f1_score(matrix[r], flipped[r], average="macro", zero_division=0) for r in rows]
+    assert resampled_macro_f1(matrix, flipped, rows, n_labels) == pytest.approx(expected)
