@@ -88,11 +88,9 @@ def resampled_macro_f1(truth: np.ndarray, predicted: np.ndarray, rows: np.ndarra
         trues, answers = count(offset + found), count(offset + answered)
     both = trues + answers
     f1 = 2 * hits / np.maximum(both, 1)
-    if not present_only:
-        result: np.ndarray = f1.mean(axis=1)
-        return result
-    present = both > 0
-    return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    present = both > 0 if present_only else np.ones_like(both, dtype=bool)
+    result: np.ndarray = (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    return result
 
 
 def label_truth(docs: list[Document], labels: list[str], multi_label: bool) -> np.ndarray:
@@ -162,7 +160,8 @@ def difference_standard_error(truth: np.ndarray, first: np.ndarray, second: np.n
         n = first.shape[1]
         scores = [resampled_macro_f1(truth, logits.argmax(axis=1), flat, n, present_only=True)
                   for logits in (first, second)]  # fmt: skip
-        return (scores[0] - scores[1]).reshape(rows.shape[:-1])
+        result: np.ndarray = (scores[0] - scores[1]).reshape(rows.shape[:-1])
+        return result
 
     single = truth.ndim == 1
     result = bootstrap((np.arange(len(truth)),), differences if single else difference,
