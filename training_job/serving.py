@@ -3,8 +3,8 @@ scores, and the loader that hands a saved model to the kind that saved it.
 
 This package ships inside every logged model (code_paths; training_job/pyfunc.py is the
 MLflow model's code), so a served model keeps the code it was trained with; it imports only
-what serving has: torch, transformers, numpy, scikit-learn. Evaluation in the job uses the
-same code, so what is measured is what is served.
+what serving has: numpy, scikit-learn, tokenizers (each kind imports its runtime where it
+loads). Evaluation in the job uses the same code, so what is measured is what is served.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 CONFIG_FILE = "classifier.json"
 
@@ -142,32 +142,43 @@ def torch_bytes(model: Any) -> int:
     return int(sum(p.numel() * p.element_size() for p in model.parameters()))
 
 
-def token_windows(
-    tokenizer: Any, config: ClassifierConfig, texts: list[str]
-) -> tuple[Any, Any, np.ndarray]:
-    """Padded windows (ids, mask) read for each text, and the text each window belongs to."""
-    encoded = tokenizer(
-        texts,
-        truncation=True,
-        max_length=config.max_length,
-        stride=config.window_overlap,
-        return_overflowing_tokens=True,
-        padding="longest",
-        return_tensors="pt",
-    )
-    owners = encoded["overflow_to_sample_mapping"].tolist()
-    rows_of: list[list[int]] = [[] for _ in texts]
-    for row, owner in enumerate(owners):
-        rows_of[owner].append(row)
-    keep: list[int] = []
-    for rows in rows_of:
-        keep.extend(rows[i] for i in select_windows(len(rows), config.max_windows))
-    return encoded["input_ids"][keep], encoded["attention_mask"][keep], np.asarray(owners)[keep]
+def windows_tokenizer(tokenizer: Any) -> Any:
+    """A `tokenizers.Tokenizer` for `token_windows`: a model folder's tokenizer.json, or a
+    copy of a Hugging Face fast tokenizer's (its own settings are left alone)."""
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, (str, Path)):
+        return Tokenizer.from_file(str(Path(tokenizer) / "tokenizer.json"))
+    return Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
 
 
-def row_batches(mask: Any, batch_size: int) -> Any:
+def token_windows(tokenizer: Any, config: ClassifierConfig, texts: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Padded windows (ids, mask) read for each text, and the text each window belongs to:
+    `max_length` tokens overlapping by `window_overlap`, at most `max_windows` a text.
+    `tokenizer` is a `tokenizers.Tokenizer` (windows_tokenizer), so serving needs neither
+    torch nor transformers and training reads the same windows."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(config.max_length, stride=config.window_overlap)
+    windows: list[Any] = []
+    owners: list[int] = []
+    for owner, encoding in enumerate(tokenizer.encode_batch(texts)):
+        found = [encoding, *encoding.overflowing]
+        kept = select_windows(len(found), config.max_windows)
+        windows.extend(found[i] for i in kept)
+        owners.extend([owner] * len(kept))
+    width = max((len(w.ids) for w in windows), default=0)
+    ids = np.zeros((len(windows), width), dtype=np.int64)  # masked: any pad id reads the same
+    mask = np.zeros((len(windows), width), dtype=np.int64)
+    for row, window in enumerate(windows):
+        ids[row, : len(window.ids)] = window.ids
+        mask[row, : len(window.ids)] = window.attention_mask
+    return ids, mask, np.asarray(owners, dtype=np.int64)
+
+
+def row_batches(mask: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
     """Row batches, longest windows first, each cut to its own longest window."""
-    order = torch.argsort(mask.sum(dim=1), descending=True)
+    order = np.argsort(-mask.sum(axis=1), kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         yield rows, int(mask[rows[0]].sum())

@@ -42,9 +42,9 @@ from training_job.serving import (
     ClassifierConfig,
     TextClassifier,
     row_batches,
-    select_windows,
     token_windows,
     torch_bytes,
+    windows_tokenizer,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class WindowedClassifier(TextClassifier):
     def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.window_tokenizer = windows_tokenizer(tokenizer)
         self.config = config
 
     def size_bytes(self) -> int:
@@ -108,37 +109,21 @@ class WindowedClassifier(TextClassifier):
         self.config.write(folder)
 
     def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
-        """Token windows for all texts and, for each window, the index of its text."""
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.config.max_length,
-            stride=self.config.window_overlap,
-            return_overflowing_tokens=True,
-            padding=False,
-        )
-        per_text: dict[int, list[list[int]]] = {}
-        for ids, owner in zip(
-            encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True
-        ):
-            per_text.setdefault(int(owner), []).append(ids)
-        windows: list[list[int]] = []
-        owners: list[int] = []
-        for owner in range(len(texts)):
-            found = per_text.get(owner, [])
-            for index in select_windows(len(found), self.config.max_windows):
-                windows.append(found[index])
-                owners.append(owner)
-        return windows, owners
+        """Token windows for all texts (unpadded) and, for each window, the index of its text."""
+        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
+        return [row[: int(m.sum())].tolist() for row, m in zip(ids, mask, strict=True)], [
+            int(o) for o in owners
+        ]
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Mean window logits per text (before temperature)."""
-        ids, mask, owners = token_windows(self.tokenizer, self.config, texts)
+        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
         totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
         with torch.inference_mode():
             for rows, width in row_batches(mask, self.config.batch_size):
-                out = self.model(input_ids=ids[rows, :width], attention_mask=mask[rows, :width])
-                np.add.at(totals, owners[rows.numpy()], out.logits.float().numpy())
+                out = self.model(input_ids=torch.from_numpy(ids[rows, :width]),
+                                 attention_mask=torch.from_numpy(mask[rows, :width]))  # fmt: skip
+                np.add.at(totals, owners[rows], out.logits.float().numpy())
         counts = np.bincount(owners, minlength=len(texts)).astype(np.float64)
         return totals / np.maximum(counts, 1)[:, None]
 

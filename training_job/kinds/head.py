@@ -37,6 +37,7 @@ from training_job.serving import (
     row_batches,
     token_windows,
     torch_bytes,
+    windows_tokenizer,
 )
 
 
@@ -60,6 +61,7 @@ class TextEncoder:
     def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.window_tokenizer = windows_tokenizer(tokenizer)
         self.config = config
 
     @classmethod
@@ -70,16 +72,17 @@ class TextEncoder:
         return cls(model, AutoTokenizer.from_pretrained(name), config)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        ids, mask, owners = token_windows(self.tokenizer, self.config, texts)
+        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
         width = self.model.config.hidden_size
         totals = np.zeros((len(texts), width), dtype=np.float64)
         with torch.inference_mode():
             for rows, cut in row_batches(mask, self.config.batch_size):
-                window_mask = mask[rows, :cut]
-                hidden = self.model(input_ids=ids[rows, :cut], attention_mask=window_mask)[0]
+                window_mask = torch.from_numpy(mask[rows, :cut])
+                window_ids = torch.from_numpy(ids[rows, :cut])
+                hidden = self.model(input_ids=window_ids, attention_mask=window_mask)[0]
                 weights = window_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-                np.add.at(totals, owners[rows.numpy()], pooled.float().numpy())
+                np.add.at(totals, owners[rows], pooled.float().numpy())
         norms = np.linalg.norm(totals, axis=1, keepdims=True)
         result: np.ndarray = totals / np.maximum(norms, 1e-12)
         return result
