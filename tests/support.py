@@ -76,6 +76,27 @@ def keyword_tree(labels: dict[str, list[str]], per_label: int) -> dict[str, dict
     return tree
 
 
+HEAVY_RUNTIMES = ("torch", "transformers", "sentence_transformers")
+
+
+def predict_in_fresh_process(folder: Path, text: str) -> tuple[str, list[str]]:
+    """A saved classifier's label for `text`, loaded and asked in a new Python process
+    through the loader every kind shares, and which of HEAVY_RUNTIMES that process imported."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from training_job.serving import load_classifier\n"
+        f"answer = load_classifier({str(folder)!r}).predict([{text!r}])[0]\n"
+        f"print(json.dumps([answer.label, [m for m in {HEAVY_RUNTIMES!r} if m in sys.modules]]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    label, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    return str(label), list(heavy)
+
+
 def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

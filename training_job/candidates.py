@@ -44,6 +44,7 @@ from training_job.kinds.base import (
     KindTrainer,
     SelectionData,
     difference_standard_error,
+    score_standard_error,
     selection_score,
 )
 from training_job.split import Split
@@ -103,15 +104,22 @@ def one_document(truth: np.ndarray) -> float:
     return 100 / (len(counts) * min(counts))
 
 
-def not_worth(cost: float, leader: Candidate, rate: float, truth: np.ndarray) -> str | None:
+def not_worth(cost: float, leader: Candidate, rate: float, truth: np.ndarray, seed: int = 0
+              ) -> str | None:  # fmt: skip
     """Why a kind estimated at `cost` seconds is not worth fitting after `leader`, the best
-    so far (None: fit it). No kind can add more than 1 - the leader's score, nor less than
-    one document on the rows it was scored on (`truth`: every selection row's classes)."""
+    so far (None: fit it). The room it may fill is 1 - the leader's score, plus what that
+    score cannot rule out on the rows it was measured on (two bootstrap standard errors:
+    0.885 on 32 SMS messages was 0.79 on the test set), and at least one document of the
+    rarest label (`truth`: every selection row's classes)."""
     if rate <= 0 or cost <= CHEAP_SECONDS:
         return None
     room = 100 * (1 - leader.selection_f1)
-    if leader.held_out is not None:
-        room = max(room, one_document(truth[leader.held_out.rows]))
+    held = leader.held_out
+    if held is not None:
+        rows = truth[held.rows]
+        if len(held.logits) == len(rows):
+            room += 100 * CLEAR_STANDARD_ERRORS * score_standard_error(rows, held.logits, seed)
+        room = max(room, one_document(rows))
     if room >= rate * cost / 60:
         return None
     return (
@@ -166,7 +174,7 @@ def select_model(
             if reason is None:
                 cost = trainer.trainer(name).cost()
                 reason = not_worth(cost, choose(candidates), hp.min_gain_per_minute,
-                                   data.truth)  # fmt: skip
+                                   data.truth, hp.seed)  # fmt: skip
             if reason is not None:
                 skipped[name] = reason
                 log.info("candidate %s skipped: %s", name, reason)

@@ -20,6 +20,7 @@ from training_job.config import Hyperparameters, JobPaths
 from training_job.data import (
     Dataset,
     DatasetError,
+    Document,
     DocumentSource,
     FolderSource,
     S3Source,
@@ -40,6 +41,7 @@ from training_job.evaluate import (
 )
 from training_job.hpo import Tuning
 from training_job.kinds.base import IMBALANCE_STRATEGY, label_truth, resolve_base_model
+from training_job.onnx_export import PARITY_DOCUMENTS, choose_runtime
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
     TAG_CHOICE,
@@ -48,6 +50,8 @@ from training_job.tracking import (
     TAG_GATE_REASON,
     TAG_HPO,
     TAG_MODEL_KIND,
+    TAG_RUNTIME,
+    TAG_RUNTIME_REASON,
     TAG_SKIPPED,
     RunTracker,
     label_maps,
@@ -206,6 +210,12 @@ def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> 
     )
 
 
+def parity_documents(split: Split) -> list[Document]:
+    """What an ONNX variant is checked on: the validation split, topped up from training."""
+    docs = split.validation[:PARITY_DOCUMENTS]
+    return docs + split.train[: PARITY_DOCUMENTS - len(docs)]
+
+
 def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobResult:
     """Read, split, fine-tune, evaluate, log and (if it passes the bar) register."""
     labels = list(dict.fromkeys(hp.labels))
@@ -257,7 +267,18 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     )
     log_selection(tracker, selection, "micro_f1" if hp.multi_label else "macro_f1")
     tracker.phase("evaluating")
-    classifier = selection.winner.classifier
+    classifier_dir = paths.model_dir / "classifier"
+    with tempfile.TemporaryDirectory(prefix="onnx-") as exported:
+        docs = parity_documents(split)
+        truth = label_truth(docs, labels, hp.multi_label)
+        texts = [d.text for d in docs]
+        choice = choose_runtime(selection.winner.classifier, texts, truth, Path(exported))
+        choice.classifier.save(classifier_dir)  # what is evaluated below is what is served
+    tracker.log_metrics(choice.metrics)
+    tracker.set_tags({TAG_RUNTIME: choice.runtime, TAG_RUNTIME_REASON: choice.reason})
+    winner = dataclasses.replace(selection.winner, classifier=choice.classifier)
+    selection = dataclasses.replace(selection, winner=winner)
+    classifier = winner.classifier
     estimate = Estimate.of(selection, split, labels)
     probs, truth = estimate.probabilities, estimate.truth
     thresholds = classifier.config.thresholds
@@ -295,8 +316,6 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
             artifact_path="evaluation",
         )
     tracker.phase("logging_model")
-    classifier_dir = paths.model_dir / "classifier"
-    classifier.save(classifier_dir)
     model_uri = tracker.log_model(classifier_dir)
     passed, reason = gate(metrics, hp, estimate)
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})

@@ -39,6 +39,9 @@ class ClassifierConfig:
     # scores, one per label in id2label's order).
     multi_label: bool = False
     thresholds: tuple[float, ...] = ()
+    # onnxruntime on "onnx-fp32" or "onnx-int8" weights (training_job/onnx_export.py chose
+    # it), or "": the kind's own code (PyTorch, scikit-learn), as every model before ONNX.
+    runtime: str = ""
 
     @classmethod
     def read(cls, folder: Path) -> ClassifierConfig:
@@ -112,6 +115,14 @@ class TextClassifier(ABC):
     @abstractmethod
     def save(self, folder: Path) -> None:
         """Write everything `load_classifier` needs."""
+
+    def export_onnx(self, path: Path) -> bool:
+        """Write its network to `path` as ONNX (training only); False: it has none."""
+        return False
+
+    def on_onnx(self, path: Path, runtime: str) -> TextClassifier:
+        """The same classifier, its network run by onnxruntime from `path`."""
+        raise NotImplementedError(f"{type(self).__name__} has no network to run on ONNX")
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities from logits: softmax at the fitted temperature, or (multi-label)

@@ -33,6 +33,9 @@ TAG_SKIPPED = "custom_classifier.skipped"
 TAG_HPO = "custom_classifier.hpo"
 # Why `auto` kept the model it kept (the best score, or an underrated kind within the noise).
 TAG_CHOICE = "custom_classifier.choice"
+# What runs the served model's network (torch, onnx-fp32, onnx-int8), and why.
+TAG_RUNTIME = "custom_classifier.runtime"
+TAG_RUNTIME_REASON = "custom_classifier.runtime_reason"
 # What the test metrics and the bar were measured on (test split, or cross-validation).
 TAG_ESTIMATE = "custom_classifier.estimate"
 # Set by the API's cancel: the run ends KILLED and registers nothing.
@@ -41,7 +44,8 @@ TAG_CANCELLED = "custom_classifier.cancelled"
 TAG_MODEL_OWNER = "custom_classifier.experiment_id"
 # The pyfunc environment: what a serving process needs to load the model.
 SERVING_REQUIREMENTS = [
-    "torch==2.13.0", "transformers==5.23.0", "scikit-learn==1.9.1", "numpy", "pandas",
+    "torch==2.13.0", "transformers==5.23.0", "onnxruntime==1.32.0", "tokenizers==0.23.3",
+    "scikit-learn==1.9.1", "numpy", "pandas",
 ]  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,9 @@ class MlflowModelLoader:
 
     def load(self, run_id: str) -> LoadedClassifier:
         import mlflow.pyfunc
-        import torch
 
-        torch.set_num_threads(self.settings.predict_threads or len(os.sched_getaffinity(0)))
         model = mlflow.pyfunc.load_model(str(self.local_copy(run_id)))
+        if "torch" in sys.modules:  # a transformer kind loaded it; a tfidf model never does
+            torch = sys.modules["torch"]
+            torch.set_num_threads(self.settings.predict_threads or len(os.sched_getaffinity(0)))
         return LoadedClassifier(model.unwrap_python_model().classifier)

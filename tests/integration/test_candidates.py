@@ -15,13 +15,23 @@ from mlflow import MlflowClient
 from functions.api.app import create_app
 from functions.core.config import Settings
 from tests.conftest import TrainedModel, train_tiny
-from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
+from tests.support import DATA_BUCKET, TOPICS, keyword_tree, predict_in_fresh_process, upload_tree
 from training_job import kinds
 from training_job.candidates import Candidate, choose, plan, select_model
 from training_job.config import Hyperparameters
 from training_job.data import Document
 from training_job.split import Split, stratified_split
-from training_job.tracking import TAG_CHOICE, TAG_HPO, TAG_MODEL_KIND, TAG_SKIPPED
+from training_job.tracking import (
+    TAG_CHOICE,
+    TAG_HPO,
+    TAG_MODEL_KIND,
+    TAG_RUNTIME,
+    TAG_RUNTIME_REASON,
+    TAG_SKIPPED,
+)
+
+# Kinds whose transformer is exported to ONNX (finetune and ensemble: next).
+ONNX_KINDS = {"head", "contrastive"}
 
 
 def _run(experiment: str) -> Any:
@@ -49,6 +59,18 @@ def test_each_mode_trains_registers_and_serves_through_pyfunc(
     assert run.data.params["mode"] == mode
     predicted = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(["rain", "goal"])
     assert set(predicted["label"]) <= set(TOPICS)
+    # a kind that runs a transformer is served by onnxruntime where its answers agree
+    runtime = run.data.tags[TAG_RUNTIME]
+    classifier = f"runs:/{run_id}/model/artifacts/classifier"
+    served = Path(mlflow.artifacts.download_artifacts(classifier, dst_path=str(tmp_path / "s")))
+    label, heavy = predict_in_fresh_process(served, "rain")
+    assert label == predicted["label"][0]
+    if mode in ONNX_KINDS:
+        assert runtime in {"onnx-int8", "onnx-fp32"}, run.data.tags[TAG_RUNTIME_REASON]
+        assert run.data.metrics["onnx_fp32_agreement"] >= 0.995
+        assert heavy == []  # neither torch nor transformers
+    else:
+        assert runtime == "native"
 
 
 def test_auto_picks_tfidf_on_keyword_labels_and_says_why(

@@ -4,6 +4,7 @@ documents' span: a fold's model must be the model fitted on that fold's document
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from tests.support import predict_in_fresh_process
 from training_job.config import Hyperparameters
 from training_job.data import Document
 from training_job.kinds import tfidf
@@ -96,3 +98,23 @@ def test_the_span_solver_gives_the_model_of_the_full_solver(
                                 getattr(full, "estimators_", [full]), strict=True):  # fmt: skip
         assert fitted.coef_.shape == expected.coef_.shape
         assert np.allclose(fitted.coef_, expected.coef_, atol=1e-4)
+
+
+def test_a_saved_tfidf_model_predicts_in_a_process_without_torch_or_transformers(
+    tmp_path: Path,
+) -> None:
+    # given: a tfidf model fitted and saved as the job saves it
+    docs = _documents(6, 12)
+    labels = sorted(WORDS)
+    data = SelectionData(Hyperparameters(labels=labels, mode="tfidf"), labels,
+                         Split(docs, [], []), lambda e, m: None)  # fmt: skip
+    trainer = tfidf.KIND.trainer(data)
+    estimator = trainer.fit_rows(data.hp, list(range(len(docs))))  # type: ignore[attr-defined]
+    trainer.build(estimator).save(tmp_path / "model")  # type: ignore[attr-defined]
+
+    # when: a fresh process loads it through the loader every kind shares and predicts
+    label, heavy = predict_in_fresh_process(tmp_path / "model", "storm and rain")
+
+    # then: it answers, and neither torch nor transformers was imported
+    assert label == "weather"
+    assert heavy == []

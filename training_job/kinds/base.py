@@ -4,8 +4,8 @@ serving loader iterate (the registry is training_job/kinds/__init__.py).
 A kind module holds everything about its kind: name, options (its own hyperparameters,
 with defaults), search space, fit and selection scoring, save/load and its serving class.
 Kind modules are shipped inside every logged model (code_paths), so at import time they
-need only what serving has: numpy, scikit-learn, torch, transformers. Training-only
-libraries are imported where they are used.
+need only numpy and scikit-learn: torch, transformers and the training-only libraries are
+imported where they are used, so a model that needs no torch (tfidf) loads without it.
 """
 
 from __future__ import annotations
@@ -146,25 +146,36 @@ def difference_standard_error(truth: np.ndarray, first: np.ndarray, second: np.n
                               seed: int) -> float:  # fmt: skip
     """Bootstrap standard error of the selection measure's difference, first - second,
     between two kinds' logits for the same rows."""
+    return _standard_error(truth, [(first, 1.0), (second, -1.0)], seed)
+
+
+def score_standard_error(truth: np.ndarray, logits: np.ndarray, seed: int) -> float:
+    """Bootstrap standard error of the selection measure of one kind's logits on its rows."""
+    return _standard_error(truth, [(logits, 1.0)], seed)
+
+
+def _standard_error(truth: np.ndarray, terms: list[tuple[np.ndarray, float]], seed: int
+                    ) -> float:  # fmt: skip
+    """Bootstrap standard error of the sum of sign x selection measure over the terms."""
     from scipy.stats import bootstrap
 
-    def difference(rows: np.ndarray) -> float:
+    def statistic(rows: np.ndarray) -> float:
         rows = rows.astype(int)
-        return selection_score(truth[rows], first[rows]) - selection_score(
-            truth[rows], second[rows]
-        )
+        return sum(sign * selection_score(truth[rows], logits[rows]) for logits, sign in terms)
 
-    def differences(rows: np.ndarray, axis: int = -1) -> np.ndarray:
+    def statistics(rows: np.ndarray, axis: int = -1) -> np.ndarray:
         # One class a document: every resample at once, as selection_score's macro-F1.
         flat = rows.astype(int).reshape(-1, rows.shape[-1])
-        n = first.shape[1]
-        scores = [resampled_macro_f1(truth, logits.argmax(axis=1), flat, n, present_only=True)
-                  for logits in (first, second)]  # fmt: skip
-        result: np.ndarray = (scores[0] - scores[1]).reshape(rows.shape[:-1])
+        total = sum(
+            sign * resampled_macro_f1(truth, logits.argmax(axis=1), flat, logits.shape[1],
+                                      present_only=True)
+            for logits, sign in terms
+        )  # fmt: skip
+        result: np.ndarray = np.asarray(total).reshape(rows.shape[:-1])
         return result
 
     single = truth.ndim == 1
-    result = bootstrap((np.arange(len(truth)),), differences if single else difference,
+    result = bootstrap((np.arange(len(truth)),), statistics if single else statistic,
                        n_resamples=200, vectorized=single, method="percentile",
                        random_state=seed)  # fmt: skip
     return float(result.standard_error)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
@@ -137,6 +136,8 @@ class _Trainer(KindTrainer):
         self.texts = data.texts
         self.base = resolve_base_model(data.hp.base_model)
         self.max_steps: int | None = None  # steps a tuning may take (set by too_slow)
+        import torch
+
         torch.set_num_threads(data.hp.num_threads or len(os.sched_getaffinity(0)))
 
     def _folds(self, options: ContrastiveOptions) -> int:

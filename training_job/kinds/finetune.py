@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
@@ -48,6 +47,8 @@ from training_job.serving import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
     from training_job.data import Document
     from training_job.split import Split
 
@@ -117,6 +118,8 @@ class WindowedClassifier(TextClassifier):
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Mean window logits per text (before temperature)."""
+        import torch
+
         ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
         totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
         with torch.inference_mode():
@@ -136,12 +139,16 @@ class TrainingOutcome:
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
+    import torch
+
     counts = Counter(labels)
     total = len(labels)
     weights = [total / (num_labels * counts[i]) if counts[i] else 0.0 for i in range(num_labels)]
@@ -151,6 +158,8 @@ def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
 def loss_function(targets: torch.Tensor, num_labels: int) -> torch.nn.Module:
     """Cross-entropy with balanced class weights, or (multi-label: 0/1 rows of targets) a
     binary cross-entropy per label, its positives weighted by negatives / positives."""
+    import torch
+
     if targets.ndim == 1:
         return torch.nn.CrossEntropyLoss(weight=class_weights(targets.tolist(), num_labels))
     positives = targets.sum(dim=0)
@@ -168,6 +177,7 @@ def linear_warmup_decay(
     optimizer: torch.optim.Optimizer, warmup: int, total: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning rate rises linearly for `warmup` steps, then falls linearly to 0 at `total`."""
+    import torch
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -182,6 +192,8 @@ def _train_examples(
 ) -> tuple[list[list[int]], torch.Tensor]:
     """Token windows to train on (the first `windows` of each document) and their targets:
     the document's class, or (multi-label) its row of 0/1 labels."""
+    import torch
+
     all_windows, owners = classifier.windows([d.text for d in docs])
     seen: Counter[int] = Counter()
     ids: list[list[int]] = []
@@ -196,6 +208,8 @@ def _train_examples(
 
 
 def _batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -242,6 +256,8 @@ def _prepared(
 ) -> tuple[WindowedClassifier, list[list[int]], torch.Tensor, list[torch.nn.Parameter]]:
     """The classifier to train, its training windows and their targets, and the weights it
     trains (what fine_tune trains and estimate_finetune_seconds times)."""
+    import torch
+
     torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
     classifier = build_classifier(hp, labels)
     model = classifier.model
@@ -258,6 +274,8 @@ def fine_tune(
     hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback
 ) -> TrainingOutcome:
     """Train on split.train, keep the epoch with the best validation macro-F1."""
+    import torch
+
     options = read_options(FinetuneOptions, hp)
     seed_everything(hp.seed)
     classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
@@ -315,6 +333,8 @@ def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Spl
     """The planned epochs' batches and validation passes, timed from one measured training
     step and one forward pass (after a warm-up) and scaled by the tokens each batch pads
     to: timing the first batch alone misjudged short texts of uneven length 2.5x (SMS)."""
+    import torch
+
     options = read_options(FinetuneOptions, hp)
     classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
     model = classifier.model

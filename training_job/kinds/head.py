@@ -7,15 +7,16 @@ is cheap to cross-validate: the few-shot kind that needs no gradient steps.
 from __future__ import annotations
 
 import random
+import shutil
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from training_job.config import Hyperparameters
 from training_job.kinds.base import (
@@ -40,6 +41,9 @@ from training_job.serving import (
     windows_tokenizer,
 )
 
+# The encoder's file in a model folder served by onnxruntime.
+ENCODER_ONNX = "encoder.onnx"
+
 
 @dataclass(frozen=True)
 class HeadOptions:
@@ -55,8 +59,51 @@ def head_model(c: float, multi_label: bool = False) -> Any:
                        multi_label)  # fmt: skip
 
 
-class TextEncoder:
-    """A sentence encoder: mean-pooled, L2-normalised embeddings, averaged over windows."""
+class WindowEncoder(ABC):
+    """A sentence encoder: mean-pooled, L2-normalised embeddings, averaged over windows.
+    Subclasses run the network: PyTorch (training, and models saved before ONNX) or
+    onnxruntime (serving without torch)."""
+
+    config: ClassifierConfig
+    window_tokenizer: Any
+
+    @abstractmethod
+    def pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Each window's last hidden state averaged over its tokens (windows x width)."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write the network and its tokenizer into a model folder."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """Memory taken by the weights."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
+        totals: np.ndarray | None = None
+        for rows, cut in row_batches(mask, self.config.batch_size):
+            pooled = self.pooled(ids[rows, :cut], mask[rows, :cut]).astype(np.float64)
+            if totals is None:
+                totals = np.zeros((len(texts), pooled.shape[1]))
+            np.add.at(totals, owners[rows], pooled)
+        if totals is None:
+            raise ValueError("no text to embed")
+        norms = np.linalg.norm(totals, axis=1, keepdims=True)
+        result: np.ndarray = totals / np.maximum(norms, 1e-12)
+        return result
+
+    def embedding_seconds(self, texts: list[str], sample: int = 32) -> float:
+        """Seconds to embed all `texts`, from a timed sample of them (after a warm-up)."""
+        chosen = random.Random(0).sample(texts, min(sample, len(texts)))
+        self.embed(chosen[:4])  # a cold first pass is several times slower
+        began = time.monotonic()
+        self.embed(chosen)
+        return (time.monotonic() - began) * len(texts) / len(chosen)
+
+
+class TextEncoder(WindowEncoder):
+    """The encoder on PyTorch (a Hugging Face model and tokenizer)."""
 
     def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
         self.model = model
@@ -71,35 +118,83 @@ class TextEncoder:
         model = AutoModel.from_pretrained(name).eval()
         return cls(model, AutoTokenizer.from_pretrained(name), config)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
-        width = self.model.config.hidden_size
-        totals = np.zeros((len(texts), width), dtype=np.float64)
+    def pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
-            for rows, cut in row_batches(mask, self.config.batch_size):
-                window_mask = torch.from_numpy(mask[rows, :cut])
-                window_ids = torch.from_numpy(ids[rows, :cut])
-                hidden = self.model(input_ids=window_ids, attention_mask=window_mask)[0]
-                weights = window_mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-                np.add.at(totals, owners[rows], pooled.float().numpy())
-        norms = np.linalg.norm(totals, axis=1, keepdims=True)
-        result: np.ndarray = totals / np.maximum(norms, 1e-12)
+            pooled = mean_pooled(self.model)(torch.from_numpy(ids), torch.from_numpy(mask))
+        result: np.ndarray = pooled.float().numpy()
         return result
 
-    def embedding_seconds(self, texts: list[str], sample: int = 32) -> float:
-        """Seconds to embed all `texts`, from a timed sample of them (after a warm-up)."""
-        chosen = random.Random(0).sample(texts, min(sample, len(texts)))
-        self.embed(chosen[:4])  # a cold first pass is several times slower
-        began = time.monotonic()
-        self.embed(chosen)
-        return (time.monotonic() - began) * len(texts) / len(chosen)
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    def size_bytes(self) -> int:
+        return torch_bytes(self.model)
+
+    def export_onnx(self, path: Path) -> None:
+        from training_job.onnx_export import export_network
+
+        ids, mask, _ = token_windows(self.window_tokenizer, self.config,
+                                     ["an example text to trace", "and another"])  # fmt: skip
+        export_network(mean_pooled(self.model), {"input_ids": ids, "attention_mask": mask},
+                       "pooled", path)  # fmt: skip
+
+
+def mean_pooled(model: Any) -> Any:
+    """The network from token ids and mask to each window's mean-pooled last hidden state
+    (a torch module: the one PyTorch runs and the one exported to ONNX)."""
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled: torch.Tensor = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+            return pooled
+
+    return MeanPooled()
+
+
+class OnnxEncoder(WindowEncoder):
+    """The encoder on onnxruntime and `tokenizers`: no torch, no transformers."""
+
+    def __init__(self, path: Path, window_tokenizer: Any, config: ClassifierConfig) -> None:
+        import onnxruntime
+
+        self.path = path
+        self.session = onnxruntime.InferenceSession(str(path),
+                                                    providers=["CPUExecutionProvider"])  # fmt: skip
+        self.window_tokenizer = window_tokenizer
+        self.config = config
+
+    @classmethod
+    def load(cls, folder: Path, config: ClassifierConfig) -> OnnxEncoder:
+        return cls(folder / ENCODER_ONNX, windows_tokenizer(folder), config)
+
+    def pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        result: np.ndarray = self.session.run(["pooled"], feeds)[0]
+        return result
+
+    def save(self, folder: Path) -> None:
+        if self.path != folder / ENCODER_ONNX:
+            shutil.copyfile(self.path, folder / ENCODER_ONNX)
+        self.window_tokenizer.save(str(folder / "tokenizer.json"))
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
 
 
 class EmbeddingHeadClassifier(TextClassifier):
     """Encoder embeddings + a logistic-regression head (log-probabilities as logits)."""
 
-    def __init__(self, encoder: TextEncoder, head: Any, config: ClassifierConfig) -> None:
+    def __init__(self, encoder: WindowEncoder, head: Any, config: ClassifierConfig) -> None:
         self.encoder = encoder
         self.head = head
         self.config = config
@@ -108,20 +203,33 @@ class EmbeddingHeadClassifier(TextClassifier):
     def load(cls, folder: Path, config: ClassifierConfig) -> EmbeddingHeadClassifier:
         import joblib
 
-        return cls(TextEncoder.load(folder, config), joblib.load(folder / SKLEARN_FILE), config)
+        onnx = config.runtime.startswith("onnx")
+        encoder = OnnxEncoder.load(folder, config) if onnx else TextEncoder.load(folder, config)
+        return cls(encoder, joblib.load(folder / SKLEARN_FILE), config)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         return linear_logits(self.head, self.encoder.embed(texts), self.config.multi_label)
 
     def size_bytes(self) -> int:
-        return torch_bytes(self.encoder.model) + linear_bytes(self.head)
+        return self.encoder.size_bytes() + linear_bytes(self.head)
+
+    def export_onnx(self, path: Path) -> bool:
+        if not isinstance(self.encoder, TextEncoder):
+            return False
+        self.encoder.export_onnx(path)
+        return True
+
+    def on_onnx(self, path: Path, runtime: str) -> EmbeddingHeadClassifier:
+        config = replace(self.config, runtime=runtime)
+        return EmbeddingHeadClassifier(
+            OnnxEncoder(path, self.encoder.window_tokenizer, config), self.head, config
+        )
 
     def save(self, folder: Path) -> None:
         import joblib
 
         folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.model.save_pretrained(folder)
-        self.encoder.tokenizer.save_pretrained(folder)
+        self.encoder.save(folder)
         joblib.dump(self.head, folder / SKLEARN_FILE)
         self.config.write(folder)
 
