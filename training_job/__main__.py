@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import sys
 import traceback
@@ -28,7 +29,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def write_failure(paths: JobPaths, reason: str) -> None:
     paths.output_dir.mkdir(parents=True, exist_ok=True)
-    paths.failure_file.write_text(reason)
+    try:
+        paths.failure_file.write_text(reason)
+    except OSError:  # a full disk: the failed run's partial model makes room for its reason
+        shutil.rmtree(paths.model_dir, ignore_errors=True)
+        paths.failure_file.write_text(reason)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from training_job.serving import TextClassifier
+from training_job.serving import ONNX_FP32, ONNX_INT8, TextClassifier
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def choose_runtime(classifier: TextClassifier, texts: list[str], truth: np.ndarr
             return RuntimeChoice(classifier, NATIVE, f"{classifier.config.kind} has no ONNX "
                                  "export: it serves through its own code")  # fmt: skip
         quantize_int8(fp32, int8)
-        variants = {"onnx-fp32": classifier.on_onnx(fp32, "onnx-fp32"),
-                    "onnx-int8": classifier.on_onnx(int8, "onnx-int8")}  # fmt: skip
+        variants = {ONNX_FP32: classifier.on_onnx(fp32, ONNX_FP32),
+                    ONNX_INT8: classifier.on_onnx(int8, ONNX_INT8)}  # fmt: skip
     except Exception as exc:  # any exporter failure leaves the model on PyTorch
         log.warning("ONNX export failed: %s", exc, exc_info=True)
         said = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
@@ -119,7 +119,7 @@ def choose_runtime(classifier: TextClassifier, texts: list[str], truth: np.ndarr
         if agreement >= MIN_AGREEMENT and drop <= MAX_F1_DROP:
             passing[runtime] = f"{agreement:.1%} of the answers, macro-F1 {-drop:+.4f}"
     checked = f"against PyTorch on {len(texts)} documents"
-    for runtime in ("onnx-int8", "onnx-fp32"):
+    for runtime in (ONNX_INT8, ONNX_FP32):
         if runtime in passing:
             said = f"{runtime} agrees {checked}: {passing[runtime]}"
             return RuntimeChoice(variants[runtime], runtime, said, metrics)

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 CONFIG_FILE = "classifier.json"
+# ClassifierConfig.runtime of a network run by onnxruntime (training_job/onnx_export.py).
+ONNX_FP32, ONNX_INT8 = "onnx-fp32", "onnx-int8"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from training_job.kinds.base import (
     resolve_base_model,
 )
 from training_job.serving import (
+    ONNX_INT8,
     ClassifierConfig,
     TextClassifier,
     row_batches,
@@ -178,6 +179,16 @@ class OnnxEncoder(WindowEncoder):
         return cls(folder / ENCODER_ONNX, windows_tokenizer(folder), config)
 
     def pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.config.runtime != ONNX_INT8:
+            return self._run(ids, mask)
+        # Dynamic int8 scales activations by the whole input: one window at a time, cut to
+        # its own tokens, so a text's scores never depend on the texts batched with it.
+        lengths = mask.sum(axis=1)
+        return np.concatenate([self._run(ids[row : row + 1, : lengths[row]],
+                                         mask[row : row + 1, : lengths[row]])
+                               for row in range(len(ids))])  # fmt: skip
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids, "attention_mask": mask}
         result: np.ndarray = self.session.run(["pooled"], feeds)[0]
         return result
