@@ -19,8 +19,10 @@ from training_job.logs import bind_run, configure_job_logging
 from training_job.tracking import RunTracker
 
 
-class JobTerminated(Exception):
-    """SIGTERM arrived (SageMaker stop, spot interruption, container shutdown)."""
+class JobTerminated(BaseException):
+    """SIGTERM arrived (SageMaker stop, spot interruption, container shutdown). A
+    BaseException, like KeyboardInterrupt: no `except Exception` on the way (ours, MLflow's
+    retries, a library's) may swallow it and train on."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
