@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +30,17 @@ MAX_F1_DROP = 0.005
 NATIVE = "native"
 # Documents the variants are checked on: the validation split, topped up from training.
 PARITY_DOCUMENTS = 200
+
+
+@runtime_checkable
+class OnnxExportable(Protocol):
+    """A classifier whose network can run on onnxruntime (head, contrastive)."""
+
+    def export_onnx(self, path: Path) -> bool:
+        """Write its network to `path` as ONNX; False: it runs on ONNX already."""
+
+    def on_onnx(self, path: Path, runtime: str) -> TextClassifier:
+        """The same classifier, its network run by onnxruntime from `path`."""
 
 
 def export_network(module: Any, inputs: dict[str, Any], output: str, path: Path) -> None:
@@ -92,7 +103,7 @@ def choose_runtime(classifier: TextClassifier, texts: list[str], truth: np.ndarr
     fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
     began = time.monotonic()
     try:
-        if not classifier.export_onnx(fp32):
+        if not isinstance(classifier, OnnxExportable) or not classifier.export_onnx(fp32):
             return RuntimeChoice(classifier, NATIVE, f"{classifier.config.kind} has no ONNX "
                                  "export: it serves through its own code")  # fmt: skip
         quantize_int8(fp32, int8)

@@ -118,14 +118,6 @@ class TextClassifier(ABC):
     def save(self, folder: Path) -> None:
         """Write everything `load_classifier` needs."""
 
-    def export_onnx(self, path: Path) -> bool:
-        """Write its network to `path` as ONNX (training only); False: it has none."""
-        return False
-
-    def on_onnx(self, path: Path, runtime: str) -> TextClassifier:
-        """The same classifier, its network run by onnxruntime from `path`."""
-        raise NotImplementedError(f"{type(self).__name__} has no network to run on ONNX")
-
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities from logits: softmax at the fitted temperature, or (multi-label)
         each label's sigmoid."""
