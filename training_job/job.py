@@ -316,7 +316,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
             artifact_path="evaluation",
         )
     tracker.phase("logging_model")
-    model_uri = tracker.log_model(classifier_dir)
+    model_uri = tracker.log_model(classifier_dir, classifier.requirements())
     passed, reason = gate(metrics, hp, estimate)
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
     cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve

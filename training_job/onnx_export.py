@@ -34,13 +34,14 @@ PARITY_DOCUMENTS = 200
 
 @runtime_checkable
 class OnnxExportable(Protocol):
-    """A classifier whose network can run on onnxruntime (head, contrastive)."""
+    """A classifier whose networks can run on onnxruntime (head, contrastive, finetune, an
+    ensemble of any of them)."""
 
-    def export_onnx(self, path: Path) -> bool:
-        """Write its network to `path` as ONNX; False: it runs on ONNX already."""
+    def export_onnx(self, folder: Path) -> bool:
+        """Write its networks into `folder` as .onnx files; False: none to export."""
 
-    def on_onnx(self, path: Path, runtime: str) -> TextClassifier:
-        """The same classifier, its network run by onnxruntime from `path`."""
+    def on_onnx(self, folder: Path, runtime: str) -> TextClassifier:
+        """The same classifier, its networks run by onnxruntime from `folder`'s files."""
 
 
 def export_network(module: Any, inputs: dict[str, Any], output: str, path: Path) -> None:
@@ -64,6 +65,7 @@ def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the weights (activations stay float)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    target.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
 
@@ -100,13 +102,14 @@ def choose_runtime(classifier: TextClassifier, texts: list[str], truth: np.ndarr
                    folder: Path) -> RuntimeChoice:  # fmt: skip
     """int8 ONNX where it agrees with PyTorch (>= MIN_AGREEMENT of the answers, macro-F1
     within MAX_F1_DROP), else fp32 ONNX where it agrees, else the kind's own code."""
-    fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
+    fp32, int8 = folder / "fp32", folder / "int8"
     began = time.monotonic()
     try:
         if not isinstance(classifier, OnnxExportable) or not classifier.export_onnx(fp32):
             return RuntimeChoice(classifier, NATIVE, f"{classifier.config.kind} has no ONNX "
                                  "export: it serves through its own code")  # fmt: skip
-        quantize_int8(fp32, int8)
+        for network in fp32.rglob("*.onnx"):  # an ensemble exports one for each member
+            quantize_int8(network, int8 / network.relative_to(fp32))
         variants = {ONNX_FP32: classifier.on_onnx(fp32, ONNX_FP32),
                     ONNX_INT8: classifier.on_onnx(int8, ONNX_INT8)}  # fmt: skip
     except Exception as exc:  # any exporter failure leaves the model on PyTorch

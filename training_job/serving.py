@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -22,6 +23,11 @@ import numpy as np
 CONFIG_FILE = "classifier.json"
 # ClassifierConfig.runtime of a network run by onnxruntime (training_job/onnx_export.py).
 ONNX_FP32, ONNX_INT8 = "onnx-fp32", "onnx-int8"
+# The packages (distribution names) each way of serving imports, besides numpy; a logged
+# model's pip requirements are those its classifier names (TextClassifier.requirements).
+SCIKIT_LEARN = frozenset({"scikit-learn"})
+ON_ONNX = frozenset({"onnxruntime", "tokenizers"})
+ON_TORCH = frozenset({"torch", "transformers", "tokenizers"})
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,10 @@ class TextClassifier(ABC):
     def save(self, folder: Path) -> None:
         """Write everything `load_classifier` needs."""
 
+    @abstractmethod
+    def requirements(self) -> frozenset[str]:
+        """The packages its loading and predicting import (ON_ONNX, ON_TORCH, ...)."""
+
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities from logits: softmax at the fitted temperature, or (multi-label)
         each label's sigmoid."""
@@ -187,6 +197,42 @@ def row_batches(mask: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         yield rows, int(mask[rows[0]].sum())
+
+
+class OnnxNetwork:
+    """A network exported at training time (training_job/onnx_export.py), run by
+    onnxruntime on (ids, mask) windows: no torch, no transformers."""
+
+    def __init__(self, path: Path, output: str, runtime: str) -> None:
+        import onnxruntime
+
+        self.path = path
+        self.output = output
+        self.runtime = runtime
+        self.session = onnxruntime.InferenceSession(str(path),
+                                                    providers=["CPUExecutionProvider"])  # fmt: skip
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.runtime != ONNX_INT8:
+            return self._run(ids, mask)
+        # Dynamic int8 scales activations by the whole input: one window at a time, cut to
+        # its own tokens, so a text's scores never depend on the texts batched with it.
+        lengths = mask.sum(axis=1)
+        return np.concatenate([self._run(ids[row : row + 1, : lengths[row]],
+                                         mask[row : row + 1, : lengths[row]])
+                               for row in range(len(ids))])  # fmt: skip
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        result: np.ndarray = self.session.run([self.output], feeds)[0]
+        return result
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    def save(self, path: Path) -> None:
+        if self.path != path:
+            shutil.copyfile(self.path, path)
 
 
 def load_classifier(folder: Path | str) -> TextClassifier:

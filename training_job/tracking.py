@@ -42,11 +42,17 @@ TAG_ESTIMATE = "custom_classifier.estimate"
 TAG_CANCELLED = "custom_classifier.cancelled"
 # On a registered model: the id of the one experiment whose runs it holds.
 TAG_MODEL_OWNER = "custom_classifier.experiment_id"
-# The pyfunc environment: what a serving process needs to load the model.
-SERVING_REQUIREMENTS = [
-    "torch==2.13.0", "transformers==5.23.0", "onnxruntime==1.32.0", "tokenizers==0.23.3",
-    "scikit-learn==1.9.1", "numpy", "pandas",
-]  # fmt: skip
+# What every logged model's code imports: MLflow's pyfunc (the skinny distribution holds
+# it; named, MLflow adds no full `mlflow`) and pandas (training_job/pyfunc.py's DataFrame).
+PYFUNC_REQUIREMENTS = frozenset({"mlflow-skinny", "numpy", "pandas"})
+
+
+def pinned_requirements(packages: frozenset[str]) -> list[str]:
+    """The pyfunc environment: `packages` and the pyfunc's own, pinned to the versions the
+    model was trained and checked with."""
+    from importlib.metadata import version
+
+    return sorted(f"{name}=={version(name)}" for name in packages | PYFUNC_REQUIREMENTS)
 
 
 def label_maps(labels: list[str]) -> tuple[str, str]:
@@ -122,8 +128,9 @@ class RunTracker:
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    def log_model(self, classifier_dir: Path) -> str:
-        """Log the classifier as a pyfunc model under the run; returns its model URI."""
+    def log_model(self, classifier_dir: Path, requirements: frozenset[str]) -> str:
+        """Log the classifier as a pyfunc model under the run, needing only `requirements`
+        (TextClassifier.requirements) to load; returns its model URI."""
         from mlflow.models.signature import ModelSignature
         from mlflow.types import ColSpec, Schema
 
@@ -151,7 +158,7 @@ class RunTracker:
                 python_model=str(Path(pyfunc.__file__)),  # models from code: the file ships
                 code_paths=[str(code)],
                 artifacts={"classifier": str(classifier_dir)},
-                pip_requirements=SERVING_REQUIREMENTS,
+                pip_requirements=pinned_requirements(requirements),
                 signature=signature,
             )
         return str(info.model_uri)

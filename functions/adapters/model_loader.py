@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.core.config import Settings
+from functions.core.errors import ModelUnavailable
 from functions.core.models import Prediction
 
 READY_MARKER = ".complete"
@@ -79,7 +80,16 @@ class MlflowModelLoader:
     def load(self, run_id: str) -> LoadedClassifier:
         import mlflow.pyfunc
 
-        model = mlflow.pyfunc.load_model(str(self.local_copy(run_id)))
+        folder = self.local_copy(run_id)
+        try:
+            model = mlflow.pyfunc.load_model(str(folder))
+        except Exception as exc:  # its files, not the request: the next one downloads again
+            shutil.rmtree(folder, ignore_errors=True)
+            said = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+            raise ModelUnavailable(
+                f"the model of run {run_id} cannot be loaded ({type(exc).__name__}: "
+                f"{said[:300]}); its files in the artifact store may be missing or damaged"
+            ) from exc
         if "torch" in sys.modules:  # a transformer kind loaded it; a tfidf model never does
             torch = sys.modules["torch"]
             torch.set_num_threads(self.settings.predict_threads or len(os.sched_getaffinity(0)))

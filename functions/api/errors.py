@@ -21,6 +21,7 @@ from functions.core.errors import (
     InvalidRequest,
     JobNotFound,
     ModelNotReady,
+    ModelUnavailable,
     RunNotFound,
     Unauthorized,
 )
@@ -39,6 +40,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     Conflict: 409,
     ModelNotReady: 409,
     DependencyUnavailable: 503,
+    ModelUnavailable: 503,
 }
 
 

@@ -55,6 +55,11 @@ class ModelNotReady(DomainError):
     """The run exists but has no model to serve (training, failed, or below the bar)."""
 
 
+class ModelUnavailable(DomainError):
+    """The run's model cannot be loaded here (files missing or corrupt in the artifact store,
+    or a runtime this process lacks); the next request tries again."""
+
+
 class Conflict(DomainError):
     """The request is valid but clashes with the current state (e.g. a deleted experiment)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,12 @@ from training_job.tracking import (
     TAG_SKIPPED,
 )
 
-# Kinds whose transformer is exported to ONNX (finetune and ensemble: next).
-ONNX_KINDS = {"head", "contrastive"}
+# Kinds served by onnxruntime (an ensemble of them, or of them and tf-idf, too).
+ONNX_KINDS = {"head", "contrastive", "finetune", "ensemble"}
+# The packages each kind's logged model needs besides numpy, pandas and mlflow-skinny.
+REQUIREMENTS = {"tfidf": {"scikit-learn"}, "head": {"onnxruntime", "tokenizers", "scikit-learn"},
+                "contrastive": {"onnxruntime", "tokenizers", "scikit-learn"},
+                "finetune": {"onnxruntime", "tokenizers"}}  # fmt: skip
 
 
 def _run(experiment: str) -> Any:
@@ -71,6 +76,15 @@ def test_each_mode_trains_registers_and_serves_through_pyfunc(
         assert heavy == []  # neither torch nor transformers
     else:
         assert runtime == "native"
+    # the model declares what loading it imports, pinned to what it was trained with
+    needed = Path(mlflow.pyfunc.get_model_dependencies(f"runs:/{run_id}/model"))
+    pins = dict(line.split("==") for line in needed.read_text().split())
+    expected = REQUIREMENTS.get(mode) or set().union(*REQUIREMENTS.values())
+    pyfunc = {"numpy", "pandas", "mlflow-skinny"}  # not the whole of MLflow
+    assert pyfunc <= set(pins) <= pyfunc | expected
+    assert pins.get("onnxruntime", version("onnxruntime")) == version("onnxruntime")
+    if mode != "ensemble":
+        assert set(pins) - pyfunc == expected
 
 
 def test_auto_picks_tfidf_on_keyword_labels_and_says_why(

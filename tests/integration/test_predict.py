@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -17,8 +18,17 @@ from mlflow import MlflowClient
 from functions.adapters.model_loader import READY_MARKER, MlflowModelLoader
 from functions.api.app import create_app
 from functions.core.config import Settings
-from tests.conftest import TrainedModel
-from tests.support import LambdaApi
+from tests.conftest import TrainedModel, train_tiny
+from tests.support import (
+    ARTIFACTS_BUCKET,
+    DATA_BUCKET,
+    HEAVY_RUNTIMES,
+    TOPICS,
+    LambdaApi,
+    keyword_tree,
+    list_keys,
+    upload_tree,
+)
 
 PREDICT = "/custom_classifier/predict"
 
@@ -126,27 +136,38 @@ def test_model_download_is_kept_on_disk(settings: Settings, trained_model: Train
     assert (second / "MLmodel").is_file()
 
 
+def _serve_in_fresh_process(settings: Settings, run_id: str, cache: Path) -> dict[str, Any]:
+    """Load a run's model and predict in a new process configured only through CC_*
+    settings, as the API runs: the model code's file, the model's size, its answer, and
+    which of HEAVY_RUNTIMES the process imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["CC_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    env["CC_MODEL_CACHE_DIR"] = str(cache)
+    code = (
+        "import json, sys\n"
+        "from functions.adapters.model_loader import MlflowModelLoader\n"
+        "from functions.core.config import Settings\n"
+        f"model = MlflowModelLoader(Settings()).load({run_id!r})\n"
+        "label = model.predict(['rain and storm'])[0].label\n"
+        "print(json.dumps({'package': sys.modules['training_job'].__file__, 'label': label,\n"
+        "  'size': model.size_bytes,\n"
+        f"  'heavy': [m for m in {HEAVY_RUNTIMES!r} if m in sys.modules]}}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    answer: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return answer
+
+
 def test_loader_needs_no_tracking_environment(
     settings: Settings, trained_model: TrainedModel, tmp_path: Path
 ) -> None:
-    # given: a process configured only through CC_* settings, as the API runs
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["CC_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
-    env["CC_MODEL_CACHE_DIR"] = str(tmp_path)
-    code = (
-        "import sys;"
-        "from functions.adapters.model_loader import MlflowModelLoader;"
-        "from functions.core.config import Settings;"
-        f"size = MlflowModelLoader(Settings()).load({trained_model.run_id!r}).size_bytes;"
-        "print(sys.modules['training_job'].__file__, size)"
-    )
-    # when: it loads a run's model
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # when: a process configured only through CC_* settings loads a run's model
+    served = _serve_in_fresh_process(settings, trained_model.run_id, tmp_path)
     # then: the model loaded with the code it shipped with, not the installed package
-    assert out.returncode == 0, out.stderr[-2000:]
-    package, size = out.stdout.strip().splitlines()[-1].split()
-    assert Path(package).is_relative_to(tmp_path), package
-    assert int(size) > 0
+    assert Path(served["package"]).is_relative_to(tmp_path), served
+    assert served["size"] > 0
+    assert served["label"] in trained_model.labels
 
 
 def _run(experiment: str, status: str | None, tags: dict[str, str] | None = None) -> str:
@@ -240,3 +261,48 @@ def test_predict_through_the_lambda_handler(
     assert len(body["data"]) == 2
     for item in body["data"]:
         _assert_prediction(item, trained_model.labels)
+
+
+def test_a_damaged_model_file_answers_503_for_that_model_alone_until_repaired(
+    api: TestClient,
+    settings: Settings,
+    s3: Any,
+    trained_model: TrainedModel,
+    tiny_base_model: str,
+    dataset_prefix: str,
+    experiment_name: str,
+    tmp_path: Path,
+) -> None:
+    # given: a model served by onnxruntime, and its network's file in the artifact store
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 10))
+    run_id = train_tiny(dataset_prefix, experiment_name, tiny_base_model, tmp_path, mode="head")
+    experiment = MlflowClient().get_experiment_by_name(experiment_name)
+    # the server proxies mlflow-artifacts:/<experiment id>/... to the artifacts bucket
+    prefix = experiment.artifact_location.removeprefix("mlflow-artifacts:/") + "/"
+    bucket = ARTIFACTS_BUCKET
+    [key] = [k for k in list_keys(s3, bucket, prefix) if k.endswith("/classifier/encoder.onnx")]
+    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    ask = {"runid": run_id, "text": "rain and storm"}
+    for damage in ("corrupt", "missing"):
+        if damage == "corrupt":
+            s3.put_object(Bucket=bucket, Key=key, Body=b"\x08\x07not an onnx model")
+        else:
+            s3.delete_object(Bucket=bucket, Key=key)
+        # when: it is asked for
+        broken = api.post(PREDICT, json=ask)
+        # then: 503 saying which model cannot be loaded and why; other models still answer
+        assert broken.status_code == 503, broken.text
+        message = broken.json()["error"]
+        assert f"the model of run {run_id} cannot be loaded" in message, message
+        assert "missing or damaged" in message
+        other = api.post(PREDICT, json={"runid": trained_model.run_id, "text": "rain"})
+        assert other.status_code == 200, other.text
+    # and once the file is repaired, the same process serves it: the failure was not cached
+    s3.put_object(Bucket=bucket, Key=key, Body=original)
+    repaired = api.post(PREDICT, json=ask)
+    assert repaired.status_code == 200, repaired.text
+    _assert_prediction(repaired.json()["data"], list(TOPICS))
+    # and the predict path serves it with neither torch nor transformers loaded
+    served = _serve_in_fresh_process(settings, run_id, tmp_path / "cache")
+    assert served["heavy"] == []
+    assert served["label"] == repaired.json()["data"]["label"]

@@ -54,6 +54,9 @@ class TableClassifier(TextClassifier):
     def size_bytes(self) -> int:
         return 1
 
+    def requirements(self) -> frozenset[str]:
+        return frozenset()
+
     def save(self, folder: Path) -> None:
         import json
 

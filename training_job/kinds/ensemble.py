@@ -19,7 +19,7 @@ to contrastive on the test set. Asked for by name, it combines out-of-fold score
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from training_job.kinds.base import (
     scored_by_folds,
     selection_score,
 )
+from training_job.onnx_export import OnnxExportable
 from training_job.serving import ClassifierConfig, TextClassifier
 
 if TYPE_CHECKING:
@@ -52,6 +53,10 @@ class EnsembleOptions:
     ensemble_max_members: int = 3  # the best this many kinds at most (2 at least)
     # The gain over the best member must exceed this many bootstrap standard errors.
     ensemble_standard_errors: float = CLEAR_STANDARD_ERRORS
+
+
+def member_folder(folder: Path, index: int) -> Path:
+    return folder / "members" / str(index)
 
 
 def average_log_probabilities(probabilities: list[np.ndarray], multi_label: bool) -> np.ndarray:
@@ -76,10 +81,28 @@ class EnsembleClassifier(TextClassifier):
     def size_bytes(self) -> int:
         return sum(member.size_bytes() for member in self.members)
 
+    def requirements(self) -> frozenset[str]:
+        return frozenset().union(*(member.requirements() for member in self.members))
+
+    def export_onnx(self, folder: Path) -> bool:
+        exported = [isinstance(member, OnnxExportable)
+                    and member.export_onnx(member_folder(folder, index))
+                    for index, member in enumerate(self.members)]  # fmt: skip
+        return any(exported)
+
+    def on_onnx(self, folder: Path, runtime: str) -> EnsembleClassifier:
+        """Members with a network exported in `folder` run on onnxruntime, the others (tf-idf)
+        on their own code."""
+        members = [member.on_onnx(member_folder(folder, index), runtime)
+                   if isinstance(member, OnnxExportable)
+                   and any(member_folder(folder, index).glob("*.onnx")) else member
+                   for index, member in enumerate(self.members)]  # fmt: skip
+        return EnsembleClassifier(members, replace(self.config, runtime=runtime))
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for index, member in enumerate(self.members):
-            member.save(folder / "members" / str(index))
+            member.save(member_folder(folder, index))
         kinds = [member.config.kind for member in self.members]
         (folder / MEMBERS_FILE).write_text(json.dumps({"members": kinds}))
         self.config.write(folder)
@@ -89,7 +112,7 @@ class EnsembleClassifier(TextClassifier):
         from training_job.serving import load_classifier
 
         count = len(json.loads((folder / MEMBERS_FILE).read_text())["members"])
-        members = [load_classifier(folder / "members" / str(i)) for i in range(count)]
+        members = [load_classifier(member_folder(folder, i)) for i in range(count)]
         return cls(members, config)
 
 

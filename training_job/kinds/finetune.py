@@ -14,8 +14,9 @@ import logging
 import os
 import random
 import time
+from abc import abstractmethod
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,10 @@ from training_job.kinds.base import (
     training_docs_per_label,
 )
 from training_job.serving import (
+    ON_ONNX,
+    ON_TORCH,
     ClassifierConfig,
+    OnnxNetwork,
     TextClassifier,
     row_batches,
     token_windows,
@@ -80,8 +84,32 @@ class FinetuneOptions:
     train_windows: int = 1
 
 
-class WindowedClassifier(TextClassifier):
-    """A sequence classifier that reads texts longer than its window as overlapping windows."""
+# The fine-tuned network's file in a model folder served by onnxruntime.
+CLASSIFIER_ONNX = "classifier.onnx"
+
+
+class WindowLogits(TextClassifier):
+    """Reads texts longer than its window as overlapping windows; a text's logits are its
+    windows' mean. Subclasses run the network: PyTorch, or onnxruntime (no torch)."""
+
+    window_tokenizer: Any
+
+    @abstractmethod
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Each window's logits (windows x labels)."""
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Mean window logits per text (before temperature)."""
+        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
+        totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
+        for rows, width in row_batches(mask, self.config.batch_size):
+            np.add.at(totals, owners[rows], self.forward(ids[rows, :width], mask[rows, :width]))
+        counts = np.bincount(owners, minlength=len(texts)).astype(np.float64)
+        return totals / np.maximum(counts, 1)[:, None]
+
+
+class WindowedClassifier(WindowLogits):
+    """The fine-tuned sequence classifier on PyTorch (a Hugging Face model and tokenizer)."""
 
     def __init__(self, model: Any, tokenizer: Any, config: ClassifierConfig) -> None:
         self.model = model
@@ -91,6 +119,9 @@ class WindowedClassifier(TextClassifier):
 
     def size_bytes(self) -> int:
         return torch_bytes(self.model)
+
+    def requirements(self) -> frozenset[str]:
+        return ON_TORCH
 
     @classmethod
     def load(cls, folder: Path | str) -> WindowedClassifier:
@@ -116,19 +147,74 @@ class WindowedClassifier(TextClassifier):
             int(o) for o in owners
         ]
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        """Mean window logits per text (before temperature)."""
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
 
-        ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
-        totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
         with torch.inference_mode():
-            for rows, width in row_batches(mask, self.config.batch_size):
-                out = self.model(input_ids=torch.from_numpy(ids[rows, :width]),
-                                 attention_mask=torch.from_numpy(mask[rows, :width]))  # fmt: skip
-                np.add.at(totals, owners[rows], out.logits.float().numpy())
-        counts = np.bincount(owners, minlength=len(texts)).astype(np.float64)
-        return totals / np.maximum(counts, 1)[:, None]
+            out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        result: np.ndarray = out.logits.float().numpy()
+        return result
+
+    def export_onnx(self, folder: Path) -> bool:
+        from training_job.onnx_export import export_network
+
+        ids, mask, _ = token_windows(self.window_tokenizer, self.config,
+                                     ["an example text to trace", "and another"])  # fmt: skip
+        export_network(logits_only(self.model), {"input_ids": ids, "attention_mask": mask},
+                       "logits", folder / CLASSIFIER_ONNX)  # fmt: skip
+        return True
+
+    def on_onnx(self, folder: Path, runtime: str) -> OnnxWindowedClassifier:
+        config = replace(self.config, runtime=runtime)
+        network = OnnxNetwork(folder / CLASSIFIER_ONNX, "logits", runtime)
+        return OnnxWindowedClassifier(network, self.window_tokenizer, config)
+
+
+def logits_only(model: Any) -> Any:
+    """The sequence classifier as a torch module from (ids, mask) to its logits alone."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = self.model(input_ids=input_ids,
+                                              attention_mask=attention_mask).logits  # fmt: skip
+            return logits
+
+    return Logits()
+
+
+class OnnxWindowedClassifier(WindowLogits):
+    """The fine-tuned classifier on onnxruntime and `tokenizers`: no torch, no transformers."""
+
+    def __init__(self, network: OnnxNetwork, window_tokenizer: Any,
+                 config: ClassifierConfig) -> None:  # fmt: skip
+        self.network = network
+        self.window_tokenizer = window_tokenizer
+        self.config = config
+
+    @classmethod
+    def load(cls, folder: Path, config: ClassifierConfig) -> OnnxWindowedClassifier:
+        network = OnnxNetwork(folder / CLASSIFIER_ONNX, "logits", config.runtime)
+        return cls(network, windows_tokenizer(folder), config)
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.network(ids, mask)
+
+    def size_bytes(self) -> int:
+        return self.network.size_bytes()
+
+    def requirements(self) -> frozenset[str]:
+        return ON_ONNX
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.network.save(folder / CLASSIFIER_ONNX)
+        self.window_tokenizer.save(str(folder / "tokenizer.json"))
+        self.config.write(folder)
 
 
 @dataclass(frozen=True)
@@ -442,6 +528,8 @@ class Finetune(ModelKind):
         return _Trainer(data)
 
     def load(self, folder: Path, config: ClassifierConfig) -> TextClassifier:
+        if config.runtime:
+            return OnnxWindowedClassifier.load(folder, config)
         return WindowedClassifier.load(folder)
 
 

@@ -7,7 +7,6 @@ is cheap to cross-validate: the few-shot kind that needs no gradient steps.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -33,8 +32,11 @@ from training_job.kinds.base import (
     resolve_base_model,
 )
 from training_job.serving import (
-    ONNX_INT8,
+    ON_ONNX,
+    ON_TORCH,
+    SCIKIT_LEARN,
     ClassifierConfig,
+    OnnxNetwork,
     TextClassifier,
     row_batches,
     token_windows,
@@ -79,6 +81,10 @@ class WindowEncoder(ABC):
     @abstractmethod
     def size_bytes(self) -> int:
         """Memory taken by the weights."""
+
+    @abstractmethod
+    def requirements(self) -> frozenset[str]:
+        """The packages running it imports."""
 
     def embed(self, texts: list[str]) -> np.ndarray:
         ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
@@ -134,6 +140,9 @@ class TextEncoder(WindowEncoder):
     def size_bytes(self) -> int:
         return torch_bytes(self.model)
 
+    def requirements(self) -> frozenset[str]:
+        return ON_TORCH
+
     def export_onnx(self, path: Path) -> None:
         from training_job.onnx_export import export_network
 
@@ -166,11 +175,7 @@ class OnnxEncoder(WindowEncoder):
     """The encoder on onnxruntime and `tokenizers`: no torch, no transformers."""
 
     def __init__(self, path: Path, window_tokenizer: Any, config: ClassifierConfig) -> None:
-        import onnxruntime
-
-        self.path = path
-        self.session = onnxruntime.InferenceSession(str(path),
-                                                    providers=["CPUExecutionProvider"])  # fmt: skip
+        self.network = OnnxNetwork(path, "pooled", config.runtime)
         self.window_tokenizer = window_tokenizer
         self.config = config
 
@@ -179,27 +184,17 @@ class OnnxEncoder(WindowEncoder):
         return cls(folder / ENCODER_ONNX, windows_tokenizer(folder), config)
 
     def pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self.config.runtime != ONNX_INT8:
-            return self._run(ids, mask)
-        # Dynamic int8 scales activations by the whole input: one window at a time, cut to
-        # its own tokens, so a text's scores never depend on the texts batched with it.
-        lengths = mask.sum(axis=1)
-        return np.concatenate([self._run(ids[row : row + 1, : lengths[row]],
-                                         mask[row : row + 1, : lengths[row]])
-                               for row in range(len(ids))])  # fmt: skip
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        result: np.ndarray = self.session.run(["pooled"], feeds)[0]
-        return result
+        return self.network(ids, mask)
 
     def save(self, folder: Path) -> None:
-        if self.path != folder / ENCODER_ONNX:
-            shutil.copyfile(self.path, folder / ENCODER_ONNX)
+        self.network.save(folder / ENCODER_ONNX)
         self.window_tokenizer.save(str(folder / "tokenizer.json"))
 
     def size_bytes(self) -> int:
-        return self.path.stat().st_size
+        return self.network.size_bytes()
+
+    def requirements(self) -> frozenset[str]:
+        return ON_ONNX
 
 
 class EmbeddingHeadClassifier(TextClassifier):
@@ -214,8 +209,8 @@ class EmbeddingHeadClassifier(TextClassifier):
     def load(cls, folder: Path, config: ClassifierConfig) -> EmbeddingHeadClassifier:
         import joblib
 
-        onnx = config.runtime.startswith("onnx")
-        encoder = OnnxEncoder.load(folder, config) if onnx else TextEncoder.load(folder, config)
+        runtime = OnnxEncoder if config.runtime else TextEncoder
+        encoder = runtime.load(folder, config)
         return cls(encoder, joblib.load(folder / SKLEARN_FILE), config)
 
     def logits(self, texts: list[str]) -> np.ndarray:
@@ -224,17 +219,19 @@ class EmbeddingHeadClassifier(TextClassifier):
     def size_bytes(self) -> int:
         return self.encoder.size_bytes() + linear_bytes(self.head)
 
-    def export_onnx(self, path: Path) -> bool:
+    def requirements(self) -> frozenset[str]:
+        return self.encoder.requirements() | SCIKIT_LEARN
+
+    def export_onnx(self, folder: Path) -> bool:
         if not isinstance(self.encoder, TextEncoder):
             return False
-        self.encoder.export_onnx(path)
+        self.encoder.export_onnx(folder / ENCODER_ONNX)
         return True
 
-    def on_onnx(self, path: Path, runtime: str) -> EmbeddingHeadClassifier:
+    def on_onnx(self, folder: Path, runtime: str) -> EmbeddingHeadClassifier:
         config = replace(self.config, runtime=runtime)
-        return EmbeddingHeadClassifier(
-            OnnxEncoder(path, self.encoder.window_tokenizer, config), self.head, config
-        )
+        encoder = OnnxEncoder(folder / ENCODER_ONNX, self.encoder.window_tokenizer, config)
+        return EmbeddingHeadClassifier(encoder, self.head, config)
 
     def save(self, folder: Path) -> None:
         import joblib

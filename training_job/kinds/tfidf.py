@@ -35,7 +35,7 @@ from training_job.kinds.base import (
     linear_logits,
     read_options,
 )
-from training_job.serving import ClassifierConfig, TextClassifier
+from training_job.serving import SCIKIT_LEARN, ClassifierConfig, TextClassifier
 
 # The span solver's eigendecomposition grows as rows^3: it beats plain L-BFGS (measured on
 # 1,450-2,000 documents) where there are 50 columns a row or more, and up to 3,000 rows.
@@ -131,6 +131,9 @@ class TfidfClassifier(TextClassifier):
         features = self.pipeline[0]
         vocabulary = sum(len(_counter(t).vocabulary_) for _, t in features.transformer_list)
         return linear_bytes(model) + 64 * vocabulary
+
+    def requirements(self) -> frozenset[str]:
+        return SCIKIT_LEARN
 
     def save(self, folder: Path) -> None:
         import joblib
