@@ -83,6 +83,13 @@ class MlflowModelLoader:
         folder = self.local_copy(run_id)
         try:
             model = mlflow.pyfunc.load_model(str(folder))
+        except ModuleNotFoundError as exc:  # a model left on PyTorch, in the light image
+            raise ModelUnavailable(
+                f"the model of run {run_id} runs on {exc.name}, which this predict function "
+                "does not install (a model trained before ONNX serving, or whose ONNX variants "
+                "disagreed with it): retrain it, or deploy predict from functions/Dockerfile's "
+                "functions-torch target"
+            ) from exc
         except Exception as exc:  # its files, not the request: the next one downloads again
             shutil.rmtree(folder, ignore_errors=True)
             said = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

@@ -102,8 +102,30 @@ def test_dockerfile_copies_what_exists_and_pins_what_pyproject_pins(dockerfile: 
                                        dockerfile.read_text()):  # fmt: skip
         if package in pins:
             assert pins[package] == version, f"{dockerfile}: {package}=={version}"
-    for extra in re.findall(r"\[([a-z,]+)\]", dockerfile.read_text()):
+    for extra in re.findall(r"\[([a-z,-]+)\]", dockerfile.read_text()):
         assert set(extra.split(",")) <= set(pyproject["project"]["optional-dependencies"])
+
+
+def test_the_functions_image_installs_no_torch_unless_its_torch_target_is_chosen() -> None:
+    dockerfile = ROOT / "functions" / "Dockerfile"
+    stages = [argument.split(" AS ")[-1] for name, argument in _instructions(dockerfile)
+              if name == "FROM"]  # fmt: skip
+    assert stages == ["functions", "functions-torch"]
+    # every function deploys the first stage, whose extras hold no torch or transformers
+    template, _ = decode_str((ROOT / "template.yaml").read_text())
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert resource["Metadata"]["DockerBuildTarget"] == "functions"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = re.findall(
+        r'\[([a-z,-]+)\]"', dockerfile.read_text().split(" AS functions-torch")[0]
+    )
+    assert installed == ["api,serve"]
+    names = {re.split(r"[=<>\[]", requirement)[0]
+             for extra in installed[0].split(",")
+             for requirement in extras["optional-dependencies"][extra]}  # fmt: skip
+    assert not names & {"torch", "transformers", "sentence-transformers", "setfit"}
+    assert {"onnxruntime", "tokenizers", "scikit-learn"} <= names
 
 
 @pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not installed")

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI), wrapped for Lambda by Mangum in handler.py."""

@@ -1,0 +1,489 @@
+// Custom Classifier UI: plain ES modules, no build step, no framework. Every URL is
+// relative to <base>, which the API sets to its own base path (API Gateway stages work).
+const $ = (id) => document.getElementById(id);
+const API = "custom_classifier";
+const state = { dataset: "", experiment: "", runId: "", timer: null };
+
+async function call(method, path, body) {
+  const init = { method, headers: {} };
+  const key = localStorage.getItem("cc-api-key");
+  if (key) init.headers["x-api-key"] = key;
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const payload = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(payload.error || payload.detail || `${response.status} ${response.statusText}`);
+    error.payload = payload;
+    throw error;
+  }
+  return payload;
+}
+
+function say(id, text, kind = "") {
+  const el = $(id);
+  el.textContent = text;
+  el.className = `status ${kind}`;
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+  return td;
+}
+
+const pct = (x) => (x === null || x === undefined ? "–" : x.toFixed(3));
+
+// ---- health ---------------------------------------------------------------------------
+async function health() {
+  const pill = $("health");
+  try {
+    const body = await fetch("health").then((r) => r.json());
+    pill.textContent = body.status === "ok" ? "connected" : `degraded: ${body.s3} / ${body.mlflow}`;
+    pill.className = `pill ${body.status === "ok" ? "ok" : "down"}`;
+  } catch {
+    pill.textContent = "API unreachable";
+    pill.className = "pill down";
+  }
+}
+
+// ---- datasets and labels ----------------------------------------------------------------
+async function loadDatasets() {
+  const { data } = await call("GET", `${API}/datasets`);
+  $("datasets").replaceChildren(...data.map((name) => new Option(name, name)));
+}
+
+async function loadLabels() {
+  const dataset = $("dataset").value.trim();
+  state.dataset = dataset;
+  const box = $("labels");
+  if (!dataset) return;
+  try {
+    const { data } = await call("GET", `${API}/datasets/labels?path=${encodeURIComponent(dataset)}`);
+    if (!data.length) {
+      box.innerHTML = '<span class="hint">No label folders under this dataset yet.</span>';
+      return;
+    }
+    box.replaceChildren(
+      ...data.map((folder) => {
+        const label = document.createElement("label");
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.value = folder.label;
+        input.checked = folder.documents > 0;
+        input.name = "label";
+        label.append(input, ` ${folder.label} (${folder.documents})`);
+        return label;
+      }),
+    );
+  } catch (error) {
+    box.textContent = error.message;
+  }
+}
+
+async function deleteDataset() {
+  const dataset = $("dataset").value.trim();
+  if (!dataset) return say("upload-status", "Name the dataset to delete first.", "error");
+  let count = "all its";
+  try {
+    const { data } = await call("GET", `${API}/datasets/labels?path=${encodeURIComponent(dataset)}`);
+    count = `its ${data.reduce((n, f) => n + f.documents + f.not_usable, 0)}`;
+  } catch {}  // the delete itself answers why, if it cannot
+  if (!confirm(`Delete dataset "${dataset}" and ${count} documents for good?`)) return;
+  try {
+    const { data } = await call("POST", `${API}/datasets/delete`, { path: dataset });
+    say("upload-status", `Dataset ${data.data_uri} deleted: ${data.objects_removed} objects removed.`, "ok");
+    $("dataset").value = "";
+    $("labels").innerHTML = '<span class="hint">Choose a dataset to see its label folders.</span>';
+    await loadDatasets();
+  } catch (error) {
+    say("upload-status", error.message, "error");  // e.g. 409: the runs or batch jobs reading it
+  }
+}
+
+// A picked folder's <picked>/<label>/<file> becomes <label>/<file>; loose files go to the
+// label typed next to them.
+function pickedFiles() {
+  const fromFolder = [...$("folder").files]
+    .map((file) => {
+      const parts = (file.webkitRelativePath || file.name).split("/");
+      return { file, path: parts.slice(-2).join("/"), depth: parts.length };
+    })
+    .filter((item) => item.depth >= 2);
+  const label = $("files-label").value.trim();
+  const loose = label ? [...$("files").files].map((file) => ({ file, path: `${label}/${file.name}` })) : [];
+  return [...fromFolder, ...loose];
+}
+
+async function upload() {
+  const dataset = $("dataset").value.trim();
+  const files = pickedFiles();
+  if (!dataset) return say("upload-status", "Name the dataset first.", "error");
+  if (!files.length) return say("upload-status", "Pick a folder of label folders, or files and their label.", "error");
+  $("upload").disabled = true;
+  try {
+    const byPath = Object.fromEntries(files.map((f) => [f.path, f.file]));
+    const { data } = await call("POST", `${API}/uploads`, {
+      path: dataset,
+      files: files.map((f) => ({ path: f.path, size: f.file.size })),
+    });
+    let done = 0;
+    const failed = [];
+    const queue = [...data.uploads];
+    const worker = async () => {
+      while (queue.length) {
+        const item = queue.shift();
+        const response = await fetch(item.url, { method: "PUT", body: byPath[item.path] }).catch(() => null);
+        if (!response || !response.ok) failed.push(item.path);
+        done += 1;
+        say("upload-status", `Uploading ${done}/${data.uploads.length}…`);
+      }
+    };
+    await Promise.all(Array.from({ length: 6 }, worker));
+    const rejected = data.rejected.map((r) => `${r.path}: ${r.reason}`).join("\n");
+    say(
+      "upload-status",
+      `${data.uploads.length - failed.length} uploaded, ${data.skipped.length} already there` +
+        (failed.length ? `, ${failed.length} failed (upload again to resume)` : "") +
+        (rejected ? `\nNot used:\n${rejected}` : ""),
+      failed.length ? "error" : "ok",
+    );
+    if (!failed.length) {  // sent: clear the pickers so the next upload starts empty
+      $("folder").value = "";
+      $("files").value = "";
+    }
+    await loadDatasets();
+    await loadLabels();
+  } catch (error) {
+    say("upload-status", error.message, "error");
+  } finally {
+    $("upload").disabled = false;
+  }
+}
+
+// ---- training ---------------------------------------------------------------------------
+async function train() {
+  const labels = [...document.querySelectorAll('#labels input[name="label"]:checked')].map((i) => i.value);
+  const experiment = $("experiment").value.trim();
+  try {
+    const payload = await call("POST", `${API}/process`, {
+      labels,
+      path: $("dataset").value.trim(),
+      experiment_name: experiment,
+      mode: $("mode").value,
+      ...($("multi-label").checked ? { multi_label: true } : {}),
+      ...($("min-macro-f1").value !== "" ? { min_macro_f1: Number($("min-macro-f1").value) } : {}),
+    });
+    const run = payload.data.info.run_id;
+    say("train-status", `Training started: run ${run} on ${payload.number_documents_treated} documents` +
+      (payload.number_documents_non_treated ? `, ${payload.number_documents_non_treated} not usable` : ""), "ok");
+    $("runs-experiment").value = experiment;
+    showExperiment();
+  } catch (error) {
+    const skipped = (error.payload?.list_id_not_treated || []).join("\n");
+    say("train-status", error.message + (skipped ? `\nNot usable:\n${skipped}` : ""), "error");
+  }
+}
+
+// ---- runs -------------------------------------------------------------------------------
+async function loadExperiments() {
+  const runs = await call("GET", `${API}/all_experiments/last_run`).catch(() => []);
+  const names = [...new Set(runs.map((r) => r.experiment_name))];
+  $("experiments").replaceChildren(...names.map((n) => new Option(n, n)));
+}
+
+function showExperiment() {
+  state.experiment = $("runs-experiment").value.trim();
+  clearInterval(state.timer);
+  refreshRuns();
+  state.timer = setInterval(refreshRuns, 3000);
+}
+
+async function refreshRuns() {
+  const body = $("runs").tBodies[0];
+  if (!state.experiment) return;
+  let runs;
+  try {
+    runs = await call("GET", `${API}/runid/status?limit=20&experiment_name=${encodeURIComponent(state.experiment)}`);
+  } catch (error) {
+    body.innerHTML = "";
+    cell(body.insertRow(), error.message).colSpan = 7;
+    return;
+  }
+  body.replaceChildren(
+    ...runs.map((run) => {
+      const row = document.createElement("tr");
+      row.className = "clickable";
+      row.dataset.runId = run.run_id;
+      cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
+      cell(row, run.run_id.slice(0, 8));
+      cell(row, run.queue_position ? `${run.status} (#${run.queue_position} in queue)` : run.status);
+      cell(row, run.model_kind || "");
+      cell(row, pct(run["metrics.test_macro_f1"]));
+      cell(row, run.registered ? "yes" : run.status === "FINISHED" ? "no (below the bar)" : "");
+      const open = document.createElement("button");
+      open.textContent = "Open";
+      cell(row, "").appendChild(open);
+      row.addEventListener("click", () => openRun(run.run_id));
+      return row;
+    }),
+  );
+  if (!runs.length) cell(body.insertRow(), "No runs yet.").colSpan = 7;
+  const active = (r) => r.status === "RUNNING" || r.status === "SCHEDULED";
+  if (state.runId && runs.some((r) => r.run_id === state.runId && active(r))) openRun(state.runId, false);
+}
+
+async function deleteExperiment() {
+  const name = $("runs-experiment").value.trim();
+  if (!name) return;
+  const hard = confirm(`Delete experiment "${name}" for good (runs, models, artifacts)?\nCancel to hide it instead.`);
+  if (!hard && !confirm(`Hide (soft-delete) experiment "${name}"?`)) return;
+  try {
+    const answer = await call("POST", `${API}/experiment/${hard ? "hard" : "soft"}_delete`, { experiment_name: name });
+    say("run-summary", answer.status, "ok");
+    $("run-section").hidden = true;
+    refreshRuns();
+  } catch (error) {
+    alert(error.message);
+  }
+}
+
+// ---- one run ----------------------------------------------------------------------------
+async function openRun(runId, scroll = true) {
+  state.runId = runId;
+  const section = $("run-section");
+  section.hidden = false;
+  $("run-id").textContent = runId;
+  try {
+    const { data } = await call("GET", `${API}/runs/${runId}`);
+    const gate = data.gate === "passed" ? `registered as ${data.registered_model}`
+      : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
+    const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
+    say("run-summary", [`${data.status} · ${data.model_kind || "training…"}`, queued, gate, data.failure_reason,
+      data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
+    $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
+    const metrics = $("metrics").tBodies[0];
+    const headline = ["test_macro_f1", "test_micro_f1", "test_accuracy", "test_subset_accuracy",
+      "test_hamming_loss", "test_macro_precision", "test_macro_recall", "test_roc_auc", "test_pr_auc", "test_ece",
+      "train_seconds"];
+    metrics.replaceChildren(...headline.filter((k) => k in data.metrics).map((k) => {
+      const row = document.createElement("tr");
+      cell(row, k.replace("test_", ""));
+      cell(row, pct(data.metrics[k]));
+      return row;
+    }));
+    const perClass = $("per-class").tBodies[0];
+    const classes = Object.entries(data.report?.per_class || {});
+    perClass.replaceChildren(...classes.map(([label, m]) => {
+      const row = document.createElement("tr");
+      [label, pct(m.precision), pct(m.recall), pct(m.f1), String(m.support)].forEach((t) => cell(row, t));
+      return row;
+    }));
+    $("images").replaceChildren(...data.artifacts.map((path) => {
+      const img = document.createElement("img");
+      img.src = `${API}/runs/${runId}/artifacts/${path}`;
+      img.alt = path.split("/").pop().replace(".png", "").replaceAll("_", " ");
+      return img;
+    }));
+    $("promote").disabled = data.gate !== "passed";
+    showConfusion(data.status === "FINISHED" ? data.report : null);
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+  if (scroll) section.scrollIntoView({ behavior: "smooth" });
+}
+
+// ---- what it got wrong ------------------------------------------------------------------
+function option(select, value) {
+  const item = document.createElement("option");
+  item.value = item.textContent = value;
+  select.appendChild(item);
+}
+
+function heading(texts) {
+  const head = document.createElement("tr");
+  texts.forEach((text) => {
+    const th = document.createElement("th");
+    th.textContent = text;
+    head.appendChild(th);
+  });
+  return head;
+}
+
+// A count in the confusion table: a button listing the documents it counts.
+function countButton(row, count, right, title, filters) {
+  const td = cell(row, "");
+  td.className = right ? "right" : "wrong";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = count;
+  button.disabled = count === 0;
+  button.title = title;
+  button.addEventListener("click", () => listMistakes(filters));
+  td.appendChild(button);
+}
+
+// The confusion matrix as a table of buttons (multi-label: each label's right, missed and
+// wrongly added documents): a count lists the documents of its cell.
+function showConfusion(report) {
+  const multi = Boolean(report?.multi_label);
+  const shown = multi || Boolean(report?.confusion_matrix);
+  $("mistakes-section").hidden = !shown;
+  if (!shown) return;
+  const labels = report.labels || Object.keys(report.per_class);
+  const table = $("confusion");
+  if (multi) {
+    table.setAttribute("aria-label", "Per label: documents given it rightly, missed, or given it wrongly; click a count to list them");
+    table.tHead.replaceChildren(heading(["label", "right", "missed", "added wrongly"]));
+    table.tBodies[0].replaceChildren(...labels.map((label) => {
+      const row = document.createElement("tr");
+      const counts = report.per_class[label];
+      cell(row, label);
+      countButton(row, counts.true_positives, true, `has ${label}, given it`, { true_label: label, predicted_label: label });
+      countButton(row, counts.false_negatives, false, `has ${label}, not given it`, { missed_label: label });
+      countButton(row, counts.false_positives, false, `given ${label} without having it`, { added_label: label });
+      return row;
+    }));
+  } else {
+    table.tHead.replaceChildren(heading(["true ↓ predicted →", ...labels]));
+    table.tBodies[0].replaceChildren(...report.confusion_matrix.map((counts, i) => {
+      const row = document.createElement("tr");
+      cell(row, labels[i]);
+      counts.forEach((count, j) => countButton(row, count, i === j, `true ${labels[i]}, predicted ${labels[j]}`,
+        { true_label: labels[i], predicted_label: labels[j] }));
+      return row;
+    }));
+  }
+  for (const id of ["mistakes-true", "mistakes-predicted"]) {
+    $(id).replaceChildren();
+    option($(id), "");
+    $(id).options[0].textContent = "any";
+    labels.forEach((label) => option($(id), label));
+  }
+  listMistakes({});
+}
+
+// Misclassified documents (or, for a right cell, the right ones) matching the filters:
+// true_label, predicted_label, missed_label, added_label.
+async function listMistakes(filters) {
+  $("mistakes-true").value = filters.true_label || "";
+  $("mistakes-predicted").value = filters.predicted_label || "";
+  $("document-text").hidden = true;
+  const params = new URLSearchParams({ limit: "200", ...filters });
+  const right = filters.true_label && filters.true_label === filters.predicted_label;
+  if (!right) params.set("wrong_only", "true");
+  const body = $("mistakes").tBodies[0];
+  try {
+    const { data } = await call("GET", `${API}/runs/${state.runId}/test_predictions?${params}`);
+    $("mistakes-summary").textContent = `${data.wrong} of ${data.documents} documents wrong (${data.estimate}); ` +
+      `${data.matching} listed` + (data.matching > data.rows.length ? `, the first ${data.rows.length} shown` : "");
+    body.replaceChildren(...data.rows.map((r) => {
+      const row = document.createElement("tr");
+      row.className = "clickable";
+      [r.key, r.true_labels.join(", "), r.predicted_labels.join(", "), pct(r.score)].forEach((t) => cell(row, t));
+      row.addEventListener("click", () => openDocument(r.key));
+      return row;
+    }));
+    if (!data.rows.length) {
+      const row = document.createElement("tr");
+      cell(row, "No documents here.").colSpan = 4;
+      body.replaceChildren(row);
+    }
+  } catch (error) {
+    $("mistakes-summary").textContent = error.message;
+    body.replaceChildren();
+  }
+}
+
+async function openDocument(key) {
+  const view = $("document-text");
+  try {
+    const { data } = await call("GET", `${API}/runs/${state.runId}/document?${new URLSearchParams({ key })}`);
+    view.textContent = `${data.key}\n\n${data.text}${data.truncated ? "\n…" : ""}`;
+  } catch (error) {
+    view.textContent = error.message;
+  }
+  view.hidden = false;
+}
+
+async function predict() {
+  const text = $("text").value;
+  try {
+    const { data } = await call("POST", `${API}/predict`, { runid: state.runId, text });
+    const answer = data.labels
+      ? (data.labels.map((label) => `${label} (${data.scores[label].toFixed(3)})`).join(", ") ||
+        `no label passes its threshold (best: ${data.label}, ${data.score.toFixed(3)})`)
+      : `${data.label} (score ${data.score.toFixed(3)})`;
+    say("prediction", answer + (data.abstained ? " · abstained: route to a person" : ""), data.abstained ? "" : "ok");
+  } catch (error) {
+    say("prediction", error.message, "error");
+  }
+}
+
+async function promote() {
+  try {
+    const { data } = await call("POST", `${API}/promote`, { run_id: state.runId });
+    say("run-summary", `${data.registered_model} version ${data.version} is now @${data.alias}`, "ok");
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+}
+
+async function cancelRun() {
+  if (!confirm(`Stop training run ${state.runId}? It ends KILLED and registers no model.`)) return;
+  try {
+    const { data } = await call("POST", `${API}/run/cancel`, { run_id: state.runId, reason: "cancelled in the web UI" });
+    say("run-summary", `${data.status} · ${data.cancelled}`, "ok");
+    $("cancel-run").disabled = true;
+    refreshRuns();
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+}
+
+async function deleteRun() {
+  if (!confirm(`Delete run ${state.runId}?`)) return;
+  try {
+    await call("POST", `${API}/run/soft_delete`, { run_id: state.runId });
+    $("run-section").hidden = true;
+    refreshRuns();
+  } catch (error) {
+    say("run-summary", error.message, "error");
+  }
+}
+
+// ---- wiring -----------------------------------------------------------------------------
+$("api-key").value = localStorage.getItem("cc-api-key") || "";
+$("api-key").addEventListener("change", () => {
+  localStorage.setItem("cc-api-key", $("api-key").value.trim());
+  loadDatasets().catch(() => {});
+  loadExperiments();
+});
+$("dataset").addEventListener("change", loadLabels);
+$("folder").addEventListener("change", () => {
+  $("upload").disabled = pickedFiles().length === 0;
+  const first = $("folder").files[0];
+  if (first && !$("dataset").value) $("dataset").value = (first.webkitRelativePath || "").split("/")[0];
+});
+for (const id of ["files", "files-label"]) {
+  $(id).addEventListener("input", () => ($("upload").disabled = pickedFiles().length === 0));
+}
+$("upload").addEventListener("click", upload);
+$("delete-dataset").addEventListener("click", deleteDataset);
+$("train").addEventListener("click", train);
+$("runs-experiment").addEventListener("change", showExperiment);
+$("delete-experiment").addEventListener("click", deleteExperiment);
+$("predict").addEventListener("click", predict);
+$("promote").addEventListener("click", promote);
+$("delete-run").addEventListener("click", deleteRun);
+$("cancel-run").addEventListener("click", cancelRun);
+for (const id of ["mistakes-true", "mistakes-predicted"]) {
+  $(id).addEventListener("change", () => listMistakes(Object.fromEntries(
+    [["true_label", $("mistakes-true").value], ["predicted_label", $("mistakes-predicted").value]].filter(([, v]) => v))));
+}
+health();
+loadDatasets().catch(() => {});
+loadExperiments();

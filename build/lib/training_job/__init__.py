@@ -1,0 +1,1 @@
+"""Training job: labelled documents in, an evaluated and registered MLflow model out."""

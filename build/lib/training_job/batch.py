@@ -1,0 +1,215 @@
+"""Batch prediction over an S3 prefix: `python -m training_job.batch [--name value ...]`.
+
+Streams the sorted listing in parts of `part_size` documents; each part is read
+concurrently, predicted and written as `part-NNNNN.jsonl` (key, label, prediction, score),
+then `part-NNNNN.meta.json` (its keys' hash and the documents it could not use). A part is
+done once its meta file exists, so a rerun after a crash skips finished parts and neither
+duplicates nor loses rows. `_progress.json` tracks done/total; `_manifest.json` closes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Any
+from urllib.parse import urlparse
+
+from documents import decode_document, listing_problem
+from training_job.config import JobPaths, load_parameters, parse_args
+from training_job.data import ObjectInfo
+from training_job.logs import bind_run, configure_job_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchParameters:
+    run_id: str = ""
+    input_uri: str = ""
+    output_uri: str = ""
+    job_id: str = ""
+    tracking_uri: str = ""
+    part_size: int = 256
+    read_workers: int = 16
+    max_document_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    rows: int
+    not_treated: list[dict[str, str]]
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
+    return parsed.netloc, parsed.path.strip("/")
+
+
+class BatchJob:
+    def __init__(self, params: BatchParameters, s3: Any, classifier: Any) -> None:
+        self.params = params
+        self.s3 = s3
+        self.classifier = classifier
+        self.in_bucket, self.in_prefix = split_uri(params.input_uri)
+        self.out_bucket, self.out_prefix = split_uri(params.output_uri)
+
+    def _out_key(self, name: str) -> str:
+        return f"{self.out_prefix}/{name}" if self.out_prefix else name
+
+    def _put_json(self, name: str, body: Any) -> None:
+        self.s3.put_object(
+            Bucket=self.out_bucket, Key=self._out_key(name), Body=json.dumps(body).encode()
+        )
+
+    def _get_json(self, name: str) -> Any | None:
+        try:
+            body = self.s3.get_object(Bucket=self.out_bucket, Key=self._out_key(name))["Body"]
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body.read())
+
+    def listing(self) -> Iterator[ObjectInfo]:
+        """Input documents in S3's (sorted) order; folder markers skipped."""
+        prefix = f"{self.in_prefix}/" if self.in_prefix else ""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.in_bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    yield ObjectInfo(item["Key"], int(item["Size"]))
+
+    def _read(self, info: ObjectInfo) -> tuple[str, str | None, str | None]:
+        """(key, text, reason): text when usable, else the reason it is not (training's rule)."""
+        reason = listing_problem(info.key, info.size, self.params.max_document_bytes)
+        if reason is not None:
+            return info.key, None, reason
+        try:
+            raw = self.s3.get_object(Bucket=self.in_bucket, Key=info.key)["Body"].read()
+        except Exception as exc:  # one unreadable object must not stop millions of others
+            return info.key, None, f"unreadable: {exc}"
+        decoded = decode_document(raw)
+        if isinstance(decoded, str):
+            return info.key, None, decoded
+        return info.key, decoded[0], None
+
+    def run_part(
+        self, index: int, infos: list[ObjectInfo], pool: ThreadPoolExecutor
+    ) -> PartOutcome:
+        name = f"part-{index:05d}"
+        keys_hash = hashlib.sha256("\n".join(i.key for i in infos).encode()).hexdigest()
+        meta = self._get_json(f"{name}.meta.json")
+        if meta is not None:
+            if meta["keys_sha256"] != keys_hash:
+                raise RuntimeError(
+                    f"input changed since {name} was written; write to a new output path"
+                )
+            return PartOutcome(meta["rows"], meta["not_treated"])
+        read = list(pool.map(self._read, infos))
+        usable = [(key, text) for key, text, _ in read if text is not None]
+        not_treated = [{"key": key, "reason": reason} for key, _, reason in read if reason]
+        predictions = self.classifier.predict([text for _, text in usable]) if usable else []
+        lines = [
+            json.dumps({"key": key, **{k: v for k, v in asdict(p).items() if v is not None}})
+            for (key, _), p in zip(usable, predictions, strict=True)
+        ]
+        body = ("\n".join(lines) + "\n").encode() if lines else b""
+        self.s3.put_object(Bucket=self.out_bucket, Key=self._out_key(f"{name}.jsonl"), Body=body)
+        self._put_json(
+            f"{name}.meta.json",
+            {"keys_sha256": keys_hash, "rows": len(lines), "not_treated": not_treated},
+        )
+        return PartOutcome(len(lines), not_treated)
+
+    def _progress(self, status: str, total: int, done: int, treated: int, failed: int) -> None:
+        self._put_json(
+            "_progress.json",
+            {
+                "job_id": self.params.job_id,
+                "status": status,
+                "total": total,
+                "done": done,
+                "number_documents_treated": treated,
+                "number_documents_non_treated": failed,
+                "output_uri": self.params.output_uri,
+                "updated_at": time.time(),
+            },
+        )
+
+    def run(self) -> dict[str, Any]:
+        total = sum(1 for _ in self.listing())
+        done = treated = 0
+        not_treated: list[dict[str, str]] = []
+        parts: list[str] = []
+        self._progress("RUNNING", total, 0, 0, 0)
+        stream = self.listing()
+        with ThreadPoolExecutor(max_workers=self.params.read_workers) as pool:
+            index = 0
+            while infos := list(islice(stream, self.params.part_size)):
+                outcome = self.run_part(index, infos, pool)
+                parts.append(self._out_key(f"part-{index:05d}.jsonl"))
+                done += len(infos)
+                treated += outcome.rows
+                not_treated.extend(outcome.not_treated)
+                self._progress("RUNNING", total, done, treated, len(not_treated))
+                index += 1
+        manifest = {
+            "job_id": self.params.job_id,
+            "run_id": self.params.run_id,
+            "input_uri": self.params.input_uri,
+            "output_uri": self.params.output_uri,
+            "parts": parts,
+            "number_documents_treated": treated,
+            "number_documents_non_treated": len(not_treated),
+            "list_id_not_treated": not_treated,
+        }
+        self._put_json("_manifest.json", manifest)
+        self._progress("COMPLETED", total, done, treated, len(not_treated))
+        return manifest
+
+    def fail(self, reason: str) -> None:
+        previous = self._get_json("_progress.json") or {}
+        self._put_json("_progress.json", {**previous, "status": "FAILED", "error": reason})
+
+
+def load_run_classifier(run_id: str, tracking_uri: str) -> Any:
+    import mlflow.pyfunc
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"runs:/{run_id}/model").unwrap_python_model().classifier
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_job_logging("batch")
+    paths = JobPaths.from_env()
+    job: BatchJob | None = None
+    try:
+        params = load_parameters(paths, parse_args(argv), BatchParameters)
+        bind_run(params.run_id)
+        import boto3
+
+        job = BatchJob(params, boto3.client("s3"), None)
+        job.classifier = load_run_classifier(params.run_id, params.tracking_uri)
+        manifest = job.run()
+        log.info("batch %s done: %s rows", params.job_id, manifest["number_documents_treated"])
+        return 0
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.exception("batch job failed")
+        paths.output_dir.mkdir(parents=True, exist_ok=True)
+        paths.failure_file.write_text(reason)
+        if job is not None:
+            job.fail(reason)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
