@@ -1,1 +1,0 @@
-"""Adapters: the ports implemented with boto3, MLflow and subprocesses."""

@@ -1,1 +1,0 @@
-"""The HTTP API (FastAPI), wrapped for Lambda by Mangum in handler.py."""

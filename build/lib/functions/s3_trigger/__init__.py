@@ -1,1 +1,0 @@
-"""The S3-trigger Lambda: manifest uploads start training (functions/core/trigger.py)."""

@@ -1,1 +1,0 @@
-"""Training job: labelled documents in, an evaluated and registered MLflow model out."""
