@@ -165,13 +165,28 @@ def _runs(client: Client, experiment: str, limit: int = 3) -> list[dict[str, Any
     return runs
 
 
+def _percent_and_eta(run: dict[str, Any]) -> str:
+    """`(42%, about 3 min left)`, or what of it the job could estimate."""
+    said = []
+    if run.get("progress_percent") is not None:
+        said.append(f"{run['progress_percent']:.0f}%")
+    if run.get("eta_seconds") is not None:
+        eta = run["eta_seconds"]
+        said.append(f"about {eta / 60:.0f} min left" if eta >= 90 else f"about {eta:.0f} s left")
+    return f"({', '.join(said)})" if said else ""
+
+
 def _run_line(run: dict[str, Any]) -> str:
     f1 = run.get("metrics.test_macro_f1")
     score = f"macro-F1 {f1:.3f}" if f1 is not None else ""
     registered = "registered" if run.get("registered") else ""
     reason = run.get("failure_reason") or run.get("cancelled") or ""
     queued = f"#{run['queue_position']} in the queue" if run.get("queue_position") else ""
-    fields = (run["run_id"], run["status"], queued, score, registered, reason)
+    progress = ""
+    if run["status"] == "RUNNING" and run.get("phase"):
+        progress = " ".join(filter(None, [f"{run['phase']}:", run.get("phase_detail"),
+                                          _percent_and_eta(run)]))  # fmt: skip
+    fields = (run["run_id"], run["status"], queued, progress, score, registered, reason)
     return "  ".join(x for x in fields if x)
 
 

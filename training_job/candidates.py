@@ -47,6 +47,7 @@ from training_job.kinds.base import (
     score_standard_error,
     selection_score,
 )
+from training_job.progress import Progress
 from training_job.split import Split
 
 log = logging.getLogger(__name__)
@@ -156,18 +157,23 @@ def _by_cost(planned: list[str], estimates: dict[str, float]) -> list[str]:
 
 def select_model(
     hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback,
-    started: float,
+    started: float, progress: Progress | None = None,
 ) -> Selection:  # fmt: skip
     """Train the planned candidates, keep the best on the selection measure, then tune it
-    if asked."""
+    if asked; `progress` hears of each fit."""
+    progress = progress or Progress(lambda tags, metrics: None)
     planned, skipped = plan(hp, split)
     data = SelectionData(hp, labels, split, on_epoch)
     trainer = CandidateTrainer(data)
     auto = hp.mode == "auto"
+    if auto:
+        progress.phase("training", "timing a sample fit of each kind")
     estimates = {name: trainer.trainer(name).cost() for name in planned} if auto else {}
+    progress.plan(estimates)
     budget = hp.time_budget_seconds
     candidates: list[Candidate] = []
-    for name in _by_cost(planned, estimates) if auto else planned:
+    order = _by_cost(planned, estimates) if auto else planned
+    for index, name in enumerate(order, start=1):
         if auto and candidates:  # the cheapest kind always runs: a run ends with a model
             left = budget - (time.monotonic() - started) if budget > 0 else None
             reason = trainer.trainer(name).too_slow(left)
@@ -177,9 +183,12 @@ def select_model(
                                    data.truth, hp.seed)  # fmt: skip
             if reason is not None:
                 skipped[name] = reason
+                progress.skipped(name)
                 log.info("candidate %s skipped: %s", name, reason)
                 continue
+        progress.fitting(name, f"candidate {index} of {len(order)}: {name}")
         candidate = trainer.train(name, hp)
+        progress.fitted(name)
         log.info("candidate %s: selection macro-F1 %.4f in %.1f s", name, candidate.selection_f1,
                  candidate.seconds)  # fmt: skip
         candidates.append(candidate)
@@ -192,10 +201,16 @@ def select_model(
         return Selection(winner, candidates, skipped, why, estimates=estimates)
     deadline = started + budget if budget > 0 else None
     best = winner
+    progress.phase("tuning", f"up to {hp.hpo_trials} trials of {winner.kind}")
+    progress.plan({f"trial {n}": winner.seconds for n in range(1, hp.hpo_trials + 1)})
+    tried = 0
 
     def trial(trial_hp: Hyperparameters) -> float:
-        nonlocal best
+        nonlocal best, tried
+        tried += 1
+        progress.fitting(f"trial {tried}", f"trial {tried} of up to {hp.hpo_trials}: {winner.kind}")
         candidate = trainer.train(winner.kind, trial_hp)
+        progress.fitted(f"trial {tried}")
         if candidate.selection_f1 > best.selection_f1:
             best = candidate  # only the best model is kept in memory
         return candidate.selection_f1

@@ -262,11 +262,15 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         }
     )
     tracker.phase("training")
-    selection = select_model(
-        hp, labels, split, lambda e, m: tracker.log_metrics(m, step=e), started
-    )
+    progress = tracker.progress
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(metrics, step=epoch)
+        progress.step(f"epoch {epoch}")
+
+    selection = select_model(hp, labels, split, on_epoch, started, progress)
     log_selection(tracker, selection, "micro_f1" if hp.multi_label else "macro_f1")
-    tracker.phase("evaluating")
+    tracker.phase("exporting", "ONNX export and parity check")
     classifier_dir = paths.model_dir / "classifier"
     with tempfile.TemporaryDirectory(prefix="onnx-") as exported:
         docs = parity_documents(split)
@@ -276,6 +280,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         choice.classifier.save(classifier_dir)  # what is evaluated below is what is served
     tracker.log_metrics(choice.metrics)
     tracker.set_tags({TAG_RUNTIME: choice.runtime, TAG_RUNTIME_REASON: choice.reason})
+    tracker.phase("evaluating")
     winner = dataclasses.replace(selection.winner, classifier=choice.classifier)
     selection = dataclasses.replace(selection, winner=winner)
     classifier = winner.classifier
@@ -321,6 +326,8 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
     cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve
     registering = passed and not cancelled
+    if registering:
+        tracker.phase("registering")
     version = tracker.register(model_uri, registered_model_name(hp)) if registering else None
     log.info("run %s: %s; registered version %s", tracker.run_id, reason, version)
     return JobResult(tracker.run_id, metrics, passed, version, dataset)

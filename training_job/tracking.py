@@ -13,17 +13,17 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus
 from mlflow.exceptions import MlflowException
 
 from training_job.config import Hyperparameters
 from training_job.data import Dataset
+from training_job.progress import TAG_PHASE, Progress
 
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
 MODEL_NAME = "model"
-TAG_PHASE = "custom_classifier.phase"
 TAG_FAILURE = "custom_classifier.failure_reason"
 TAG_GATE = "custom_classifier.gate"
 TAG_GATE_REASON = "custom_classifier.gate_reason"
@@ -87,6 +87,7 @@ class RunTracker:
         self.hp = hp
         self.client = MlflowClient()
         self.run_id = ""
+        self.progress = Progress(self._write_progress)
 
     def open(self) -> str:
         if self.hp.run_id:
@@ -99,8 +100,16 @@ class RunTracker:
         self.run_id = run.info.run_id
         return self.run_id
 
-    def phase(self, name: str) -> None:
-        self.client.set_tag(self.run_id, TAG_PHASE, name)
+    def phase(self, name: str, detail: str = "") -> None:
+        self.progress.phase(name, detail)
+
+    def _write_progress(self, tags: dict[str, str], metrics: dict[str, float]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=[
+                Metric(key, value, int(time.time() * 1000), 0) for key, value in metrics.items()
+            ])  # fmt: skip
 
     def log_params(self, params: dict[str, Any]) -> None:
         existing = self.client.get_run(self.run_id).data.params
@@ -208,11 +217,11 @@ class RunTracker:
             return
         try:
             if self.cancelled():
-                self.phase("cancelled")
+                self.client.set_tag(self.run_id, TAG_PHASE, "cancelled")
                 mlflow.end_run(status=RunStatus.to_string(RunStatus.KILLED))
                 return
             self.client.set_tag(self.run_id, TAG_FAILURE, reason[:5000])
-            self.phase("failed")
+            self.client.set_tag(self.run_id, TAG_PHASE, "failed")
             mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
         except Exception:  # the tracking server itself may be the failure
             log.exception("could not mark run %s FAILED", self.run_id)

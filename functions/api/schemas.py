@@ -181,6 +181,20 @@ class RunStatusItem(BaseModel):
         default=None, description="SCHEDULED runs: place in the job queue (1: next to start)"
     )
     cancelled: str | None = Field(default=None, description="who cancelled the run, and why")
+    phase: str | None = Field(
+        default=None,
+        description="what the job is doing: reading, training, tuning, exporting, evaluating, "
+        "logging_model, registering, done, failed or cancelled",
+    )
+    phase_detail: str | None = Field(
+        default=None, description="e.g. `candidate 2 of 4: head · epoch 3`"
+    )
+    progress_percent: float | None = Field(
+        default=None, description="share of the job done, from its measured plan"
+    )
+    eta_seconds: float | None = Field(
+        default=None, description="seconds left, where the job could estimate them"
+    )
     gate: str | None = Field(default=None, description="passed or failed: the registration bar")
     gate_reason: str | None = Field(
         default=None, description="the estimate, and which bar it met or missed by how much"
@@ -265,6 +279,8 @@ class RunDetailOut(BaseModel):
     model_name: str | None
     queue_position: int | None = None
     cancelled: str | None = None
+    phase: str | None = None
+    phase_detail: str | None = None
     gate: str | None
     gate_reason: str | None
     failure_reason: str | None

@@ -4,6 +4,12 @@ the two images share data, not code)."""
 from __future__ import annotations
 
 TAG_FAILURE = "custom_classifier.failure_reason"
+# The job's progress (training_job/progress.py): its phase and what it is doing, with the
+# metrics progress_percent and eta_seconds.
+TAG_PHASE = "custom_classifier.phase"
+TAG_PHASE_DETAIL = "custom_classifier.phase_detail"
+METRIC_PERCENT = "progress_percent"
+METRIC_ETA = "eta_seconds"
 TAG_GATE = "custom_classifier.gate"
 TAG_GATE_REASON = "custom_classifier.gate_reason"
 TAG_REGISTERED = "custom_classifier.registered_model"

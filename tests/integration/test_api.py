@@ -325,3 +325,40 @@ def test_health_is_ok_when_everything_is_up(api: TestClient) -> None:
     response = api.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "s3": "ok", "mlflow": "ok"}
+
+
+def test_a_running_job_reports_its_phase_percent_and_eta(
+    api: TestClient, topics_dataset: str, experiment_name: str
+) -> None:
+    # given: a training started through the API
+    started = _process(api, ["sports", "weather"], topics_dataset, experiment_name)
+    run_id = started.json()["data"]["info"]["run_id"]
+    # when: its status is polled while it runs
+    seen: list[dict[str, Any]] = []
+
+    def ended() -> bool:
+        runs = api.post("/custom_classifier/job_status", json={"experiment_name": experiment_name})
+        run: dict[str, Any] = runs.json()[0]
+        seen.append(run)
+        return run["status"] in {"FINISHED", "FAILED"}
+
+    wait_until(ended, timeout=180, what="training run", every=0.1)
+    # then: while RUNNING it said what it was doing, with a percent that never went back
+    running = [run for run in seen if run["status"] == "RUNNING" and run["phase"]]
+    assert running, seen[:3]
+    phases = {run["phase"] for run in running}
+    assert phases <= {"reading", "training", "tuning", "exporting", "evaluating",
+                      "logging_model", "registering", "done"}, phases  # fmt: skip
+    percents = [run["progress_percent"] for run in running if run["progress_percent"] is not None]
+    assert percents == sorted(percents)
+    assert all(0 <= p <= 100 for p in percents) and any(0 < p < 100 for p in percents)
+    assert all(run["eta_seconds"] >= 0 for run in running if run["eta_seconds"] is not None)
+    # and the job's own record of it: candidates named, percent rising to 100 at the end
+    final = seen[-1]
+    assert final["status"] == "FINISHED" and final["phase"] == "done", final
+    assert final["progress_percent"] == 100.0 and final["eta_seconds"] is None
+    history = MlflowClient().get_metric_history(run_id, "progress_percent")
+    values = [m.value for m in sorted(history, key=lambda m: m.timestamp)]
+    assert len(values) >= 3 and values == sorted(values) and values[-1] == 100.0
+    detail = api.get(f"/custom_classifier/runs/{run_id}").json()["data"]
+    assert detail["phase"] == "done"

@@ -113,6 +113,14 @@ def test_tag_names_agree_between_the_api_and_the_training_job() -> None:
     } <= shared
     for name in shared:
         assert getattr(tags, name) == getattr(tracking, name), name
+    # and the progress the job writes is what the API reads
+    from training_job import progress
+
+    assert (tags.TAG_PHASE, tags.TAG_PHASE_DETAIL) == (
+        progress.TAG_PHASE,
+        progress.TAG_PHASE_DETAIL,
+    )
+    assert (tags.METRIC_PERCENT, tags.METRIC_ETA) == (progress.PERCENT, progress.ETA)
 
 
 def test_every_list_of_training_modes_is_the_kind_registry() -> None:

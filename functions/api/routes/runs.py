@@ -36,6 +36,8 @@ from functions.core.tags import (
     TAG_GATE_REASON,
     TAG_MODEL_KIND,
     TAG_MODEL_NAME,
+    TAG_PHASE,
+    TAG_PHASE_DETAIL,
     TAG_REGISTERED,
 )
 
@@ -62,6 +64,8 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             model_name=summary.tags.get(TAG_MODEL_NAME),
             queue_position=summary.queue_position,
             cancelled=summary.tags.get(TAG_CANCELLED),
+            phase=summary.tags.get(TAG_PHASE),
+            phase_detail=summary.tags.get(TAG_PHASE_DETAIL) or None,
             gate=summary.tags.get(TAG_GATE),
             gate_reason=summary.tags.get(TAG_GATE_REASON),
             failure_reason=summary.tags.get(TAG_FAILURE),

@@ -9,12 +9,16 @@ from functions.api.schemas import ERROR_RESPONSES, ExperimentRequest, LastRunIte
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
 from functions.core.tags import (
+    METRIC_ETA,
+    METRIC_PERCENT,
     TAG_CANCELLED,
     TAG_FAILURE,
     TAG_GATE,
     TAG_GATE_REASON,
     TAG_MODEL_KIND,
     TAG_MODEL_NAME,
+    TAG_PHASE,
+    TAG_PHASE_DETAIL,
     TAG_REGISTERED,
 )
 
@@ -39,6 +43,10 @@ def status_item(run: RunSummary) -> RunStatusItem:
         start_time=run.start_time or None,
         queue_position=run.queue_position,
         cancelled=run.tags.get(TAG_CANCELLED),
+        phase=run.tags.get(TAG_PHASE),
+        phase_detail=run.tags.get(TAG_PHASE_DETAIL) or None,
+        progress_percent=run.metrics.get(METRIC_PERCENT),
+        eta_seconds=run.metrics.get(METRIC_ETA) if run.status == "RUNNING" else None,
         gate=run.tags.get(TAG_GATE),
         gate_reason=run.tags.get(TAG_GATE_REASON),
     )

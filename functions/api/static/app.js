@@ -202,6 +202,19 @@ function showExperiment() {
   state.timer = setInterval(refreshRuns, 3000);
 }
 
+// RUNNING · training: candidate 2 of 4: head · epoch 3 · 42% · about 3 min left
+function runStatus(run) {
+  if (run.queue_position) return `${run.status} (#${run.queue_position} in queue)`;
+  if (run.status !== "RUNNING" || !run.phase) return run.status;
+  const parts = [`RUNNING · ${run.phase}${run.phase_detail ? `: ${run.phase_detail}` : ""}`];
+  if (run.progress_percent != null) parts.push(`${Math.round(run.progress_percent)}%`);
+  if (run.eta_seconds != null) {
+    const eta = run.eta_seconds;
+    parts.push(eta >= 90 ? `about ${Math.round(eta / 60)} min left` : `about ${Math.round(eta)} s left`);
+  }
+  return parts.join(" · ");
+}
+
 async function refreshRuns() {
   const body = $("runs").tBodies[0];
   if (!state.experiment) return;
@@ -213,24 +226,36 @@ async function refreshRuns() {
     cell(body.insertRow(), error.message).colSpan = 7;
     return;
   }
-  body.replaceChildren(
-    ...runs.map((run) => {
-      const row = document.createElement("tr");
-      row.className = "clickable";
-      row.dataset.runId = run.run_id;
-      cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
-      cell(row, run.run_id.slice(0, 8));
-      cell(row, run.queue_position ? `${run.status} (#${run.queue_position} in queue)` : run.status);
-      cell(row, run.model_kind || "");
-      cell(row, pct(run["metrics.test_macro_f1"]));
-      cell(row, run.registered ? "yes" : run.status === "FINISHED" ? "no (below the bar)" : "");
-      const open = document.createElement("button");
-      open.textContent = "Open";
-      cell(row, "").appendChild(open);
-      row.addEventListener("click", () => openRun(run.run_id));
-      return row;
-    }),
-  );
+  // Only rows whose run changed are rebuilt: a refresh every 3 s leaves the rest alone.
+  const rows = runs.map((run) => {
+    const seen = JSON.stringify(run);
+    const old = [...body.rows].find((r) => r.dataset.runId === run.run_id && r.dataset.seen === seen);
+    if (old) return old;
+    const row = document.createElement("tr");
+    row.className = "clickable";
+    row.dataset.runId = run.run_id;
+    row.dataset.seen = seen;
+    cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
+    cell(row, run.run_id.slice(0, 8));
+    const status = cell(row, runStatus(run));
+    if (run.status === "RUNNING" && run.progress_percent != null) {
+      const bar = document.createElement("progress");
+      bar.max = 100;
+      bar.value = run.progress_percent;
+      status.prepend(bar, " ");
+    }
+    cell(row, run.model_kind || "");
+    cell(row, pct(run["metrics.test_macro_f1"]));
+    cell(row, run.registered ? "yes" : run.status === "FINISHED" ? "no (below the bar)" : "");
+    const open = document.createElement("button");
+    open.textContent = "Open";
+    cell(row, "").appendChild(open);
+    row.addEventListener("click", () => openRun(run.run_id));
+    return row;
+  });
+  if (rows.length !== body.rows.length || rows.some((row, i) => body.rows[i] !== row)) {
+    body.replaceChildren(...rows);
+  }
   if (!runs.length) cell(body.insertRow(), "No runs yet.").colSpan = 7;
   const active = (r) => r.status === "RUNNING" || r.status === "SCHEDULED";
   if (state.runId && runs.some((r) => r.run_id === state.runId && active(r))) openRun(state.runId, false);
@@ -262,7 +287,9 @@ async function openRun(runId, scroll = true) {
     const gate = data.gate === "passed" ? `registered as ${data.registered_model}`
       : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
     const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
-    say("run-summary", [`${data.status} · ${data.model_kind || "training…"}`, queued, gate, data.failure_reason,
+    const progress = { ...data, progress_percent: data.metrics.progress_percent, eta_seconds: data.metrics.eta_seconds };
+    const status = data.status === "RUNNING" && data.phase ? runStatus(progress) : data.status;
+    say("run-summary", [`${status} · ${data.model_kind || "training…"}`, queued, gate, data.failure_reason,
       data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
     $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
     const metrics = $("metrics").tBodies[0];
