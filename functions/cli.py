@@ -215,6 +215,9 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
               help="a document may have several labels (one file in several folders)")  # fmt: skip
 @click.option("--label-delimiter", default="|", show_default=True,
               help="a CSV dataset's separator between a row's labels")  # fmt: skip
+@click.option("--promote", type=click.Choice(["always", "if_better"]), default="always",
+              show_default=True,
+              help="if_better: take @champion only where it beats the champion")  # fmt: skip
 @click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")
 @click.option("--poll", type=float, default=5.0, show_default=True)
 @click.option("--idempotency-key", default="",
@@ -222,7 +225,8 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @pass_client
 def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
           time_budget: float, hpo_trials: int, min_macro_f1: float | None, multi_label: bool,
-          label_delimiter: str, wait: bool, poll: float, idempotency_key: str) -> None:  # fmt: skip
+          label_delimiter: str, promote: str, wait: bool, poll: float,
+          idempotency_key: str) -> None:  # fmt: skip
     """Train a classifier on DATASET/<label>/ documents. The request is retried on timeouts
     and 502/503/504 with one Idempotency-Key, so it starts one run."""
     chosen = [label.strip() for label in labels.split(",") if label.strip()]
@@ -237,6 +241,8 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
         body["multi_label"] = True
     if label_delimiter != "|":
         body["label_delimiter"] = label_delimiter
+    if promote != "always":
+        body["promote"] = promote
     key = idempotency_key or str(uuid.uuid4())
     started = client.call("POST", f"{API}/process", retries=3, json=body,
                           headers={"Idempotency-Key": key})  # fmt: skip

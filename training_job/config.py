@@ -82,6 +82,9 @@ class Hyperparameters:
     read_workers: int = 16
     # The evaluation bar for registration.
     min_macro_f1: float = 0.7
+    # "always": a registered version becomes @champion; "if_better": only where it beats
+    # the champion on the same held-out documents (training_job/promotion.py).
+    promote: str = "always"
     num_threads: int = 0
     # Each kind's own hyperparameters by name (declared in its module, e.g. `tfidf_c`).
     options: dict[str, Any] = field(default_factory=dict)

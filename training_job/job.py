@@ -42,6 +42,7 @@ from training_job.evaluate import (
 from training_job.hpo import Tuning
 from training_job.kinds.base import IMBALANCE_STRATEGY, label_truth, resolve_base_model
 from training_job.onnx_export import PARITY_DOCUMENTS, choose_runtime
+from training_job.promotion import Promotion, judge
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
     TAG_CHOICE,
@@ -50,6 +51,7 @@ from training_job.tracking import (
     TAG_GATE_REASON,
     TAG_HPO,
     TAG_MODEL_KIND,
+    TAG_PROMOTION,
     TAG_RUNTIME,
     TAG_RUNTIME_REASON,
     TAG_SKIPPED,
@@ -158,6 +160,7 @@ class Estimate:
     truth: np.ndarray  # class indices, or (multi-label) 0/1 rows
     method: str  # e.g. "test split of 120 documents"
     keys: list[str]  # the documents estimated on, in the rows' order
+    texts: list[str]  # and their texts
     cross_validated: bool = False  # out of fold: models that saw (k-1)/k of the documents
 
     @classmethod
@@ -169,7 +172,7 @@ class Estimate:
             truth = label_truth(split.test, labels, multi_label)
             return cls(winner.classifier.probabilities(texts), truth,
                        f"test split of {len(truth)} documents",
-                       [d.key for d in split.test])  # fmt: skip
+                       [d.key for d in split.test], texts)  # fmt: skip
         docs = split.train + split.validation
         held = winner.held_out
         if held is None or len(held.rows) != len(docs):
@@ -180,7 +183,8 @@ class Estimate:
         return cls(probs, label_truth(held_docs, labels, multi_label),
                    f"{folds}-fold cross-validation, out of fold, over all {len(docs)} "
                    f"documents (a test split would hold under {SMALL_TEST})",
-                   [docs[row].key for row in held.rows], cross_validated=True)  # fmt: skip
+                   [d.key for d in held_docs], [d.text for d in held_docs],
+                   cross_validated=True)  # fmt: skip
 
 
 def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> tuple[bool, str]:
@@ -326,8 +330,19 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
     cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve
     registering = passed and not cancelled
+    version = None
     if registering:
         tracker.phase("registering")
-    version = tracker.register(model_uri, registered_model_name(hp)) if registering else None
+        name = registered_model_name(hp)
+        promotion = Promotion(True, "promote always: the new version becomes champion")
+        if hp.promote == "if_better":
+            with tempfile.TemporaryDirectory(prefix="champion-") as downloads:
+                found = tracker.champion(name, Path(downloads))
+                champion, said = (found[1], f"{name} v{found[0]}") if found else (None, name)
+                promotion = judge(probs, thresholds, truth, estimate.texts, labels, champion,
+                                  said, hp.seed)  # fmt: skip
+            tracker.log_metrics(promotion.metrics)
+        tracker.set_tags({TAG_PROMOTION: promotion.reason})
+        version = tracker.register(model_uri, name, champion=promotion.promote)
     log.info("run %s: %s; registered version %s", tracker.run_id, reason, version)
     return JobResult(tracker.run_id, metrics, passed, version, dataset)

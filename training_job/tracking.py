@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from training_job.config import Hyperparameters
 from training_job.data import Dataset
 from training_job.progress import TAG_PHASE, Progress
+from training_job.serving import TextClassifier, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ TAG_FAILURE = "custom_classifier.failure_reason"
 TAG_GATE = "custom_classifier.gate"
 TAG_GATE_REASON = "custom_classifier.gate_reason"
 TAG_REGISTERED = "custom_classifier.registered_model"
+# `promote: if_better`: whether the new version took @champion, and the comparison.
+TAG_PROMOTION = "custom_classifier.promotion"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_SKIPPED = "custom_classifier.skipped"
 TAG_HPO = "custom_classifier.hpo"
@@ -190,13 +193,28 @@ class RunTracker:
                 "train under another experiment name"
             )
 
-    def register(self, model_uri: str, name: str) -> str:
-        """Register the model and point the champion alias at the new version."""
+    def register(self, model_uri: str, name: str, champion: bool = True) -> str:
+        """Register the model and (`champion`) point the champion alias at the new version."""
         self._claim_model_name(name)
         version = mlflow.register_model(model_uri, name, tags={"run_id": self.run_id})
-        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+        if champion:
+            self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
         self.client.set_tag(self.run_id, TAG_REGISTERED, f"{name}/{version.version}")
         return str(version.version)
+
+    def champion(self, name: str, folder: Path) -> tuple[str, TextClassifier] | None:
+        """The registered model's `@champion` version and its classifier (downloaded into
+        `folder`), or None where it has none."""
+        try:
+            version = self.client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+        except MlflowException as exc:
+            if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+                return None
+            raise
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version.version}", dst_path=str(folder)
+        )
+        return str(version.version), load_classifier(Path(local) / "artifacts" / "classifier")
 
     def set_tags(self, tags: dict[str, str]) -> None:
         mlflow.set_tags(tags)

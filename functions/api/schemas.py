@@ -66,6 +66,12 @@ class ProcessRequest(RequestBody):
         default="|",
         description="a CSV dataset's separator between a row's labels (multi-label)",
     )
+    promote: Literal["always", "if_better"] = Field(
+        default="always",
+        description="if_better: the new model becomes @champion only where it beats the "
+        "current champion on the same held-out documents (paired bootstrap interval of the "
+        "macro-F1 difference above 0); otherwise it is registered without the alias",
+    )
 
 
 class ExperimentRequest(RequestBody):
@@ -195,6 +201,10 @@ class RunStatusItem(BaseModel):
     eta_seconds: float | None = Field(
         default=None, description="seconds left, where the job could estimate them"
     )
+    promotion: str | None = Field(
+        default=None,
+        description="whether the registered version took @champion, and why (promote)",
+    )
     gate: str | None = Field(default=None, description="passed or failed: the registration bar")
     gate_reason: str | None = Field(
         default=None, description="the estimate, and which bar it met or missed by how much"
@@ -281,6 +291,7 @@ class RunDetailOut(BaseModel):
     cancelled: str | None = None
     phase: str | None = None
     phase_detail: str | None = None
+    promotion: str | None = None
     gate: str | None
     gate_reason: str | None
     failure_reason: str | None

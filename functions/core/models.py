@@ -63,6 +63,8 @@ class TrainingRequest:
     multi_label: bool = False
     # Between the labels of a CSV row (Comprehend's LabelDelimiter), multi-label CSVs only.
     label_delimiter: str = "|"
+    # "always": the new version becomes @champion; "if_better": only where it beats it.
+    promote: str = "always"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ METRIC_ETA = "eta_seconds"
 TAG_GATE = "custom_classifier.gate"
 TAG_GATE_REASON = "custom_classifier.gate_reason"
 TAG_REGISTERED = "custom_classifier.registered_model"
+# `promote: if_better`: whether the new version took @champion, and the comparison.
+TAG_PROMOTION = "custom_classifier.promotion"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
 TAG_LAUNCHER = "custom_classifier.launcher"
 TAG_DATA_URI = "custom_classifier.data_uri"

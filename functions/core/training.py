@@ -114,6 +114,7 @@ def start_training(
             "label_delimiter": request.label_delimiter,
             "time_budget_seconds": str(request.time_budget_seconds),
             "hpo_trials": str(request.hpo_trials),
+            "promote": request.promote,
         },
     )
     try:

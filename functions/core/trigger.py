@@ -34,7 +34,7 @@ MANIFEST_NAME = "_train.json"
 RESULT_NAME = "_train.result.json"
 MANIFEST_FIELDS = {
     "experiment_name", "labels", "mode", "time_budget_seconds", "hpo_trials", "min_macro_f1",
-    "multi_label", "label_delimiter",
+    "multi_label", "label_delimiter", "promote",
 }  # fmt: skip
 MAX_MANIFEST_CHARS = 100_000
 
@@ -121,6 +121,7 @@ def read_manifest(upload: ManifestUpload, store: ObjectStore) -> TrainingRequest
         min_macro_f1=_field(raw, "min_macro_f1", float, None) if "min_macro_f1" in raw else None,
         multi_label=_field(raw, "multi_label", bool, False),
         label_delimiter=_field(raw, "label_delimiter", str, "|"),
+        promote=_field(raw, "promote", str, "always"),
     )
 
 

@@ -189,11 +189,14 @@ def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
 
 
 TRAINING_MODES = ("auto", "tfidf", "head", "contrastive", "finetune", "ensemble")
+PROMOTE_MODES = ("always", "if_better")
 
 
 def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> None:
     if request.mode not in TRAINING_MODES:
         raise InvalidRequest(f"mode must be one of {', '.join(TRAINING_MODES)}")
+    if request.promote not in PROMOTE_MODES:
+        raise InvalidRequest(f"promote must be one of {', '.join(PROMOTE_MODES)}")
     if request.time_budget_seconds < 0:
         raise InvalidRequest("time_budget_seconds must not be negative")
     if not 0 <= request.hpo_trials <= max_hpo_trials:

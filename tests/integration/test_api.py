@@ -211,6 +211,17 @@ def test_an_unknown_field_is_a_422_naming_it_not_silently_ignored(
     assert MlflowClient().get_experiment_by_name(experiment_name) is None
 
 
+def test_an_unknown_promote_policy_is_a_422_naming_the_choices(
+    api: TestClient, topics_dataset: str, experiment_name: str
+) -> None:
+    body = {"labels": ["sports", "weather"], "path": topics_dataset,
+            "experiment_name": experiment_name, "promote": "sometimes"}  # fmt: skip
+    response = api.post("/custom_classifier/process", json=body)
+    assert response.status_code == 422, response.text
+    assert "'always' or 'if_better'" in response.json()["error"]
+    assert MlflowClient().get_experiment_by_name(experiment_name) is None
+
+
 def test_unknown_names_get_404(api: TestClient, experiment_name: str) -> None:
     for path in (
         "/custom_classifier/job_status",

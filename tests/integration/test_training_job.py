@@ -14,10 +14,12 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import train_tiny
 from tests.support import (
     ARTIFACTS_BUCKET,
     BBC_LABELS,
     DATA_BUCKET,
+    TOPICS,
     bbc_slice,
     keyword_tree,
     list_keys,
@@ -25,7 +27,13 @@ from tests.support import (
     wait_until,
 )
 from training_job.__main__ import main
-from training_job.tracking import CHAMPION_ALIAS, TAG_FAILURE, TAG_GATE, TAG_PHASE
+from training_job.tracking import (
+    CHAMPION_ALIAS,
+    TAG_FAILURE,
+    TAG_GATE,
+    TAG_PHASE,
+    TAG_PROMOTION,
+)
 
 # The end-to-end slice is small (20 documents a label), so the stated floor is modest;
 # bench/train_bbc.py measures the full corpus.
@@ -304,3 +312,41 @@ def test_a_model_no_better_than_the_majority_class_is_refused_saying_by_how_much
     body = {"experiment_name": experiment_name}
     [item] = api.post("/custom_classifier/job_status", json=body).json()
     assert (item["gate"], item["gate_reason"]) == ("failed", reason)
+
+
+def test_promote_if_better_moves_champion_only_for_a_clearly_better_model(
+    s3: Any,
+    mlflow_uri: str,
+    tiny_base_model: str,
+    tmp_path: Path,
+    experiment_name: str,
+    dataset_prefix: str,
+) -> None:
+    # given: a champion trained on the labels swapped (it answers weather for sports)
+    correct = keyword_tree(TOPICS, 20)
+    swapped = {"sports": correct["weather"], "weather": correct["sports"]}
+    swapped_prefix, correct_prefix = f"{dataset_prefix}-swapped", f"{dataset_prefix}-correct"
+    upload_tree(s3, DATA_BUCKET, swapped_prefix, swapped)
+    upload_tree(s3, DATA_BUCKET, correct_prefix, correct)
+    client = MlflowClient()
+    name = f"{experiment_name}-classifier"
+    first = train_tiny(swapped_prefix, experiment_name, tiny_base_model, tmp_path / "1",
+                       mode="tfidf")  # fmt: skip
+    assert client.get_model_version_by_alias(name, CHAMPION_ALIAS).run_id == first
+    # when: a model of the right labels is trained with promote=if_better
+    second = train_tiny(correct_prefix, experiment_name, tiny_base_model, tmp_path / "2",
+                        mode="tfidf", promote="if_better")  # fmt: skip
+    # then: it beats the champion on the same held-out documents and takes the alias
+    run = client.get_run(second)
+    assert run.data.tags[TAG_PROMOTION].startswith("promoted: macro-F1 +"), run.data.tags
+    assert run.data.metrics["champion_macro_f1_difference_low"] > 0
+    assert client.get_model_version_by_alias(name, CHAMPION_ALIAS).run_id == second
+    # when: the same model again, which cannot beat itself
+    third = train_tiny(correct_prefix, experiment_name, tiny_base_model, tmp_path / "3",
+                       mode="tfidf", promote="if_better")  # fmt: skip
+    # then: registered without the alias, saying why; the champion stays
+    run = client.get_run(third)
+    assert run.data.tags[TAG_PROMOTION].startswith("not promoted: macro-F1 +0.0000 over "
+                                                   f"{name} v2"), run.data.tags  # fmt: skip
+    assert run.data.tags["custom_classifier.registered_model"] == f"{name}/3"
+    assert client.get_model_version_by_alias(name, CHAMPION_ALIAS).run_id == second

@@ -38,6 +38,7 @@ from functions.core.tags import (
     TAG_MODEL_NAME,
     TAG_PHASE,
     TAG_PHASE_DETAIL,
+    TAG_PROMOTION,
     TAG_REGISTERED,
 )
 
@@ -66,6 +67,7 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             cancelled=summary.tags.get(TAG_CANCELLED),
             phase=summary.tags.get(TAG_PHASE),
             phase_detail=summary.tags.get(TAG_PHASE_DETAIL) or None,
+            promotion=summary.tags.get(TAG_PROMOTION),
             gate=summary.tags.get(TAG_GATE),
             gate_reason=summary.tags.get(TAG_GATE_REASON),
             failure_reason=summary.tags.get(TAG_FAILURE),

@@ -19,6 +19,7 @@ from functions.core.tags import (
     TAG_MODEL_NAME,
     TAG_PHASE,
     TAG_PHASE_DETAIL,
+    TAG_PROMOTION,
     TAG_REGISTERED,
 )
 
@@ -47,6 +48,7 @@ def status_item(run: RunSummary) -> RunStatusItem:
         phase_detail=run.tags.get(TAG_PHASE_DETAIL) or None,
         progress_percent=run.metrics.get(METRIC_PERCENT),
         eta_seconds=run.metrics.get(METRIC_ETA) if run.status == "RUNNING" else None,
+        promotion=run.tags.get(TAG_PROMOTION),
         gate=run.tags.get(TAG_GATE),
         gate_reason=run.tags.get(TAG_GATE_REASON),
     )

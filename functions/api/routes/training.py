@@ -62,6 +62,7 @@ def process(
         body.min_macro_f1,
         body.multi_label,
         body.label_delimiter,
+        body.promote,
     )
     try:
         started = start_training_once(

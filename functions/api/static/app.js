@@ -175,6 +175,7 @@ async function train() {
       experiment_name: experiment,
       mode: $("mode").value,
       ...($("multi-label").checked ? { multi_label: true } : {}),
+      ...($("promote-if-better").checked ? { promote: "if_better" } : {}),
       ...($("min-macro-f1").value !== "" ? { min_macro_f1: Number($("min-macro-f1").value) } : {}),
     });
     const run = payload.data.info.run_id;
@@ -284,7 +285,7 @@ async function openRun(runId, scroll = true) {
   $("run-id").textContent = runId;
   try {
     const { data } = await call("GET", `${API}/runs/${runId}`);
-    const gate = data.gate === "passed" ? `registered as ${data.registered_model}`
+    const gate = data.gate === "passed" ? [`registered as ${data.registered_model}`, data.promotion].filter(Boolean).join(": ")
       : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
     const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
     const progress = { ...data, progress_percent: data.metrics.progress_percent, eta_seconds: data.metrics.eta_seconds };
