@@ -10,7 +10,7 @@ from training_job.job import Estimate, gate
 
 def _estimate(cross_validated: bool) -> Estimate:
     method = "3-fold cross-validation" if cross_validated else "test split of 400 documents"
-    return Estimate(np.zeros((1, 2)), np.zeros(1), method, ["a"], cross_validated)
+    return Estimate(np.zeros((1, 2)), np.zeros(1), method, ["a"], ["a text"], cross_validated)
 
 
 def _metrics(score: float, low: float, high: float, baseline: float = 0.2) -> dict[str, float]:
