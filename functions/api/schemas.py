@@ -211,6 +211,11 @@ class RunStatusItem(BaseModel):
     )
 
 
+class ExperimentItem(BaseModel):
+    experiment_name: str
+    experiment_id: str
+
+
 class LastRunItem(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -292,6 +297,7 @@ class RunDetailOut(BaseModel):
     phase: str | None = None
     phase_detail: str | None = None
     promotion: str | None = None
+    champion: bool = Field(default=False, description="its registered version is @champion now")
     gate: str | None
     gate_reason: str | None
     failure_reason: str | None

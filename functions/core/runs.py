@@ -19,7 +19,7 @@ from functions.core.errors import (
 )
 from functions.core.models import Experiment, RunSummary
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
-from functions.core.tags import TAG_CANCELLED, TAG_JOB_ID
+from functions.core.tags import TAG_CANCELLED, TAG_JOB_ID, TAG_REGISTERED
 
 EXPERIMENT_RUNS = 3
 LATEST_RUNS = 10
@@ -104,6 +104,8 @@ class RunDetail:
     experiment_name: str
     report: dict[str, Any] | None
     artifacts: list[str]
+    # Whether the run's registered version is its model's @champion now.
+    champion: bool = False
 
 
 def run_detail(tracking: Tracking, launcher: JobLauncher, run_id: str) -> RunDetail:
@@ -119,7 +121,19 @@ def run_detail(tracking: Tracking, launcher: JobLauncher, run_id: str) -> RunDet
         report = json.loads(raw) if raw else None
         logged = set(tracking.list_artifacts(run_id, "evaluation"))
         artifacts = [p for p in VIEWABLE_ARTIFACTS if p.endswith(".png") and p in logged]
-    return RunDetail(run, experiments[run.experiment_id], report, artifacts)
+    return RunDetail(run, experiments[run.experiment_id], report, artifacts,
+                     champion_of(tracking, run))  # fmt: skip
+
+
+def champion_of(tracking: Tracking, run: RunSummary) -> bool:
+    """Whether the run registered the version its model's @champion points at now."""
+    name = run.tags.get(TAG_REGISTERED, "").rpartition("/")[0]
+    if not name:
+        return False
+    try:
+        return tracking.resolve_model_reference(f"models:/{name}@{CHAMPION_ALIAS}") == run.run_id
+    except RunNotFound:
+        return False
 
 
 def run_artifact(tracking: Tracking, run_id: str, path: str) -> tuple[bytes, str]:

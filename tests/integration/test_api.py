@@ -373,3 +373,18 @@ def test_a_running_job_reports_its_phase_percent_and_eta(
     assert len(values) >= 3 and values == sorted(values) and values[-1] == 100.0
     detail = api.get(f"/custom_classifier/runs/{run_id}").json()["data"]
     assert detail["phase"] == "done"
+
+
+def test_experiments_lists_every_experiment_by_name_but_the_deleted(
+    api: TestClient, experiment_name: str
+) -> None:
+    client = MlflowClient()
+    names = [f"{experiment_name}-b", f"{experiment_name}-A", f"{experiment_name}-gone"]
+    for name in names:
+        client.create_experiment(name)
+    gone = api.post("/custom_classifier/experiment/soft_delete", json={"experiment_name": names[2]})
+    assert gone.status_code == 200, gone.text
+    listed = [e["experiment_name"] for e in api.get("/custom_classifier/experiments").json()]
+    assert [n for n in listed if n.startswith(experiment_name)] == names[1::-1]
+    assert "Default" not in listed
+    assert listed == sorted(listed, key=str.lower)

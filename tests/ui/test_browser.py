@@ -91,8 +91,9 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(row).to_contain_text("FINISHED", timeout=120_000)
     expect(row).to_contain_text("yes")
     _shot(page, "02-runs")
-    # the run page: metrics, per-class table, evaluation images
+    # the run page: metrics, per-class table, evaluation images; which version serves
     row.click()
+    expect(page.locator("#run-summary")).to_contain_text("(@champion)")
     expect(page.locator("#per-class tbody tr")).to_have_count(2)
     expect(page.locator("#metrics")).to_contain_text("macro_f1")
     images = page.locator("#images img")
@@ -172,8 +173,8 @@ def test_the_page_works_under_an_api_gateway_stage_path(
     page.goto(f"{staged.url}/prod/")
     expect(page.locator("#health")).to_have_text("connected")
     assert page.evaluate("document.baseURI").endswith("/prod/")
-    page.fill("#runs-experiment", "no-such-experiment")
-    page.dispatch_event("#runs-experiment", "change")
+    # an address naming an experiment opens it, under the stage path too
+    page.goto(f"{staged.url}/prod/#/experiments/no-such-experiment")
     expect(page.locator("#runs tbody")).to_contain_text("not found")
 
 
@@ -191,12 +192,23 @@ def test_a_queued_run_shows_its_place_and_is_cancelled_from_its_page(
         first, queued = (httpx.post(f"{api.url}/custom_classifier/process", json=body,
                                     timeout=60).json()["data"] for _ in range(2))  # fmt: skip
         page.goto(f"{api.url}/")
-        page.fill("#runs-experiment", experiment_name)
-        page.dispatch_event("#runs-experiment", "change")
-        row = page.locator(f"#runs tbody tr[data-run-id='{queued['info']['run_id']}']")
+        # experiments are picked from a list, not typed
+        page.select_option("#runs-experiment", experiment_name)
+        queued_id = queued["info"]["run_id"]
+        row = page.locator(f"#runs tbody tr[data-run-id='{queued_id}']")
         expect(row).to_contain_text("SCHEDULED (#1 in queue)")
         row.click()
         expect(page.locator("#run-summary")).to_contain_text("#1 in the queue")
+        # the run page has its own address: Back closes it, Forward and a reload reopen it
+        address = f"#/experiments/{experiment_name}/runs/{queued_id}"
+        expect(page).to_have_url(re.compile(re.escape(address) + "$"))
+        page.go_back()
+        expect(page.locator("#run-section")).to_be_hidden()
+        page.go_forward()
+        expect(page.locator("#run-id")).to_have_text(queued_id)
+        page.reload()
+        expect(page.locator("#run-summary")).to_contain_text("#1 in the queue")
+        expect(page.locator("#runs-experiment")).to_have_value(experiment_name)
         page.on("dialog", lambda dialog: dialog.accept())
         page.click("#cancel-run")
         expect(page.locator("#run-summary")).to_contain_text("KILLED · cancelled by an API caller")

@@ -68,6 +68,7 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             phase=summary.tags.get(TAG_PHASE),
             phase_detail=summary.tags.get(TAG_PHASE_DETAIL) or None,
             promotion=summary.tags.get(TAG_PROMOTION),
+            champion=detail.champion,
             gate=summary.tags.get(TAG_GATE),
             gate_reason=summary.tags.get(TAG_GATE_REASON),
             failure_reason=summary.tags.get(TAG_FAILURE),

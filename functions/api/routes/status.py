@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from functions.api.deps import LauncherDep, TrackingDep
-from functions.api.schemas import ERROR_RESPONSES, ExperimentRequest, LastRunItem, RunStatusItem
+from functions.api.schemas import (
+    ERROR_RESPONSES,
+    ExperimentItem,
+    ExperimentRequest,
+    LastRunItem,
+    RunStatusItem,
+)
 from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
 from functions.core.tags import (
@@ -83,3 +89,11 @@ def all_experiments_last_run(tracking: TrackingDep) -> list[LastRunItem]:
         )
         for run, name in latest_runs(tracking)
     ]
+
+
+@router.get("/experiments", response_model=list[ExperimentItem])
+def experiments(tracking: TrackingDep) -> list[ExperimentItem]:
+    """Every experiment (not deleted) by name: what the UI lets a user pick from."""
+    mine = [e for e in tracking.list_experiments() if e.experiment_id != "0"]  # MLflow's Default
+    found = sorted(mine, key=lambda e: e.name.lower())
+    return [ExperimentItem(experiment_name=e.name, experiment_id=e.experiment_id) for e in found]

@@ -181,8 +181,9 @@ async function train() {
     const run = payload.data.info.run_id;
     say("train-status", `Training started: run ${run} on ${payload.number_documents_treated} documents` +
       (payload.number_documents_non_treated ? `, ${payload.number_documents_non_treated} not usable` : ""), "ok");
-    $("runs-experiment").value = experiment;
+    await loadExperiments(experiment);
     showExperiment();
+    navigate(experiment);
   } catch (error) {
     const skipped = (error.payload?.list_id_not_treated || []).join("\n");
     say("train-status", error.message + (skipped ? `\nNot usable:\n${skipped}` : ""), "error");
@@ -190,10 +191,16 @@ async function train() {
 }
 
 // ---- runs -------------------------------------------------------------------------------
-async function loadExperiments() {
-  const runs = await call("GET", `${API}/all_experiments/last_run`).catch(() => []);
-  const names = [...new Set(runs.map((r) => r.experiment_name))];
+// Every experiment, to pick from (the runs section) or to train into again (the datalist).
+async function loadExperiments(chosen = $("runs-experiment").value) {
+  const found = await call("GET", `${API}/experiments`).catch(() => []);
+  const names = found.map((e) => e.experiment_name);
+  if (chosen && !names.includes(chosen)) names.push(chosen);
   $("experiments").replaceChildren(...names.map((n) => new Option(n, n)));
+  const select = $("runs-experiment");
+  select.replaceChildren(new Option(names.length ? "Choose an experiment…" : "No experiments yet", ""),
+    ...names.map((n) => new Option(n, n)));
+  select.value = chosen || "";
 }
 
 function showExperiment() {
@@ -201,6 +208,32 @@ function showExperiment() {
   clearInterval(state.timer);
   refreshRuns();
   state.timer = setInterval(refreshRuns, 3000);
+}
+
+// ---- addresses: #/experiments/<name>[/runs/<id>], so a run page can be shared and Back works
+function route() {
+  const match = location.hash.match(/^#\/experiments\/([^/]+)(?:\/runs\/([0-9a-f]+))?$/);
+  return match ? { experiment: decodeURIComponent(match[1]), runId: match[2] || "" } : null;
+}
+
+function navigate(experiment, runId = "") {
+  const hash = `#/experiments/${encodeURIComponent(experiment)}${runId ? `/runs/${runId}` : ""}`;
+  if (location.hash !== hash) history.pushState(null, "", hash);
+}
+
+async function followRoute() {
+  const where = route();
+  if (!where) return;
+  if (where.experiment !== state.experiment) {
+    await loadExperiments(where.experiment);
+    showExperiment();
+  }
+  if (where.runId) {
+    if (where.runId !== state.runId) openRun(where.runId, true, false);
+  } else {
+    state.runId = "";
+    $("run-section").hidden = true;
+  }
 }
 
 // RUNNING · training: candidate 2 of 4: head · epoch 3 · 42% · about 3 min left
@@ -218,7 +251,11 @@ function runStatus(run) {
 
 async function refreshRuns() {
   const body = $("runs").tBodies[0];
-  if (!state.experiment) return;
+  if (!state.experiment) {
+    body.replaceChildren();
+    cell(body.insertRow(), "No experiment chosen.").colSpan = 7;
+    return;
+  }
   let runs;
   try {
     runs = await call("GET", `${API}/runid/status?limit=20&experiment_name=${encodeURIComponent(state.experiment)}`);
@@ -271,21 +308,25 @@ async function deleteExperiment() {
     const answer = await call("POST", `${API}/experiment/${hard ? "hard" : "soft"}_delete`, { experiment_name: name });
     say("run-summary", answer.status, "ok");
     $("run-section").hidden = true;
-    refreshRuns();
+    await loadExperiments("");
+    showExperiment();
+    history.pushState(null, "", location.pathname);
   } catch (error) {
     alert(error.message);
   }
 }
 
 // ---- one run ----------------------------------------------------------------------------
-async function openRun(runId, scroll = true) {
+async function openRun(runId, scroll = true, remember = true) {
   state.runId = runId;
+  if (remember && state.experiment) navigate(state.experiment, runId);
   const section = $("run-section");
   section.hidden = false;
   $("run-id").textContent = runId;
   try {
     const { data } = await call("GET", `${API}/runs/${runId}`);
-    const gate = data.gate === "passed" ? [`registered as ${data.registered_model}`, data.promotion].filter(Boolean).join(": ")
+    const registered = `registered as ${data.registered_model}${data.champion ? " (@champion)" : " (not @champion)"}`;
+    const gate = data.gate === "passed" ? [registered, data.promotion].filter(Boolean).join(": ")
       : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
     const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
     const progress = { ...data, progress_percent: data.metrics.progress_percent, eta_seconds: data.metrics.eta_seconds };
@@ -502,7 +543,11 @@ for (const id of ["files", "files-label"]) {
 $("upload").addEventListener("click", upload);
 $("delete-dataset").addEventListener("click", deleteDataset);
 $("train").addEventListener("click", train);
-$("runs-experiment").addEventListener("change", showExperiment);
+$("runs-experiment").addEventListener("change", () => {
+  showExperiment();
+  if (state.experiment) navigate(state.experiment);
+});
+window.addEventListener("popstate", followRoute);
 $("delete-experiment").addEventListener("click", deleteExperiment);
 $("predict").addEventListener("click", predict);
 $("promote").addEventListener("click", promote);
@@ -514,4 +559,4 @@ for (const id of ["mistakes-true", "mistakes-predicted"]) {
 }
 health();
 loadDatasets().catch(() => {});
-loadExperiments();
+loadExperiments().then(followRoute);
