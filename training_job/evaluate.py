@@ -258,9 +258,14 @@ def write_report(evaluation: Evaluation, folder: Path) -> Path:
     return path
 
 
-def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> Path:
+# What the figures are drawn on, in their titles: the test split, or out of fold.
+TEST_SPLIT = "test split"
+
+
+def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path,
+                   measured_on: str = TEST_SPLIT) -> Path:  # fmt: skip
     if evaluation.multi_label:
-        return plot_label_confusion(evaluation, labels, folder)
+        return plot_label_confusion(evaluation, labels, folder, measured_on)
     import matplotlib
 
     matplotlib.use("Agg")  # no display in a container
@@ -277,7 +282,7 @@ def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> P
     for (row, col), value in np.ndenumerate(evaluation.confusion):
         colour = "white" if value > peak / 2 else "black"
         ax.text(col, row, str(value), ha="center", va="center", color=colour)
-    ax.set_title("Confusion matrix (test split)")
+    ax.set_title(f"Confusion matrix ({measured_on})")
     fig.tight_layout()
     path = folder / "confusion_matrix.png"
     fig.savefig(path, dpi=100)
@@ -285,7 +290,8 @@ def plot_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> P
     return path
 
 
-def plot_label_confusion(evaluation: Evaluation, labels: list[str], folder: Path) -> Path:
+def plot_label_confusion(evaluation: Evaluation, labels: list[str], folder: Path,
+                         measured_on: str = TEST_SPLIT) -> Path:  # fmt: skip
     """Multi-label: each label's 2x2 matrix (has it / answered it) in a grid."""
     import matplotlib
 
@@ -308,7 +314,7 @@ def plot_label_confusion(evaluation: Evaluation, labels: list[str], folder: Path
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(label, fontsize="medium")
-    fig.suptitle("Confusion per label (test split)")
+    fig.suptitle(f"Confusion per label ({measured_on})")
     fig.tight_layout()
     path = folder / "label_confusion.png"
     fig.savefig(path, dpi=100)
@@ -316,15 +322,18 @@ def plot_label_confusion(evaluation: Evaluation, labels: list[str], folder: Path
     return path
 
 
-def plot_curves(probs: np.ndarray, truth: np.ndarray, labels: list[str], folder: Path) -> Path:
-    """ROC and precision-recall curves, one-vs-rest per class, on the test split."""
+def plot_curves(probs: np.ndarray, truth: np.ndarray, labels: list[str], folder: Path,
+                measured_on: str = TEST_SPLIT) -> Path:  # fmt: skip
+    """ROC and precision-recall curves, one-vs-rest per class, on the estimate's documents."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    # One above the other, about as wide as the run page shows it: side by side the text
+    # was drawn at half size.
+    fig, (roc_ax, pr_ax) = plt.subplots(2, 1, figsize=(6.4, 9.6))
     for i, label in enumerate(labels):
         positive = truth[:, i].astype(bool) if truth.ndim == 2 else truth == i
         if positive.all() or not positive.any():
@@ -334,14 +343,15 @@ def plot_curves(probs: np.ndarray, truth: np.ndarray, labels: list[str], folder:
         roc_ax.plot(fpr, tpr, label=label)
         pr_ax.plot(recall, precision, label=label)
     roc_ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    roc_ax.set(title="ROC (test split)", xlabel="false positive rate", ylabel="true positive rate")
-    pr_ax.set(title="Precision-recall (test split)", xlabel="recall", ylabel="precision")
+    roc_ax.set(title=f"ROC ({measured_on})", xlabel="false positive rate",
+               ylabel="true positive rate")  # fmt: skip
+    pr_ax.set(title=f"Precision-recall ({measured_on})", xlabel="recall", ylabel="precision")
     for ax in (roc_ax, pr_ax):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-    pr_ax.legend(loc="lower left", fontsize="small")
+    pr_ax.legend(loc="lower left", fontsize="small", ncols=2 if len(labels) > 8 else 1)
     fig.tight_layout()
     path = folder / "pr_roc_curves.png"
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -29,6 +29,7 @@ from training_job.data import (
     read_dataset,
 )
 from training_job.evaluate import (
+    TEST_SPLIT,
     evaluate,
     macro_f1_interval,
     majority_macro_f1,
@@ -162,6 +163,10 @@ class Estimate:
     keys: list[str]  # the documents estimated on, in the rows' order
     texts: list[str]  # and their texts
     cross_validated: bool = False  # out of fold: models that saw (k-1)/k of the documents
+
+    @property
+    def measured_on(self) -> str:
+        return "out of fold" if self.cross_validated else TEST_SPLIT
 
     @classmethod
     def of(cls, selection: Selection, split: Split, labels: list[str]) -> Estimate:
@@ -316,8 +321,8 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         tracker.log_files(
             [
                 write_report(evaluation, folder),
-                plot_confusion(evaluation, labels, folder),
-                plot_curves(probs, truth, labels, folder),
+                plot_confusion(evaluation, labels, folder, estimate.measured_on),
+                plot_curves(probs, truth, labels, folder, estimate.measured_on),
                 write_predictions(
                     estimate.keys, probs, truth, labels, estimate.method, folder, thresholds
                 ),
@@ -334,7 +339,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     if registering:
         tracker.phase("registering")
         name = registered_model_name(hp)
-        promotion = Promotion(True, "promote always: the new version becomes champion")
+        promotion = Promotion(True, "")
         if hp.promote == "if_better":
             with tempfile.TemporaryDirectory(prefix="champion-") as downloads:
                 found = tracker.champion(name, Path(downloads))
@@ -342,7 +347,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
                 promotion = judge(probs, thresholds, truth, estimate.texts, labels, champion,
                                   said, hp.seed)  # fmt: skip
             tracker.log_metrics(promotion.metrics)
-        tracker.set_tags({TAG_PROMOTION: promotion.reason})
+            tracker.set_tags({TAG_PROMOTION: promotion.reason})
         version = tracker.register(model_uri, name, champion=promotion.promote)
     log.info("run %s: %s; registered version %s", tracker.run_id, reason, version)
     return JobResult(tracker.run_id, metrics, passed, version, dataset)

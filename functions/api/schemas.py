@@ -279,6 +279,10 @@ class LabelFolderOut(BaseModel):
     label: str
     documents: int
     not_usable: int
+    not_usable_documents: list[NotTreatedDocument] = Field(
+        default_factory=list,
+        description="the first 50 documents training would not use, and why",
+    )
 
 
 class RunDetailOut(BaseModel):

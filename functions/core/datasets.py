@@ -22,7 +22,7 @@ from functions.core.batch import (
 )
 from functions.core.config import Settings
 from functions.core.errors import Conflict, DatasetNotFound, InvalidRequest
-from functions.core.models import DatasetLocation, RunSummary
+from functions.core.models import DatasetLocation, NotTreated, RunSummary
 from functions.core.ports import ObjectStore, Tracking
 from functions.core.tags import TAG_DATA_URI
 from functions.core.tenancy import Tenant
@@ -33,11 +33,17 @@ MD5 = re.compile(r"[0-9a-f]{32}")
 IN_USE_RUNS = 1000
 
 
+# How many of a folder's unusable documents the label listing names (all are counted).
+NOT_USABLE_LISTED = 50
+
+
 @dataclass(frozen=True)
 class LabelFolder:
     label: str
     documents: int  # usable, judged from the listing as /process judges them
     not_usable: int
+    # The first NOT_USABLE_LISTED of them and why, shown before a training starts.
+    not_usable_documents: tuple[NotTreated, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,17 +116,21 @@ def label_folders(
         return _csv_labels(store, location, settings)
     usable: Counter[str] = Counter()
     unusable: Counter[str] = Counter()
+    named: dict[str, list[NotTreated]] = {}
     for info in store.list_objects(location.bucket, f"{location.prefix}/"):
         rest = info.key[len(location.prefix) + 1 :]
         label, sep, name = rest.partition("/")
         if not sep or not name or name.endswith("/") or label.startswith(("_", ".")):
             continue  # a file beside the labels (a manifest), or a folder marker
-        if listing_problem(info.key, info.size, settings.max_document_bytes) is None:
+        problem = listing_problem(info.key, info.size, settings.max_document_bytes)
+        if problem is None:
             usable[label] += 1
-        else:
-            unusable[label] += 1
+            continue
+        unusable[label] += 1
+        if unusable[label] <= NOT_USABLE_LISTED:
+            named.setdefault(label, []).append(NotTreated(info.key, label, problem))
     return [
-        LabelFolder(label, usable[label], unusable[label])
+        LabelFolder(label, usable[label], unusable[label], tuple(named.get(label, ())))
         for label in sorted(set(usable) | set(unusable))
     ]
 

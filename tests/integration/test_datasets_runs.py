@@ -68,9 +68,24 @@ def test_presigned_upload_puts_files_in_s3_and_resumes(
     # and the labels are suggested from the folders, with their counts
     labels = api.get(f"{API}/datasets/labels", params={"path": dataset_prefix}).json()
     assert labels["data"] == [
-        {"label": label, "documents": 3, "not_usable": 0} for label in sorted(TOPICS)
+        {"label": label, "documents": 3, "not_usable": 0, "not_usable_documents": []}
+        for label in sorted(TOPICS)
     ]
     assert dataset_prefix in api.get(f"{API}/datasets").json()["data"]
+    # and documents training would not use are named with the reason, before it starts
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/blank.txt", Body=b"")
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/.DS_Store", Body=b"x")
+    labels = api.get(f"{API}/datasets/labels", params={"path": dataset_prefix}).json()
+    sports = next(f for f in labels["data"] if f["label"] == "sports")
+    assert sports["not_usable"] == 2
+    assert sorted((d["key"], d["reason"]) for d in sports["not_usable_documents"]) == [
+        (f"{dataset_prefix}/sports/.DS_Store", "hidden file"),
+        (f"{dataset_prefix}/sports/blank.txt", "empty"),
+    ]
+    assert labels["number_documents_non_treated"] == 2
+    assert sorted(labels["list_id_not_treated"]) == [
+        k for k, _ in sorted((d["key"], d["reason"]) for d in sports["not_usable_documents"])
+    ]
 
 
 def test_upload_outside_the_data_bucket_or_too_many_files_is_refused(

@@ -56,8 +56,9 @@ def _shot(page: Page, name: str) -> None:
 
 
 def test_upload_train_inspect_predict_and_delete_in_the_browser(
-    live_api: LiveApi, page: Page, tmp_path: Path, dataset_prefix: str, experiment_name: str
-) -> None:
+    live_api: LiveApi, page: Page, tmp_path: Path, dataset_prefix: str, experiment_name: str,
+    s3: Any,
+) -> None:  # fmt: skip
     folder = tmp_path / dataset_prefix
     for label, docs in keyword_tree(TOPICS, 8).items():
         (folder / label).mkdir(parents=True)
@@ -73,6 +74,8 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#upload-status")).to_contain_text("16 uploaded")
     expect(page.locator('#labels input[name="label"]')).to_have_count(2)
     expect(page.locator("#labels")).to_contain_text("sports (8)")
+    # an empty document another tool put there: named as unusable before training
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/weather/blank.txt", Body=b"")
     # loose files go to the label typed next to them (the second one mislabelled)
     extra = [tmp_path / "late-1.txt", tmp_path / "late-2.txt"]
     extra[0].write_text("the striker scored a goal in the league match")
@@ -82,6 +85,10 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     page.click("#upload")
     expect(page.locator("#upload-status")).to_contain_text("2 uploaded")
     expect(page.locator("#labels")).to_contain_text("sports (10)")
+    unusable = page.locator("#not-usable")
+    expect(unusable).to_contain_text("1 document cannot be used")
+    unusable.locator("summary").click()
+    expect(unusable).to_contain_text(f"{dataset_prefix}/weather/blank.txt: empty")
     # train
     page.fill("#experiment", experiment_name)
     page.select_option("#mode", "tfidf")
@@ -96,7 +103,7 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#run-summary")).to_contain_text("(@champion)")
     expect(page.locator("#per-class tbody tr")).to_have_count(2)
     expect(page.locator("#metrics")).to_contain_text("macro_f1")
-    images = page.locator("#images img")
+    images = page.locator("#images img, #curves img")
     expect(images).to_have_count(2)
     for index in range(2):
         expect(images.nth(index)).to_have_js_property("complete", True)

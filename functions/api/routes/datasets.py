@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Query
 
 from functions.api.deps import SettingsDep, StoreDep, TenantDep, TrackingDep
@@ -13,6 +15,7 @@ from functions.api.schemas import (
     DatasetRequest,
     Envelope,
     LabelFolderOut,
+    NotTreatedDocument,
     PresignedUpload,
     RejectedFile,
     UploadPlanOut,
@@ -46,10 +49,17 @@ def dataset_labels(
     folders = label_folders(path, store, settings, tenant)
     return Envelope(
         status=SUCCESS,
-        data=[LabelFolderOut(label=f.label, documents=f.documents, not_usable=f.not_usable)
-              for f in folders],
+        data=[
+            LabelFolderOut(
+                label=f.label, documents=f.documents, not_usable=f.not_usable,
+                not_usable_documents=[NotTreatedDocument(**asdict(d))
+                                      for d in f.not_usable_documents],
+            )
+            for f in folders
+        ],
         number_documents_treated=sum(f.documents for f in folders),
         number_documents_non_treated=sum(f.not_usable for f in folders),
+        list_id_not_treated=[d.key for f in folders for d in f.not_usable_documents],
     )  # fmt: skip
 
 

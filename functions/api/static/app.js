@@ -58,6 +58,10 @@ async function loadDatasets() {
 
 async function loadLabels() {
   const dataset = $("dataset").value.trim();
+  if (dataset !== state.dataset) {  // another dataset: the last one's messages no longer apply
+    say("upload-status", "");
+    say("train-status", "");
+  }
   state.dataset = dataset;
   const box = $("labels");
   if (!dataset) return;
@@ -79,6 +83,24 @@ async function loadLabels() {
         return label;
       }),
     );
+    // What training would not use, before it starts (the job lists the same in its report).
+    const unusable = data.flatMap((folder) => folder.not_usable_documents);
+    const total = data.reduce((sum, folder) => sum + folder.not_usable, 0);
+    if (total) {
+      const details = document.createElement("details");
+      details.id = "not-usable";
+      const summary = document.createElement("summary");
+      summary.textContent = `${total} document${total === 1 ? "" : "s"} cannot be used`;
+      const list = document.createElement("ul");
+      list.replaceChildren(...unusable.map((doc) => {
+        const item = document.createElement("li");
+        item.textContent = `${doc.key}: ${doc.reason}`;
+        return item;
+      }));
+      if (total > unusable.length) list.append(Object.assign(document.createElement("li"), { textContent: `and ${total - unusable.length} more` }));
+      details.append(summary, list);
+      box.append(details);
+    }
   } catch (error) {
     box.textContent = error.message;
   }
@@ -149,7 +171,7 @@ async function upload() {
       `${data.uploads.length - failed.length} uploaded, ${data.skipped.length} already there` +
         (failed.length ? `, ${failed.length} failed (upload again to resume)` : "") +
         (rejected ? `\nNot used:\n${rejected}` : ""),
-      failed.length ? "error" : "ok",
+      failed.length ? "error" : rejected ? "warn" : "ok",
     );
     if (!failed.length) {  // sent: clear the pickers so the next upload starts empty
       $("folder").value = "";
@@ -179,8 +201,10 @@ async function train() {
       ...($("min-macro-f1").value !== "" ? { min_macro_f1: Number($("min-macro-f1").value) } : {}),
     });
     const run = payload.data.info.run_id;
+    const skipped = payload.list_id_not_treated || [];
     say("train-status", `Training started: run ${run} on ${payload.number_documents_treated} documents` +
-      (payload.number_documents_non_treated ? `, ${payload.number_documents_non_treated} not usable` : ""), "ok");
+      (skipped.length ? `; ${payload.number_documents_non_treated} not usable:\n${skipped.join("\n")}` : ""),
+      skipped.length ? "warn" : "ok");
     await loadExperiments(experiment);
     showExperiment();
     navigate(experiment);
@@ -318,6 +342,7 @@ async function deleteExperiment() {
 
 // ---- one run ----------------------------------------------------------------------------
 async function openRun(runId, scroll = true, remember = true) {
+  if (runId !== state.runId) say("prediction", "");  // another run: the last answer was not its
   state.runId = runId;
   if (remember && state.experiment) navigate(state.experiment, runId);
   const section = $("run-section");
@@ -331,8 +356,10 @@ async function openRun(runId, scroll = true, remember = true) {
     const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
     const progress = { ...data, progress_percent: data.metrics.progress_percent, eta_seconds: data.metrics.eta_seconds };
     const status = data.status === "RUNNING" && data.phase ? runStatus(progress) : data.status;
+    // a failure in red, a refusal (below the bar, cancelled, not promoted) in amber
+    const refused = data.gate === "failed" || data.status === "KILLED" || data.promotion?.startsWith("not promoted");
     say("run-summary", [`${status} · ${data.model_kind || "training…"}`, queued, gate, data.failure_reason,
-      data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : "");
+      data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : refused ? "warn" : "");
     $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
     const metrics = $("metrics").tBodies[0];
     const headline = ["test_macro_f1", "test_micro_f1", "test_accuracy", "test_subset_accuracy",
@@ -351,12 +378,16 @@ async function openRun(runId, scroll = true, remember = true) {
       [label, pct(m.precision), pct(m.recall), pct(m.f1), String(m.support)].forEach((t) => cell(row, t));
       return row;
     }));
-    $("images").replaceChildren(...data.artifacts.map((path) => {
+    const image = (path) => {
       const img = document.createElement("img");
       img.src = `${API}/runs/${runId}/artifacts/${path}`;
       img.alt = path.split("/").pop().replace(".png", "").replaceAll("_", " ");
       return img;
-    }));
+    };
+    // the matrix beside the metrics; the curves below at their drawn size, to be read
+    const curves = (path) => path.endsWith("pr_roc_curves.png");
+    $("images").replaceChildren(...data.artifacts.filter((p) => !curves(p)).map(image));
+    $("curves").replaceChildren(...data.artifacts.filter(curves).map(image));
     $("promote").disabled = data.gate !== "passed";
     showConfusion(data.status === "FINISHED" ? data.report : null);
   } catch (error) {
