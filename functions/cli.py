@@ -304,6 +304,43 @@ def _answer_line(answer: dict[str, Any]) -> str:
     )
 
 
+def _follow(client: Client, job: dict[str, Any], route: str, poll: float, doing: str
+            ) -> dict[str, Any]:  # fmt: skip
+    """A batch job's progress bar until it ends; its last status."""
+    with click.progressbar(length=job.get("total") or 1, label=doing, file=sys.stderr) as bar:
+        shown = 0
+        while job["status"] not in {"COMPLETED", "FAILED"}:
+            time.sleep(poll)
+            job = client.call("GET", f"{API}/{route}/{job['job_id']}")["data"]
+            if job.get("total"):
+                bar.length = job["total"]
+            bar.update(job["done"] - shown)
+            shown = job["done"]
+    return job
+
+
+@main.command()
+@click.argument("runid")
+@click.argument("input_path")
+@click.option("-n", "count", default=20, show_default=True, help="how many to suggest")
+@click.option("--output-path", default="", help="where the job writes (default: "
+              "_suggestions/<folder> beside INPUT_PATH)")  # fmt: skip
+@click.option("--poll", type=float, default=3.0, show_default=True)
+@pass_client
+def suggest(client: Client, runid: str, input_path: str, count: int, output_path: str,
+            poll: float) -> None:  # fmt: skip
+    """The documents under INPUT_PATH worth labelling next: the model's least sure, spread
+    over what they say. Waits for the job, then lists them best first."""
+    body = {"runid": runid, "input_path": input_path, "n": count, "output_path": output_path}
+    job = client.call("POST", f"{API}/suggest", json=body)["data"]
+    job = _follow(client, job, "suggest", poll, "ranking")
+    if job["status"] == "FAILED":
+        raise ApiError(f"suggest job failed: {job.get('error', '')}")
+    lines = [f"{s['rank']}\t{s['key']}\tguess {s['label']} ({s['score']:.3f}, margin "
+             f"{s['margin']:.3f})" for s in job.get("suggestions") or []]  # fmt: skip
+    client.show(job.get("suggestions") or [], "\n".join(lines) or "nothing to suggest")
+
+
 @main.command("batch-predict")
 @click.argument("runid")
 @click.argument("input_path")
@@ -317,16 +354,7 @@ def batch_predict(client: Client, runid: str, input_path: str, output_path: str,
     body = {"runid": runid, "input_path": input_path, "output_path": output_path}
     job = client.call("POST", f"{API}/batch_predict", json=body)["data"]
     if wait:
-        with click.progressbar(length=job.get("total") or 1, label="classifying",
-                               file=sys.stderr) as bar:  # fmt: skip
-            shown = 0
-            while job["status"] not in {"COMPLETED", "FAILED"}:
-                time.sleep(poll)
-                job = client.call("GET", f"{API}/batch_predict/{job['job_id']}")["data"]
-                if job.get("total"):
-                    bar.length = job["total"]
-                bar.update(job["done"] - shown)
-                shown = job["done"]
+        job = _follow(client, job, "batch_predict", poll, "classifying")
     client.show(job, f"{job['job_id']} {job['status']}: {job['treated']} treated, "
                 f"{job['not_treated']} not treated (of {job.get('total') or '?'}) "
                 f"-> {job['output_uri']}")  # fmt: skip

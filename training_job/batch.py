@@ -5,6 +5,8 @@ concurrently, predicted and written as `part-NNNNN.jsonl` (key, label, predictio
 then `part-NNNNN.meta.json` (its keys' hash and the documents it could not use). A part is
 done once its meta file exists, so a rerun after a crash skips finished parts and neither
 duplicates nor loses rows. `_progress.json` tracks done/total; `_manifest.json` closes the job.
+With `suggest` = n, each row also holds its `margin` and the job ends by writing the n
+documents to label next to `suggestions.json` (training_job/suggest.py).
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from itertools import islice
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from documents import decode_document, listing_problem
 from training_job.config import JobPaths, load_parameters, parse_args
 from training_job.data import ObjectInfo
 from training_job.logs import bind_run, configure_job_logging
+from training_job.serving import decide
+from training_job.suggest import CANDIDATES, margins, spread
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,8 @@ class BatchParameters:
     part_size: int = 256
     read_workers: int = 16
     max_document_bytes: int = 1_048_576
+    # > 0: also rank the documents to label next and write the best this many.
+    suggest: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,21 @@ class BatchJob:
         read = list(pool.map(self._read, infos))
         usable = [(key, text) for key, text, _ in read if text is not None]
         not_treated = [{"key": key, "reason": reason} for key, _, reason in read if reason]
-        predictions = self.classifier.predict([text for _, text in usable]) if usable else []
+        texts = [text for _, text in usable]
+        uncertain = np.zeros(0)
+        if not usable:
+            predictions = []
+        elif self.params.suggest:  # the probabilities once, for the answer and its margin
+            probabilities = self.classifier.probabilities(texts)
+            predictions = [decide(row, self.classifier.config) for row in probabilities]
+            uncertain = margins(probabilities, self.classifier.config)
+        else:  # the model's own rule (models of any age)
+            predictions = self.classifier.predict(texts)
+        rows = [{k: v for k, v in asdict(p).items() if v is not None} for p in predictions]
+        for row, margin in zip(rows, uncertain, strict=False):
+            row["margin"] = float(margin)
         lines = [
-            json.dumps({"key": key, **{k: v for k, v in asdict(p).items() if v is not None}})
-            for (key, _), p in zip(usable, predictions, strict=True)
+            json.dumps({"key": key, **row}) for (key, _), row in zip(usable, rows, strict=True)
         ]
         body = ("\n".join(lines) + "\n").encode() if lines else b""
         self.s3.put_object(Bucket=self.out_bucket, Key=self._out_key(f"{name}.jsonl"), Body=body)
@@ -160,6 +179,7 @@ class BatchJob:
                 not_treated.extend(outcome.not_treated)
                 self._progress("RUNNING", total, done, treated, len(not_treated))
                 index += 1
+        suggested = self.suggest(parts) if self.params.suggest else None
         manifest = {
             "job_id": self.params.job_id,
             "run_id": self.params.run_id,
@@ -169,10 +189,32 @@ class BatchJob:
             "number_documents_treated": treated,
             "number_documents_non_treated": len(not_treated),
             "list_id_not_treated": not_treated,
+            **({"suggestions": suggested} if suggested is not None else {}),
         }
         self._put_json("_manifest.json", manifest)
         self._progress("COMPLETED", total, done, treated, len(not_treated))
         return manifest
+
+    def suggest(self, parts: list[str]) -> str:
+        """Rank every row by its margin, spread the least sure, write `suggestions.json`;
+        returns its key."""
+        rows = []
+        for key in parts:
+            body = self.s3.get_object(Bucket=self.out_bucket, Key=key)["Body"].read().decode()
+            rows += [json.loads(line) for line in body.splitlines() if line]
+        rows.sort(key=lambda row: (row["margin"], row["key"]))
+        candidates = rows[: CANDIDATES * self.params.suggest]
+        # usable when their part was written: any size the listing rule accepts will do
+        infos = [ObjectInfo(row["key"], 1) for row in candidates]
+        with ThreadPoolExecutor(max_workers=self.params.read_workers) as pool:
+            texts = [text or "" for _, text, _ in pool.map(self._read, infos)]
+        chosen = spread(texts, np.array([row["margin"] for row in candidates]),
+                        self.params.suggest)  # fmt: skip
+        suggestions = [{"rank": rank, **candidates[index], "text": texts[index][:2000]}
+                       for rank, index in enumerate(chosen, start=1)]  # fmt: skip
+        self._put_json("suggestions.json", {"run_id": self.params.run_id,
+                                            "suggestions": suggestions})  # fmt: skip
+        return self._out_key("suggestions.json")
 
     def fail(self, reason: str) -> None:
         previous = self._get_json("_progress.json") or {}

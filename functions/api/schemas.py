@@ -118,6 +118,28 @@ class BatchPredictRequest(RequestBody):
     output_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["predictions/2026-11"])
 
 
+class SuggestRequest(RequestBody):
+    runid: str = Field(max_length=MAX_TEXT_FIELD)
+    input_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["unlabelled/2026-11"])
+    n: int = Field(default=20, ge=1, description="how many documents to suggest")
+    output_path: str = Field(
+        default="",
+        max_length=MAX_TEXT_FIELD,
+        description="where the job writes (default: `_suggestions/<folder>` beside the "
+        "folder read, which no dataset takes for a label)",
+    )
+
+
+class SuggestionOut(BaseModel):
+    rank: int
+    key: str = Field(description="the document's S3 key")
+    label: str = Field(description="the model's guess")
+    score: float
+    margin: float = Field(description="top-two score gap (0: a coin toss)")
+    labels: list[str] | None = None
+    text: str = Field(description="the document's text (its first 2,000 characters)")
+
+
 class SkippedDocument(BaseModel):
     key: str
     reason: str
@@ -139,6 +161,9 @@ class BatchJobOut(BaseModel):
     )
     manifest_uri: str
     error: str = ""
+    suggestions: list[SuggestionOut] | None = Field(
+        default=None, description="/suggest jobs, once COMPLETED: what to label next, best first"
+    )
 
 
 class NotTreatedDocument(BaseModel):

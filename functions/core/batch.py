@@ -38,9 +38,10 @@ ENDED = frozenset({"COMPLETED", "FAILED"})
 NOT_TREATED_SHOWN = 100
 
 
-def batch_job_id(run_id: str, input_uri: str, output_uri: str) -> str:
+def batch_job_id(run_id: str, input_uri: str, output_uri: str, suggest: int = 0) -> str:
     """The same request names the same job, so a retry resumes instead of duplicating."""
-    digest = hashlib.sha256(f"{run_id}\n{input_uri}\n{output_uri}".encode()).hexdigest()
+    asked = f"{run_id}\n{input_uri}\n{output_uri}" + (f"\nsuggest {suggest}" if suggest else "")
+    digest = hashlib.sha256(asked.encode()).hexdigest()
     return f"batch-{digest[:16]}"
 
 
@@ -93,9 +94,13 @@ def start_batch(
     launcher: JobLauncher,
     settings: Settings,
     tenant: Tenant,
+    suggest: int = 0,
 ) -> BatchJobRecord:
     """Check the model and the paths, record the job, launch it; returns the job record.
-    `tracking` is the tenant's (functions/core/tenancy.py)."""
+    `tracking` is the tenant's (functions/core/tenancy.py). `suggest` > 0: also rank the
+    documents to label next and keep the best this many (training_job/suggest.py)."""
+    if not 0 <= suggest <= settings.max_suggestions:
+        raise InvalidRequest(f"n must be between 1 and {settings.max_suggestions}")
     reference = check_name("runid", reference, settings.max_name_length)
     source = resolve_location(input_path, settings, tenant)
     target = resolve_location(output_path, settings, tenant)
@@ -110,10 +115,9 @@ def start_batch(
     check_servable(run)
     if next(iter(store.list_objects(source.bucket, f"{source.prefix}/")), None) is None:
         raise InvalidRequest(f"no documents under {source.uri}/")
-    job_id = batch_job_id(run_id, source.uri, target.uri)
-    record = BatchJobRecord(
-        job_id, run_id, source.uri, target.uri, time.time(), tenant.name, run.experiment_id
-    )
+    job_id = batch_job_id(run_id, source.uri, target.uri, suggest)
+    record = BatchJobRecord(job_id, run_id, source.uri, target.uri, time.time(), tenant.name,
+                            run.experiment_id, suggest)  # fmt: skip
     for key in index_keys(record):
         store.put_text(settings.artifacts_bucket, key, "")
     store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(record.__dict__))
@@ -129,6 +133,7 @@ def start_batch(
                 "job_id": job_id,
                 "tracking_uri": settings.mlflow_tracking_uri,
                 "max_document_bytes": str(settings.max_document_bytes),
+                "suggest": str(suggest),
             },
         )
     )
@@ -150,6 +155,22 @@ def _output_json(record: BatchJobRecord, name: str, store: ObjectStore) -> dict[
     text = store.get_text(output.bucket, f"{output.prefix}/{name}")
     found = json.loads(text) if text else {}
     return found if isinstance(found, dict) else {}
+
+
+def suggestions_path(input_path: str) -> str:
+    """Where a /suggest job writes unless told: `_suggestions/<folder>` beside the folder it
+    reads (`ds/weather` -> `ds/_suggestions/weather`): a "_" folder is never taken for a
+    label, so suggesting inside a dataset does not grow it a label."""
+    parent, _, folder = input_path.rstrip("/").rpartition("/")
+    return f"{parent}/_suggestions/{folder}" if parent else f"_suggestions/{folder}"
+
+
+def suggestions(job: BatchJobStatus, store: ObjectStore) -> list[dict[str, Any]]:
+    """A completed /suggest job's documents to label next, best first (nothing before)."""
+    if job.status != "COMPLETED" or not job.record.suggest:
+        return []
+    found = _output_json(job.record, "suggestions.json", store).get("suggestions", [])
+    return [item for item in found if isinstance(item, dict)]
 
 
 def _status_of(record: BatchJobRecord, store: ObjectStore) -> BatchJobStatus:

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_csv_bytes: int = 104_857_600
     max_labels: int = 100
     max_hpo_trials: int = 100
+    # The most documents one /suggest job answers.
+    max_suggestions: int = 500
     max_name_length: int = 200
     # Request bodies above this are refused (413) before they are read or parsed.
     max_request_bytes: int = 10 * 1024**2

@@ -169,6 +169,8 @@ class BatchJobRecord:
     tenant: str | None = None  # who started it; others are told it does not exist
     # The run's experiment: a hard delete of it removes the record. "" in older records.
     experiment_id: str = ""
+    # > 0: a /suggest job, which also writes the best this many documents to label next.
+    suggest: int = 0
 
 
 @dataclass(frozen=True)

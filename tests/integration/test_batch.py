@@ -162,3 +162,49 @@ def test_batch_status_through_the_lambda_handler(lambda_api: LambdaApi) -> None:
     code, body = lambda_api.call("v2", "GET", f"{BATCH}/batch-0123456789abcdef")
     assert code == 404
     assert "not found" in body["error"]
+
+
+def test_suggest_ranks_the_uncertain_documents_first_and_spreads_them(
+    api: TestClient, s3: Any, trained_model: TrainedModel, dataset_prefix: str
+) -> None:
+    # given: unlabelled documents, most plainly one topic, a few mixing both (one of them
+    # five times over, as a forwarded e-mail would be)
+    clear = {f"clear-{i}.txt": text for i, text in enumerate([
+        "football match tonight, the striker and the league", "a goal for the striker",
+        "rain and a storm in the forecast", "sunny then cloud, says the forecast",
+        "the league match ended with a late goal", "storm clouds and heavy rain"])}  # fmt: skip
+    mixed = {"mixed-a": "the football match was stopped by rain and storm",
+             "mixed-b": "striker and goal under cloud and forecast of rain",
+             "mixed-c": "league match played in sunny weather then a storm"}  # fmt: skip
+    tree = {**clear, **{f"{name}-{i}.txt": mixed["mixed-a"] for i, name in
+                        enumerate(["mixed-a"] * 5)}}  # fmt: skip
+    tree |= {f"{name}.txt": text for name, text in mixed.items() if name != "mixed-a"}
+    for name, text in tree.items():
+        s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/unlabelled/{name}", Body=text)
+    # when: three suggestions are asked for
+    body = {"runid": trained_model.run_id, "input_path": f"{dataset_prefix}/unlabelled", "n": 3}
+    started = api.post("/custom_classifier/suggest", json=body)
+    assert started.status_code == 200, started.text
+    job = started.json()["data"]
+    assert job["output_uri"] == f"s3://{DATA_BUCKET}/{dataset_prefix}/_suggestions/unlabelled"
+
+    def completed() -> dict[str, Any] | None:
+        status = api.get(f"/custom_classifier/suggest/{job['job_id']}").json()["data"]
+        return status if status["status"] in {"COMPLETED", "FAILED"} else None
+
+    final = wait_until(completed, timeout=120, what="suggest job", every=1)
+    # then: three different texts (five copies of one take one place at most), the least
+    # sure first, each with the model's guess (the ranking itself: tests/unit/test_suggest.py)
+    assert final["status"] == "COMPLETED", final
+    suggested = final["suggestions"]
+    assert [s["rank"] for s in suggested] == [1, 2, 3]
+    assert len({s["text"] for s in suggested}) == 3
+    rows = _rows(s3, f"{dataset_prefix}/_suggestions/unlabelled")
+    assert len(rows) == len(tree)  # every document answered, each with its margin
+    assert suggested[0]["margin"] == min(r["margin"] for r in rows)
+    assert all(s["label"] in trained_model.labels and 0 <= s["margin"] < 1 for s in suggested)
+    # and a batch prediction of the same folder is another job, without suggestions
+    batch = {"runid": trained_model.run_id, "input_path": f"{dataset_prefix}/unlabelled",
+             "output_path": f"{dataset_prefix}-batch-out"}  # fmt: skip
+    other = api.post(BATCH, json=batch).json()["data"]
+    assert other["job_id"] != job["job_id"] and other["suggestions"] is None

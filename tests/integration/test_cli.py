@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,16 @@ def test_upload_train_status_predict_batch_promote_delete(
     )
     assert batch.stdout.startswith("batch-") and batch.stdout.rstrip().endswith(f" {line}")
     assert f"not treated {dataset_prefix}/sports/empty.txt: empty" in batch.stderr
+    # what to label next in a folder: ranked, one line each, best first
+    suggested = CliRunner().invoke(main, ["--url", live_api.url, "suggest", run["run_id"],
+                                          f"{dataset_prefix}/weather", "-n", "2", "--poll",
+                                          "0.5"], catch_exceptions=False)  # fmt: skip
+    assert suggested.exit_code == 0, suggested.output
+    ranked = suggested.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in ranked] == ["1", "2"]
+    assert all(line.split("\t")[1].startswith(f"{dataset_prefix}/weather/") for line in ranked)
+    assert all(re.search(r"\tguess \w+ \([01]\.\d{3}, margin [01]\.\d{3}\)$", line)
+               for line in ranked)  # fmt: skip
     promoted = _json(_cli(live_api, "promote", run["run_id"]))
     assert promoted["alias"] == "champion"
     alias = f"models:/{promoted['registered_model']}@champion"
@@ -96,14 +107,14 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert _json(_cli(live_api, "status", experiment_name))[0]["run_id"] == run["run_id"]
     deleted = _json(_cli(live_api, "delete", "experiment", experiment_name, "--hard", "--yes"))
     assert "deleted" in deleted["status"]
-    assert "1 batch job records removed" in deleted["status"]
+    assert "2 batch job records removed" in deleted["status"]
     assert _cli(live_api, "status", experiment_name).exit_code == 1
     # the dataset: asked first (answered no: nothing removed), then removed with --yes
     kept = CliRunner().invoke(main, ["--url", live_api.url, "delete", "dataset", dataset_prefix],
                               input="n\n")  # fmt: skip
     assert kept.exit_code == 1 and list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/")
     removed = _json(_cli(live_api, "delete", "dataset", dataset_prefix, "--yes"))
-    assert removed["data"]["objects_removed"] == 17
+    assert removed["data"]["objects_removed"] == 17 + 5  # and the suggest job's output
     assert list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/") == []
 
 

@@ -1,6 +1,9 @@
-"""Batch prediction: launch over an S3 prefix, then follow its progress."""
+"""Batch prediction and suggestions of what to label: launch over an S3 prefix, then follow
+its progress."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -12,15 +15,24 @@ from functions.api.schemas import (
     BatchPredictRequest,
     Envelope,
     SkippedDocument,
+    SuggestionOut,
+    SuggestRequest,
 )
-from functions.core.batch import batch_status, not_treated_documents, start_batch
+from functions.core.batch import (
+    batch_status,
+    not_treated_documents,
+    start_batch,
+    suggestions,
+    suggestions_path,
+)
 from functions.core.models import BatchJobStatus
 from functions.core.ports import ObjectStore
 
 router = APIRouter(prefix="/custom_classifier", tags=["predict"], responses=ERROR_RESPONSES)
 
 
-def _out(job: BatchJobStatus, skipped: list[tuple[str, str]]) -> BatchJobOut:
+def _out(job: BatchJobStatus, skipped: list[tuple[str, str]],
+         suggested: list[dict[str, Any]]) -> BatchJobOut:  # fmt: skip
     record = job.record
     return BatchJobOut(
         job_id=record.job_id,
@@ -35,6 +47,9 @@ def _out(job: BatchJobStatus, skipped: list[tuple[str, str]]) -> BatchJobOut:
         not_treated_documents=[SkippedDocument(key=k, reason=r) for k, r in skipped],
         manifest_uri=f"{record.output_uri}/_manifest.json",
         error=job.error,
+        suggestions=[SuggestionOut.model_validate(item) for item in suggested]
+        if record.suggest
+        else None,
     )
 
 
@@ -42,7 +57,7 @@ def _envelope(job: BatchJobStatus, store: ObjectStore) -> Envelope[BatchJobOut]:
     skipped = not_treated_documents(job, store)  # read from the manifest once COMPLETED
     return Envelope(
         status=SUCCESS,
-        data=_out(job, skipped),
+        data=_out(job, skipped, suggestions(job, store)),
         number_documents_treated=job.number_documents_treated,
         number_documents_non_treated=job.number_documents_non_treated,
         list_id_not_treated=[key for key, _ in skipped],
@@ -74,4 +89,31 @@ def batch_predict_status(
 ) -> Envelope[BatchJobOut]:
     """Progress (documents done / total), treated and not treated, status and where the
     output is; once COMPLETED, the first documents not treated and why."""
+    return _envelope(batch_status(job_id, store, settings, tenant), store)
+
+
+@router.post("/suggest", response_model=Envelope[BatchJobOut])
+def suggest(
+    body: SuggestRequest,
+    tracking: TrackingDep,
+    store: StoreDep,
+    launcher: LauncherDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+) -> Envelope[BatchJobOut]:
+    """Rank the unlabelled documents under `input_path` by what labelling them would teach
+    the model: the least sure (top-two score gap), spread over what they say. A batch job:
+    follow it at GET /suggest/{job_id}; once COMPLETED it answers `suggestions`, best first.
+    """
+    output = body.output_path or suggestions_path(body.input_path)
+    record = start_batch(body.runid, body.input_path, output, tracking, store, launcher,
+                         settings, tenant, suggest=body.n)  # fmt: skip
+    return _envelope(batch_status(record.job_id, store, settings, tenant), store)
+
+
+@router.get("/suggest/{job_id}", response_model=Envelope[BatchJobOut])
+def suggest_status(
+    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> Envelope[BatchJobOut]:
+    """A /suggest job's progress; once COMPLETED, the documents to label next."""
     return _envelope(batch_status(job_id, store, settings, tenant), store)
