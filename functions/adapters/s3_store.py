@@ -91,6 +91,10 @@ class S3ObjectStore:
     def put_text(self, bucket: str, key: str, text: str) -> None:
         self._call("put", self._client.put_object, Bucket=bucket, Key=key, Body=text.encode())
 
+    def copy(self, bucket: str, source: str, target: str) -> None:
+        self._call("copy", self._client.copy_object, Bucket=bucket, Key=target,
+                   CopySource={"Bucket": bucket, "Key": source})  # fmt: skip
+
     def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
         url: str = self._client.generate_presigned_url(
             "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds

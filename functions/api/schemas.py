@@ -300,6 +300,18 @@ class DatasetDeletedOut(BaseModel):
     batch_jobs_removed: int = Field(description="records of batch jobs whose output it held")
 
 
+class FileDocumentRequest(RequestBody):
+    """Label a document: copy it into `<path>/<label>/` (a new label makes a new folder)."""
+
+    document: str = Field(max_length=MAX_TEXT_FIELD, examples=["s3://cc-data/inbox/a.txt"])
+    path: str = Field(max_length=MAX_TEXT_FIELD, examples=["tickets"])
+    label: str = Field(max_length=MAX_TEXT_FIELD, examples=["billing"])
+
+
+class FiledDocumentOut(BaseModel):
+    key: str = Field(description="where the labelled copy is: s3://<bucket>/<path>/<label>/<name>")
+
+
 class LabelFolderOut(BaseModel):
     label: str
     documents: int

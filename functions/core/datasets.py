@@ -195,3 +195,26 @@ def plan_upload(
         url = store.presign_put(location.bucket, key, settings.presign_seconds)
         plan.uploads.append((upload.path, key, url))
     return plan
+
+
+def file_document(source: str, dataset: str, label: str, store: ObjectStore,
+                  settings: Settings, tenant: Tenant) -> str:  # fmt: skip
+    """Label a document: copy it (server side) into `<dataset>/<label>/` under its own name,
+    a new label folder if need be; returns where it now is. Both are the tenant's."""
+    document = resolve_location(source, settings, tenant)
+    target = resolve_location(dataset, settings, tenant)
+    label = label.strip()
+    problem = label_problem(label)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    if label.startswith(("_", ".")):
+        raise InvalidRequest("a label must not start with '_' or '.' (such folders are skipped)")
+    if document.bucket != target.bucket:
+        raise InvalidRequest("the document and the dataset must be in the same bucket")
+    listed = store.list_objects(document.bucket, document.prefix)
+    if not any(info.key == document.prefix for info in listed):
+        raise DatasetNotFound(f"document {source!r} not found")
+    key = f"{target.prefix}/{label}/{document.prefix.rpartition('/')[2]}"
+    if key != document.prefix:
+        store.copy(document.bucket, document.prefix, key)
+    return f"s3://{document.bucket}/{key}"

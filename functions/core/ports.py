@@ -31,6 +31,10 @@ class ObjectStore(Protocol):
 
     def put_text(self, bucket: str, key: str, text: str) -> None: ...
 
+    def copy(self, bucket: str, source: str, target: str) -> None:
+        """Copy an object to another key of the same bucket, server side."""
+        ...
+
     def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
         """A URL that lets its holder PUT this one object until it expires."""
         ...

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from functions.api.app import create_app
 from functions.core.config import Settings
 from tests.conftest import TrainedModel, train_tiny
-from tests.support import DATA_BUCKET, TOPICS, keyword_tree, upload_tree
+from tests.support import DATA_BUCKET, TOPICS, keyword_tree, list_keys, upload_tree
 
 API = "/custom_classifier"
 
@@ -253,3 +253,32 @@ def test_lambda_writes_request_metrics_as_cloudwatch_emf(settings: Settings, cap
     assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
         "Requests": "Count", "Latency": "Milliseconds"}  # fmt: skip
     assert (emf["route"], emf["status"], emf["Requests"]) == (f"{API}/runs/{{run_id}}", "404", 1)
+
+
+def test_filing_a_document_copies_it_into_a_label_folder_and_refuses_bad_names(
+    api: TestClient, s3: Any, dataset_prefix: str
+) -> None:
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}-inbox/a.txt", Body=b"rain again")
+    document = f"s3://{DATA_BUCKET}/{dataset_prefix}-inbox/a.txt"
+    # when: it is filed under a label the dataset does not have yet
+    asked = {"document": document, "path": dataset_prefix, "label": "weather"}
+    filed = api.post(f"{API}/datasets/file", json=asked)
+    # then: a copy in the new label folder, the original kept
+    assert filed.status_code == 200, filed.text
+    assert filed.json()["data"]["key"] == f"s3://{DATA_BUCKET}/{dataset_prefix}/weather/a.txt"
+    copy = s3.get_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/weather/a.txt")
+    assert copy["Body"].read() == b"rain again"
+    assert list_keys(s3, DATA_BUCKET, f"{dataset_prefix}-inbox/") == [
+        f"{dataset_prefix}-inbox/a.txt"
+    ]
+    # and: bad labels, a missing document, a bucket it may not read are refused, nothing copied
+    for label, code in (("_hidden", 422), ("a/b", 422), ("", 422)):
+        body = {"document": document, "path": dataset_prefix, "label": label}
+        refused = api.post(f"{API}/datasets/file", json=body)
+        assert refused.status_code == code, refused.text
+    missing = api.post(f"{API}/datasets/file", json={**asked, "document": f"{document}.gone"})
+    assert missing.status_code == 404 and "not found" in missing.json()["error"]
+    elsewhere = api.post(f"{API}/datasets/file",
+                         json={**asked, "document": "s3://other-bucket/a.txt"})  # fmt: skip
+    assert elsewhere.status_code == 422
+    assert len(list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/")) == 1

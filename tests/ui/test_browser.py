@@ -21,6 +21,7 @@ from tests.support import (
     TICKETS,
     TOPICS,
     keyword_tree,
+    list_keys,
     multi_label_tree,
     upload_tree,
 )
@@ -225,3 +226,44 @@ def test_a_queued_run_shows_its_place_and_is_cancelled_from_its_page(
                    json={"run_id": first["info"]["run_id"]}, timeout=60)  # fmt: skip
     finally:
         live.close()
+
+
+def test_label_suggested_documents_by_keyboard_then_retrain_on_them(
+    live_api: LiveApi, page: Page, s3: Any, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: a model trained on 16 documents, and a folder of unlabelled ones
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(TOPICS, 8))
+    inbox = {"a.txt": "the match was stopped by rain", "b.txt": "a goal in the storm",
+             "c.txt": "league forecast: sunny", "d.txt": "striker under cloud"}  # fmt: skip
+    for name, text in inbox.items():
+        s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}-inbox/{name}", Body=text)
+    body = {"labels": sorted(TOPICS), "path": dataset_prefix, "experiment_name": experiment_name,
+            "mode": "tfidf"}  # fmt: skip
+    base = f"{live_api.url}/custom_classifier"
+    run_id = httpx.post(f"{base}/process", json=body, timeout=60).json()["data"]["info"]["run_id"]
+    # when: its run page is opened by its address, once trained
+    page.goto(f"{live_api.url}/#/experiments/{experiment_name}/runs/{run_id}")
+    expect(page.locator("#run-summary")).to_contain_text("FINISHED", timeout=120_000)
+    page.reload()  # the run page as a user comes back to it
+    expect(page.locator("#label-dataset")).to_have_value(f"s3://{DATA_BUCKET}/{dataset_prefix}")
+    # and three suggestions are asked for in the inbox
+    page.fill("#suggest-path", f"{dataset_prefix}-inbox")
+    page.fill("#suggest-n", "3")
+    page.click("#suggest")
+    expect(page.locator("#labeller")).to_be_visible(timeout=120_000)
+    expect(page.locator("#labeller-position")).to_contain_text("1 of 3")
+    expect(page.locator("#labeller-buttons")).to_contain_text("1 sports")
+    _shot(page, "06-labelling")
+    # then: keys alone file them (1 sports, 2 weather, s skip)
+    page.locator("#labeller-text").click()  # focus off the form fields
+    for key, seen in (("1", "2 of 3"), ("2", "3 of 3")):
+        page.keyboard.press(key)
+        expect(page.locator("#labeller-position")).to_contain_text(seen)
+    page.keyboard.press("s")
+    expect(page.locator("#suggest-status")).to_contain_text("All 3 seen: 2 labelled.")
+    filed = [k for k in list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/")
+             if k.rsplit("/", 1)[1] in inbox]  # fmt: skip
+    assert len(filed) == 2
+    # and a retrain reads the grown dataset (16 + 2 documents)
+    page.click("#retrain")
+    expect(page.locator("#suggest-status")).to_contain_text("on 18 documents")

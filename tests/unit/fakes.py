@@ -35,6 +35,9 @@ class FakeStore:
     def put_text(self, bucket: str, key: str, text: str) -> None:
         self.objects[(bucket, key)] = text
 
+    def copy(self, bucket: str, source: str, target: str) -> None:
+        self.objects[(bucket, target)] = self.objects[(bucket, source)]
+
     def get_text(self, bucket: str, key: str) -> str | None:
         return self.objects.get((bucket, key))
 

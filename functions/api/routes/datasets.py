@@ -14,6 +14,8 @@ from functions.api.schemas import (
     DatasetDeletedOut,
     DatasetRequest,
     Envelope,
+    FiledDocumentOut,
+    FileDocumentRequest,
     LabelFolderOut,
     NotTreatedDocument,
     PresignedUpload,
@@ -24,6 +26,7 @@ from functions.api.schemas import (
 from functions.core.datasets import (
     UploadFile,
     delete_dataset,
+    file_document,
     label_folders,
     list_datasets,
     plan_upload,
@@ -104,3 +107,13 @@ def uploads(
         number_documents_non_treated=len(plan.rejected),
         list_id_not_treated=[p for p, _ in plan.rejected],
     )
+
+
+@router.post("/datasets/file", response_model=Envelope[FiledDocumentOut])
+def dataset_file(
+    body: FileDocumentRequest, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> Envelope[FiledDocumentOut]:
+    """Label one document (e.g. a suggestion): copied server side into the dataset's label
+    folder, which a retrain then reads."""
+    key = file_document(body.document, body.path, body.label, store, settings, tenant)
+    return Envelope(status=SUCCESS, data=FiledDocumentOut(key=key))

@@ -319,8 +319,10 @@ async function refreshRuns() {
     body.replaceChildren(...rows);
   }
   if (!runs.length) cell(body.insertRow(), "No runs yet.").colSpan = 7;
+  // the open run's page follows it while it runs, and once more when it ends
+  const open = runs.find((r) => r.run_id === state.runId);
   const active = (r) => r.status === "RUNNING" || r.status === "SCHEDULED";
-  if (state.runId && runs.some((r) => r.run_id === state.runId && active(r))) openRun(state.runId, false);
+  if (open && (active(open) || open.status !== state.runStatus)) openRun(state.runId, false, false);
 }
 
 async function deleteExperiment() {
@@ -354,6 +356,14 @@ async function openRun(runId, scroll = true, remember = true) {
     const gate = data.gate === "passed" ? [registered, data.promotion].filter(Boolean).join(": ")
       : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
     const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
+    state.runStatus = data.status;
+    if (runId !== labelling.runId) {  // another run: its own labels and dataset to file into
+      Object.assign(labelling, { runId, queue: [], index: 0, filed: 0, labels: runLabels(data.params.id2label) });
+      $("label-dataset").value = data.params.data_uri || "";
+      $("labeller").hidden = true;
+      $("retrain").disabled = true;
+      say("suggest-status", "");
+    }
     const progress = { ...data, progress_percent: data.metrics.progress_percent, eta_seconds: data.metrics.eta_seconds };
     const status = data.status === "RUNNING" && data.phase ? runStatus(progress) : data.status;
     // a failure in red, a refusal (below the bar, cancelled, not promoted) in amber
@@ -509,6 +519,106 @@ async function openDocument(key) {
   view.hidden = false;
 }
 
+// ---- labelling ---------------------------------------------------------------------------
+const labelling = { queue: [], index: 0, filed: 0, labels: [], bucket: "" };
+
+// id2label as the job logs it, a Python dict: {0: 'billing', 1: "bug's"}
+function runLabels(id2label) {
+  return [...(id2label || "").matchAll(/\d+: (?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")/g)]
+    .map((m) => (m[1] ?? m[2]).replace(/\\(.)/g, "$1"));
+}
+
+async function suggest() {
+  const path = $("suggest-path").value.trim();
+  if (!path) return say("suggest-status", "Name the folder of unlabelled documents first.", "error");
+  $("labeller").hidden = true;
+  try {
+    let { data: job } = await call("POST", `${API}/suggest`, { runid: state.runId, input_path: path, n: Number($("suggest-n").value) || 10 });
+    while (!["COMPLETED", "FAILED"].includes(job.status)) {
+      say("suggest-status", `Ranking… ${job.done}/${job.total ?? "?"} documents read`);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      ({ data: job } = await call("GET", `${API}/suggest/${job.job_id}`));
+    }
+    if (job.status === "FAILED") return say("suggest-status", `Suggest failed: ${job.error}`, "error");
+    Object.assign(labelling, { queue: job.suggestions || [], index: 0, bucket: job.input_uri.slice(5).split("/")[0] });
+    say("suggest-status", `${labelling.queue.length} to label, least sure first.`);
+    showSuggestion();
+  } catch (error) {
+    say("suggest-status", error.message, "error");
+  }
+}
+
+function showSuggestion() {
+  const item = labelling.queue[labelling.index];
+  if (!item) {
+    $("labeller").hidden = true;
+    say("suggest-status", `All ${labelling.queue.length} seen: ${labelling.filed} labelled.` +
+      (labelling.filed ? " Retrain to learn from them." : ""), labelling.filed ? "ok" : "");
+    return;
+  }
+  $("labeller").hidden = false;
+  $("labeller-position").textContent = `${labelling.index + 1} of ${labelling.queue.length} · ${item.key}`;
+  $("labeller-text").textContent = item.text;
+  $("labeller-guess").textContent = `The model guesses ${item.label} (${item.score.toFixed(3)}; margin ${item.margin.toFixed(3)})`;
+  const button = (text, action) => Object.assign(document.createElement("button"), { type: "button", textContent: text, onclick: action });
+  $("labeller-buttons").replaceChildren(
+    ...labelling.labels.map((label, i) => button(`${i + 1} ${label}`, () => fileAs(label))),
+    button("s skip", skipSuggestion),
+    button("n new label…", newLabel),
+  );
+}
+
+async function fileAs(label) {
+  const item = labelling.queue[labelling.index];
+  try {
+    await call("POST", `${API}/datasets/file`, { document: `s3://${labelling.bucket}/${item.key}`, path: $("label-dataset").value.trim(), label });
+    if (!labelling.labels.includes(label)) labelling.labels.push(label);
+    labelling.filed += 1;
+    $("retrain").disabled = false;
+    say("suggest-status", `${labelling.filed} labelled: the last as ${label}.`, "ok");
+    labelling.index += 1;
+    showSuggestion();
+  } catch (error) {
+    say("suggest-status", error.message, "error");
+  }
+}
+
+function skipSuggestion() {
+  labelling.index += 1;
+  showSuggestion();
+}
+
+function newLabel() {
+  const label = (prompt("New label for this document:") || "").trim();
+  if (label) fileAs(label);
+}
+
+async function retrain() {
+  try {
+    const payload = await call("POST", `${API}/process`, {
+      labels: labelling.labels, path: $("label-dataset").value.trim(), experiment_name: state.experiment, promote: "if_better",
+    });
+    say("suggest-status", `Retraining: run ${payload.data.info.run_id} on ${payload.number_documents_treated} documents; ` +
+      "it takes @champion only if it beats this model.", "ok");
+    labelling.filed = 0;
+    $("retrain").disabled = true;
+    refreshRuns();
+  } catch (error) {
+    say("suggest-status", error.message, "error");
+  }
+}
+
+document.addEventListener("keydown", (event) => {
+  if ($("labeller").hidden || ["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName)) return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const number = Number(event.key);
+  if (number >= 1 && number <= labelling.labels.length) fileAs(labelling.labels[number - 1]);
+  else if (event.key === "s") skipSuggestion();
+  else if (event.key === "n") newLabel();
+  else return;
+  event.preventDefault();
+});
+
 async function predict() {
   const text = $("text").value;
   try {
@@ -581,6 +691,8 @@ $("runs-experiment").addEventListener("change", () => {
 window.addEventListener("popstate", followRoute);
 $("delete-experiment").addEventListener("click", deleteExperiment);
 $("predict").addEventListener("click", predict);
+$("suggest").addEventListener("click", suggest);
+$("retrain").addEventListener("click", retrain);
 $("promote").addEventListener("click", promote);
 $("delete-run").addEventListener("click", deleteRun);
 $("cancel-run").addEventListener("click", cancelRun);
