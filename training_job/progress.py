@@ -20,13 +20,12 @@ PERCENT, ETA = "progress_percent", "eta_seconds"
 # Evaluation, ONNX export and parity, logging and registering, as a share of training:
 # 0.1-0.3 measured on tiny and BBC runs (the export of a transformer dominates).
 TAIL_SHARE = 0.2
+# The phases after training: the ETA is then the tail's share alone.
+TAIL_PHASES = frozenset({"evaluating", "exporting", "logging_model", "registering"})
 # Steps (epochs, trials) are written at most this often; phases and candidates always.
 MIN_INTERVAL = 2.0
 
 Writer = Callable[[dict[str, str], dict[str, float]], None]
-
-
-TAIL_PHASES = frozenset({"evaluating", "exporting", "logging_model", "registering"})
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from training_job.config import Hyperparameters
@@ -107,12 +107,11 @@ class RunTracker:
         self.progress.phase(name, detail)
 
     def _write_progress(self, tags: dict[str, str], metrics: dict[str, float]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
-        if metrics:
-            self.client.log_batch(self.run_id, metrics=[
-                Metric(key, value, int(time.time() * 1000), 0) for key, value in metrics.items()
-            ])  # fmt: skip
+        """Tags and metrics in one call: it runs at every phase, candidate and epoch."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id,
+                              metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])  # fmt: skip
 
     def log_params(self, params: dict[str, Any]) -> None:
         existing = self.client.get_run(self.run_id).data.params

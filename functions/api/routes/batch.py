@@ -84,11 +84,13 @@ def batch_predict(
 
 
 @router.get("/batch_predict/{job_id}", response_model=Envelope[BatchJobOut])
+@router.get("/suggest/{job_id}", response_model=Envelope[BatchJobOut])
 def batch_predict_status(
     job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
 ) -> Envelope[BatchJobOut]:
     """Progress (documents done / total), treated and not treated, status and where the
-    output is; once COMPLETED, the first documents not treated and why."""
+    output is; once COMPLETED, the first documents not treated and why, and (a /suggest
+    job) the documents to label next."""
     return _envelope(batch_status(job_id, store, settings, tenant), store)
 
 
@@ -109,11 +111,3 @@ def suggest(
     record = start_batch(body.runid, body.input_path, output, tracking, store, launcher,
                          settings, tenant, suggest=body.n)  # fmt: skip
     return _envelope(batch_status(record.job_id, store, settings, tenant), store)
-
-
-@router.get("/suggest/{job_id}", response_model=Envelope[BatchJobOut])
-def suggest_status(
-    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
-) -> Envelope[BatchJobOut]:
-    """A /suggest job's progress; once COMPLETED, the documents to label next."""
-    return _envelope(batch_status(job_id, store, settings, tenant), store)
