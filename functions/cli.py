@@ -293,15 +293,18 @@ def predict(client: Client, runid: str, texts: tuple[str, ...], files: tuple[Pat
 
 
 def _answer_line(answer: dict[str, Any]) -> str:
-    """label<TAB>score; a multi-label answer: each label given with its probability."""
+    """label<TAB>score; a multi-label answer: each label given with its probability; then
+    "(out of scope, ood 0.99)" where the text is unlike the training documents."""
+    outside = answer.get("out_of_scope")
+    scope = f"  (out of scope, ood {answer['ood_score']:.2f})" if outside else ""
     if answer.get("labels") is None:
         flag = "  (abstained)" if answer["abstained"] else ""
-        return f"{answer['label']}\t{answer['score']:.3f}{flag}"
+        return f"{answer['label']}\t{answer['score']:.3f}{flag}{scope}"
     given = [f"{label} {answer['scores'][label]:.3f}" for label in answer["labels"]]
     return (
         ", ".join(given)
         or f"(no label passes its threshold; best {answer['label']} {answer['score']:.3f})"
-    )
+    ) + scope
 
 
 def _follow(client: Client, job: dict[str, Any], route: str, poll: float, doing: str
@@ -339,6 +342,21 @@ def suggest(client: Client, runid: str, input_path: str, count: int, output_path
     lines = [f"{s['rank']}\t{s['key']}\tguess {s['label']} ({s['score']:.3f}, margin "
              f"{s['margin']:.3f})" for s in job.get("suggestions") or []]  # fmt: skip
     client.show(job.get("suggestions") or [], "\n".join(lines) or "nothing to suggest")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--hours", default=24, show_default=True, help="the last N hours")
+@pass_client
+def drift(client: Client, run_id: str, hours: int) -> None:
+    """How the texts RUN_ID's model was asked about compare with its training data, hour by
+    hour (drift AUC 0.5: alike; about 5 % out of scope where nothing moved)."""
+    report = client.call("GET", f"{API}/runs/{run_id}/drift", params={"hours": hours})["data"]
+    lines = [f"{time.strftime('%Y-%m-%d %H:00', time.gmtime(h['hour']))}\t"
+             f"{h['predictions']} predictions\tdrift AUC {h['drift_auc']:.2f}\t"
+             f"{h['out_of_scope_share']:.0%} out of scope\tlabel shift {h['label_shift']:.2f}"
+             for h in report["hours"]]  # fmt: skip
+    client.show(report, "\n".join([*lines, report["verdict"]]))
 
 
 @main.command("batch-predict")

@@ -11,6 +11,7 @@ import threading
 from functions.adapters.audit import build_audit_sink
 from functions.core.auth import Authenticator
 from functions.core.config import Settings
+from functions.core.drift import DriftMonitor, TrafficLog
 from functions.core.ports import AuditSink, JobLauncher, ObjectStore, Tracking
 from functions.core.serving import ServingRegistry
 
@@ -34,6 +35,7 @@ class Services:
         self._launcher = launcher
         self._registry = registry
         self._authenticator: Authenticator | None = None
+        self._drift: DriftMonitor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -84,6 +86,22 @@ class Services:
             if self._authenticator is None:
                 self._authenticator = Authenticator(store, self.settings)
             return self._authenticator
+
+    @property
+    def traffic(self) -> TrafficLog:
+        return TrafficLog(self.store, self.settings.artifacts_bucket, self.settings.traffic_prefix)
+
+    @property
+    def drift(self) -> DriftMonitor:
+        traffic = self.traffic
+        with self._lock:
+            if self._drift is None:
+                self._drift = DriftMonitor(traffic, self.settings.drift_window,
+                                           self.settings.drift_flush_seconds)  # fmt: skip
+            return self._drift
+
+    def drift_if_started(self) -> DriftMonitor | None:
+        return self._drift
 
     def registry_if_loaded(self) -> ServingRegistry | None:
         return self._registry

@@ -29,7 +29,7 @@ from documents import decode_document, listing_problem
 from training_job.config import JobPaths, load_parameters, parse_args
 from training_job.data import ObjectInfo
 from training_job.logs import bind_run, configure_job_logging
-from training_job.serving import decide
+from training_job.serving import Assessment, decisions
 from training_job.suggest import CANDIDATES, margins, spread
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,14 @@ def split_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"expected s3://bucket/prefix, got {uri!r}")
     return parsed.netloc, parsed.path.strip("/")
+
+
+def assess(classifier: Any, texts: list[str]) -> Assessment:
+    """The model's assessment; a model saved before scopes has only its probabilities."""
+    if hasattr(classifier, "assess"):
+        found: Assessment = classifier.assess(texts)
+        return found
+    return Assessment(classifier.probabilities(texts))
 
 
 class BatchJob:
@@ -128,9 +136,9 @@ class BatchJob:
         if not usable:
             predictions = []
         elif self.params.suggest:  # the probabilities once, for the answer and its margin
-            probabilities = self.classifier.probabilities(texts)
-            predictions = [decide(row, self.classifier.config) for row in probabilities]
-            uncertain = margins(probabilities, self.classifier.config)
+            assessed = assess(self.classifier, texts)
+            predictions = decisions(assessed, self.classifier.config)
+            uncertain = margins(assessed.probabilities, self.classifier.config)
         else:  # the model's own rule (models of any age)
             predictions = self.classifier.predict(texts)
         rows = [{k: v for k, v in asdict(p).items() if v is not None} for p in predictions]

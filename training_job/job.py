@@ -44,6 +44,8 @@ from training_job.hpo import Tuning
 from training_job.kinds.base import IMBALANCE_STRATEGY, label_truth, resolve_base_model
 from training_job.onnx_export import PARITY_DOCUMENTS, choose_runtime
 from training_job.promotion import Promotion, judge
+from training_job.scope import Scope, scope_for
+from training_job.serving import TextClassifier
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
     TAG_CHOICE,
@@ -55,6 +57,7 @@ from training_job.tracking import (
     TAG_PROMOTION,
     TAG_RUNTIME,
     TAG_RUNTIME_REASON,
+    TAG_SCOPE,
     TAG_SKIPPED,
     RunTracker,
     label_maps,
@@ -163,6 +166,7 @@ class Estimate:
     keys: list[str]  # the documents estimated on, in the rows' order
     texts: list[str]  # and their texts
     cross_validated: bool = False  # out of fold: models that saw (k-1)/k of the documents
+    out_of_scope: np.ndarray | None = None  # the test documents the served scope flags
 
     @property
     def measured_on(self) -> str:
@@ -175,9 +179,10 @@ class Estimate:
         if split.test:
             texts = [d.text for d in split.test]
             truth = label_truth(split.test, labels, multi_label)
-            return cls(winner.classifier.probabilities(texts), truth,
-                       f"test split of {len(truth)} documents",
-                       [d.key for d in split.test], texts)  # fmt: skip
+            assessed = winner.classifier.assess(texts)
+            return cls(assessed.probabilities, truth, f"test split of {len(truth)} documents",
+                       [d.key for d in split.test], texts,
+                       out_of_scope=assessed.out_of_scope)  # fmt: skip
         docs = split.train + split.validation
         held = winner.held_out
         if held is None or len(held.rows) != len(docs):
@@ -217,6 +222,39 @@ def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> 
     return True, (
         f"{said} {meets} {bar:.4f} and clearly beats the majority-class baseline {baseline:.4f}"
     )
+
+
+def fit_served_scope(selection: Selection, served: TextClassifier, split: Split,
+                     labels: list[str], seed: int) -> Scope:  # fmt: skip
+    """The served classifier's scope (training_job/scope.py), on the documents it saw."""
+    winner = selection.winner
+    held, rows = None, None
+    if winner.held_out is not None:
+        held, rows = winner.held_out_probabilities(), winner.held_out.rows
+    served.scope = scope_for(served, rows, held, split.train + split.validation, labels, seed)
+    return served.scope
+
+
+def scope_tag(scope: Scope, split: Split, labels: list[str]) -> str:
+    """What the control plane compares live traffic with: the held-out in-scope score
+    histogram, the threshold and each label's share of the training documents."""
+    docs = split.train + split.validation
+    shares = {label: sum(d.label == label for d in docs) / len(docs) for label in labels}
+    return json.dumps({"method": scope.method, "threshold": round(scope.threshold, 6),
+                       "reference": [round(float(v), 6) for v in scope.reference],
+                       "label_shares": {k: round(v, 6) for k, v in shares.items()}})  # fmt: skip
+
+
+def scope_metrics(classifier: TextClassifier, estimate: Estimate) -> dict[str, float]:
+    """The scope's threshold, what it was fitted on, and the share of the test documents
+    (all in scope) it flags: about 1 - IN_SCOPE_QUANTILE where it holds."""
+    scope = classifier.scope
+    if scope is None:
+        return {}
+    found = {"scope_threshold": scope.threshold, "scope_documents": float(scope.documents)}
+    if estimate.out_of_scope is not None:
+        found["test_out_of_scope_share"] = float(np.mean(estimate.out_of_scope))
+    return found
 
 
 def parity_documents(split: Split) -> list[Document]:
@@ -287,7 +325,11 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         texts = [d.text for d in docs]
         choice = choose_runtime(selection.winner.classifier, texts, truth, Path(exported))
         choice.classifier.save(classifier_dir)  # what is evaluated below is what is served
+        tracker.phase("exporting", "out-of-scope summary of the training documents")
+        scope = fit_served_scope(selection, choice.classifier, split, labels, hp.seed)
+        scope.save(classifier_dir)
     tracker.log_metrics(choice.metrics)
+    tracker.set_tags({TAG_SCOPE: scope_tag(scope, split, labels)})
     tracker.set_tags({TAG_RUNTIME: choice.runtime, TAG_RUNTIME_REASON: choice.reason})
     tracker.phase("evaluating")
     winner = dataclasses.replace(selection.winner, classifier=choice.classifier)
@@ -313,6 +355,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
             for label, t in zip(labels, thresholds, strict=False)
         },
         "calibration_documents": selection.winner.details.get("calibration_documents", 0),
+        **scope_metrics(classifier, estimate),
     }
     tracker.log_metrics(metrics)
     tracker.set_tags({TAG_ESTIMATE: estimate.method})

@@ -22,8 +22,9 @@ def texts_from(model_input: Any) -> list[str]:
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined,misc]
-    """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score), and for a
-    multi-label model labels (over their thresholds), scores and abstained."""
+    """MLflow pyfunc: predict(texts) -> DataFrame(label, prediction, score), for a
+    multi-label model labels (over their thresholds), scores and abstained, and where the
+    model keeps a scope ood_score and out_of_scope."""
 
     def load_context(self, context: Any) -> None:
         self.classifier = load_classifier(context.artifacts["classifier"])
@@ -36,6 +37,8 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defin
         columns = ["label", "prediction", "score"]
         if self.classifier.config.multi_label:
             columns += ["labels", "scores", "abstained"]
+        if self.classifier.scope is not None:
+            columns += ["ood_score", "out_of_scope"]
         return pd.DataFrame(rows, columns=columns)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from training_job.scope import Scope
+
 CONFIG_FILE = "classifier.json"
 # ClassifierConfig.runtime of a network run by onnxruntime (training_job/onnx_export.py).
 ONNX_FP32, ONNX_INT8 = "onnx-fp32", "onnx-int8"
@@ -73,6 +75,20 @@ class Prediction:
     labels: list[str] | None = None
     scores: dict[str, float] | None = None
     abstained: bool | None = None
+    # How unlike the training documents the text is (training_job/scope.py), and whether
+    # that is past the scope's threshold; None from a model saved without a scope.
+    ood_score: float | None = None
+    out_of_scope: bool | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Calibrated probabilities of a batch of texts and, where the model keeps a scope,
+    each text's ood_score and whether it is out of scope."""
+
+    probabilities: np.ndarray
+    ood_scores: np.ndarray | None = None
+    out_of_scope: np.ndarray | None = None
 
 
 def select_windows(count: int, limit: int) -> list[int]:
@@ -111,6 +127,8 @@ class TextClassifier(ABC):
     """What every kind shares: calibrated probabilities and predictions from `logits`."""
 
     config: ClassifierConfig
+    # Fitted by the job after selection, saved beside the kind's files (load_classifier).
+    scope: Scope | None = None
 
     @abstractmethod
     def logits(self, texts: list[str]) -> np.ndarray:
@@ -135,22 +153,48 @@ class TextClassifier(ABC):
             return sigmoid(logits)
         return softmax(logits, self.config.temperature)
 
+    def represent(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and the features a scope measures distance on (None: a kind without
+        sentence features; its scope reads the top probability)."""
+        return self.logits(texts), None
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
         return self.calibrated(self.logits(texts))
 
+    def assess(self, texts: list[str]) -> Assessment:
+        """Probabilities and, with a scope, how far out of scope each text is (one pass)."""
+        logits, features = self.represent(texts)
+        probabilities = self.calibrated(logits)
+        if self.scope is None:
+            return Assessment(probabilities)
+        ood = self.scope.scores(probabilities, features)
+        return Assessment(probabilities, ood, ood > self.scope.threshold)
+
     def predict(self, texts: list[str]) -> list[Prediction]:
-        return [decide(row, self.config) for row in self.probabilities(texts)]
+        return decisions(self.assess(texts), self.config)
 
 
-def decide(probs: np.ndarray, config: ClassifierConfig) -> Prediction:
+def decide(probs: np.ndarray, config: ClassifierConfig, ood_score: float | None = None,
+           out_of_scope: bool | None = None) -> Prediction:  # fmt: skip
     """One text's answer from its probabilities (multi-label: the labels over threshold)."""
     best = int(probs.argmax())
     names = config.id2label
     if not config.multi_label:
-        return Prediction(names[best], best, float(probs[best]))
+        return Prediction(names[best], best, float(probs[best]), ood_score=ood_score,
+                          out_of_scope=out_of_scope)  # fmt: skip
     chosen = [names[i] for i, p in enumerate(probs) if p >= config.thresholds[i]]
     scores = {names[i]: float(p) for i, p in enumerate(probs)}
-    return Prediction(names[best], best, float(probs[best]), chosen, scores, not chosen)
+    return Prediction(names[best], best, float(probs[best]), chosen, scores, not chosen,
+                      ood_score, out_of_scope)  # fmt: skip
+
+
+def decisions(assessment: Assessment, config: ClassifierConfig) -> list[Prediction]:
+    """Each text's answer, with its ood_score and out_of_scope where assessed."""
+    ood, outside = assessment.ood_scores, assessment.out_of_scope
+    return [decide(row, config,
+                   None if ood is None else float(ood[i]),
+                   None if outside is None else bool(outside[i]))
+            for i, row in enumerate(assessment.probabilities)]  # fmt: skip
 
 
 def torch_bytes(model: Any) -> int:
@@ -241,4 +285,6 @@ def load_classifier(folder: Path | str) -> TextClassifier:
 
     folder = Path(folder)
     config = ClassifierConfig.read(folder)
-    return kinds.get(config.kind).load(folder, config)
+    classifier = kinds.get(config.kind).load(folder, config)
+    classifier.scope = Scope.read(folder)
+    return classifier

@@ -41,6 +41,8 @@ TAG_RUNTIME = "custom_classifier.runtime"
 TAG_RUNTIME_REASON = "custom_classifier.runtime_reason"
 # What the test metrics and the bar were measured on (test split, or cross-validation).
 TAG_ESTIMATE = "custom_classifier.estimate"
+# What live traffic is compared with (JSON: method, threshold, reference, label_shares).
+TAG_SCOPE = "custom_classifier.scope"
 # Set by the API's cancel: the run ends KILLED and registers nothing.
 TAG_CANCELLED = "custom_classifier.cancelled"
 # On a registered model: the id of the one experiment whose runs it holds.
@@ -156,6 +158,8 @@ class RunTracker:
                     ColSpec("string", "label"),
                     ColSpec("long", "prediction"),
                     ColSpec("double", "score"),
+                    ColSpec("double", "ood_score"),
+                    ColSpec("boolean", "out_of_scope"),
                 ]
             ),
         )

@@ -28,13 +28,18 @@ class LoadedClassifier:
     def predict(self, texts: list[str]) -> list[Prediction]:
         """The top label of each text, and the calibrated probability of every label; a
         multi-label model also answers every label over its threshold (the rule of the
-        model's own `predict`, training_job/serving.py; a test keeps them equal)."""
-        probs = self.classifier.probabilities(texts)
+        model's own `predict`, training_job/serving.py; a test keeps them equal), and a
+        model that keeps a scope how far out of scope each text is."""
+        if hasattr(self.classifier, "assess"):
+            assessed = self.classifier.assess(texts)
+            probs, ood, outside = assessed.probabilities, assessed.ood_scores, assessed.out_of_scope
+        else:  # a model saved before scopes
+            probs, ood, outside = self.classifier.probabilities(texts), None, None
         config = self.classifier.config
         labels = config.id2label
         multi_label = getattr(config, "multi_label", False)  # models trained before it: no
         predictions = []
-        for row in probs:
+        for index, row in enumerate(probs):
             best = int(row.argmax())
             scores = {labels[i]: float(p) for i, p in enumerate(row)}
             chosen = (
@@ -42,8 +47,12 @@ class LoadedClassifier:
                 if multi_label
                 else None
             )
-            predictions.append(Prediction(labels[best], best, float(row[best]), scores=scores,
-                                          labels=chosen, abstained=chosen == []))  # fmt: skip
+            predictions.append(Prediction(
+                labels[best], best, float(row[best]), scores=scores, labels=chosen,
+                abstained=chosen == [],
+                ood_score=None if ood is None else float(ood[index]),
+                out_of_scope=None if outside is None else bool(outside[index]),
+            ))  # fmt: skip
         return predictions
 
 

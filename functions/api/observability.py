@@ -42,6 +42,25 @@ class ModelCacheCollector(Collector):
         yield GaugeMetricFamily("cc_model_cache_models", "models in memory", value=cached)
 
 
+class DriftCollector(Collector):
+    """Each served model's share of out-of-scope texts among its recent predictions."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Any]:
+        monitor = self.services.drift_if_started()
+        gauge = GaugeMetricFamily(
+            "cc_out_of_scope_share",
+            "share of out-of-scope texts among a model's last drift_window predictions "
+            "(about 0.05 where traffic looks like its training data)",
+            labels=["run_id"],
+        )
+        for run_id, share in (monitor.out_of_scope_shares() if monitor else {}).items():
+            gauge.add_metric([run_id], share)
+        yield gauge
+
+
 class Metrics:
     """One app's metrics, in a registry of its own (apps in one process stay apart)."""
 
@@ -56,6 +75,7 @@ class Metrics:
         self.training_jobs = Counter("cc_training_jobs", "training requests by outcome",
                                      ["outcome"], registry=self.registry)  # fmt: skip
         self.registry.register(ModelCacheCollector(services))
+        self.registry.register(DriftCollector(services))
 
 
 class EmfWriter:

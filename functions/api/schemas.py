@@ -110,6 +110,16 @@ class PredictionOut(BaseModel):
         description="with `all_scores`, and always from a multi-label model: {label: "
         "probability} (single-label: summing to 1; multi-label: each label on its own)",
     )
+    ood_score: float | None = Field(
+        default=None,
+        description="how unlike the model's training documents the text is, 0-1 (about 0.5: "
+        "typical); absent from models trained before scopes",
+    )
+    out_of_scope: bool | None = Field(
+        default=None,
+        description="ood_score is over the threshold that 95% of held-out training documents "
+        "stay under: the text may belong to none of the labels",
+    )
 
 
 class BatchPredictRequest(RequestBody):
@@ -320,6 +330,34 @@ class LabelFolderOut(BaseModel):
         default_factory=list,
         description="the first 50 documents training would not use, and why",
     )
+
+
+class DriftPointOut(BaseModel):
+    hour: int = Field(description="epoch seconds at the start of the hour (overall: of the period)")
+    predictions: int
+    out_of_scope_share: float
+    mean_ood_score: float
+    drift_auc: float = Field(
+        description="chance a live text scores further out than a held-out training document "
+        "(0.5: no drift)"
+    )
+    label_shift: float = Field(
+        description="total variation distance between predicted and training label shares"
+    )
+
+
+class DriftReportOut(BaseModel):
+    run_id: str
+    method: str = Field(
+        description="distance+unsureness (kinds with sentence features) or unsureness "
+        "(one minus the top probability)"
+    )
+    threshold: float
+    expected_out_of_scope_share: float
+    hours: list[DriftPointOut]
+    overall: DriftPointOut | None
+    drifted: bool
+    verdict: str
 
 
 class RunDetailOut(BaseModel):

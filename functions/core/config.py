@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     audit_sink: Literal["jsonl", "stdout", "off"] = "jsonl"
     audit_log_path: Path = Path(".local/audit/predict.jsonl")
     audit_include_text: bool = False
+    # Drift: the /metrics gauge reads each model's last `drift_window` predictions; every
+    # `drift_flush_seconds` a process writes its hourly sums under `traffic_prefix` in the
+    # artifacts bucket, where GET /runs/{id}/drift reads every process's.
+    drift_window: int = Field(default=500, ge=1)
+    drift_flush_seconds: float = Field(default=60.0, ge=0)
+    traffic_prefix: str = "_traffic/"
     # Also write request metrics as CloudWatch EMF lines on stdout (template.yaml: on).
     metrics_emf: bool = False
 

@@ -157,6 +157,10 @@ class Prediction:
     scores: dict[str, float] | None = None
     # A multi-label model's answer: every label whose probability passes its threshold.
     labels: list[str] | None = None
+    # How unlike the model's training documents the text is, in [0, 1], and whether that
+    # passes the threshold fitted on held-out documents (None: a model without a scope).
+    ood_score: float | None = None
+    out_of_scope: bool | None = None
 
 
 @dataclass(frozen=True)

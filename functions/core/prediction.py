@@ -64,6 +64,9 @@ def audit_entries(
         }
         if prediction.labels is not None:  # multi-label: every label it answered
             entry["labels"] = prediction.labels
+        if prediction.ood_score is not None:
+            entry["ood_score"] = round(prediction.ood_score, 6)
+            entry["out_of_scope"] = prediction.out_of_scope
         if include_text:
             entry["text"] = text
         entries.append(entry)

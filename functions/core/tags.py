@@ -16,6 +16,8 @@ TAG_REGISTERED = "custom_classifier.registered_model"
 # `promote: if_better`: whether the new version took @champion, and the comparison.
 TAG_PROMOTION = "custom_classifier.promotion"
 TAG_MODEL_KIND = "custom_classifier.model_kind"
+# What live traffic is compared with (JSON: method, threshold, reference, label_shares).
+TAG_SCOPE = "custom_classifier.scope"
 TAG_LAUNCHER = "custom_classifier.launcher"
 TAG_DATA_URI = "custom_classifier.data_uri"
 TAG_JOB_ID = "custom_classifier.job_id"

@@ -66,6 +66,11 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     predicted = _json(_cli(live_api, "predict", run["run_id"], "goal striker", "rain storm"))
     assert [p["label"] for p in predicted] == ["sports", "weather"]
+    # the traffic so far against the training data: one hour, two predictions, too few
+    watched = CliRunner().invoke(main, ["--url", live_api.url, "drift", run["run_id"]])
+    assert watched.exit_code == 0, watched.output
+    assert re.search(r"\t2 predictions\tdrift AUC [01]\.\d\d\t\d+% out of scope\t", watched.stdout)
+    assert "too few to judge" in watched.stdout
     # what it got wrong when evaluated (out of fold over all 16 documents at 8 a label)
     evaluated = _json(_cli(live_api, "mistakes", run["run_id"], "--all"))
     assert evaluated["documents"] == len(evaluated["rows"]) == 16

@@ -46,8 +46,12 @@ def test_predict_one_text_answers_the_seed_shape(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == {"code": 200, "message": "Success"}
-    assert set(body["data"]) == {"label", "prediction", "score", "abstained"}
+    # The seed's fields, and how far out of the model's scope the text is.
+    assert set(body["data"]) == {"label", "prediction", "score", "abstained", "ood_score",
+                                 "out_of_scope"}  # fmt: skip
     assert body["data"]["abstained"] is False
+    assert 0.0 <= body["data"]["ood_score"] <= 1.0
+    assert isinstance(body["data"]["out_of_scope"], bool)
     _assert_prediction(body["data"], trained_model.labels)
     assert body["error"] == "" and body["list_id_not_treated"] == []
 

@@ -128,6 +128,15 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#prediction")).to_have_text(
         re.compile(r"^sports \(score [01]\.\d{3}\)"), timeout=90_000
     )
+    expect(page.locator("#prediction")).to_contain_text("in scope (ood ")
+    # each answer says how far out of the model's scope its text is; drift counts them
+    # (flagging a label never seen: tests/integration/test_drift.py)
+    page.fill("#text", "molecule acid reaction atom bond")
+    page.click("#predict")
+    expect(page.locator("#prediction")).to_contain_text(re.compile(r"scope \(ood 0\.\d\d"))
+    expect(page.locator("#drift-summary")).to_contain_text("2 predictions")
+    expect(page.locator("#drift-summary")).to_contain_text("too few to judge")
+    expect(page.locator("#drift-plot circle.oos")).to_have_count(1)
     _shot(page, "04-run-and-prediction")
     # delete the run, confirming the dialog
     page.once("dialog", lambda dialog: dialog.accept())

@@ -75,8 +75,17 @@ class EnsembleClassifier(TextClassifier):
         self.config = config
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        return average_log_probabilities([m.probabilities(texts) for m in self.members],
-                                         self.config.multi_label)  # fmt: skip
+        return self.represent(texts)[0]
+
+    def represent(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The averaged logits, and the first member's features that has any (its scope's
+        distances are measured on that member's sentence embeddings)."""
+        probabilities, features = [], None
+        for member in self.members:
+            logits, found = member.represent(texts)
+            probabilities.append(member.calibrated(logits))
+            features = found if features is None else features
+        return average_log_probabilities(probabilities, self.config.multi_label), features
 
     def size_bytes(self) -> int:
         return sum(member.size_bytes() for member in self.members)

@@ -214,7 +214,11 @@ class EmbeddingHeadClassifier(TextClassifier):
         return cls(encoder, joblib.load(folder / SKLEARN_FILE), config)
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        return linear_logits(self.head, self.encoder.embed(texts), self.config.multi_label)
+        return self.represent(texts)[0]
+
+    def represent(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        embeddings = self.encoder.embed(texts)
+        return linear_logits(self.head, embeddings, self.config.multi_label), embeddings
 
     def size_bytes(self) -> int:
         return self.encoder.size_bytes() + linear_bytes(self.head)

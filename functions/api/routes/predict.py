@@ -53,12 +53,14 @@ def predict(
         audit_entries(run_id, texts, results, time.perf_counter() - started, request_id,
                       settings.audit_include_text)
     )  # fmt: skip
+    services.drift.observe(run_id, results)
     for result in results:
         metrics.predictions.labels(result.label).inc()
     predictions = [
         PredictionOut(label=p.label, prediction=p.prediction, score=p.score, abstained=p.abstained,
                       labels=p.labels,
-                      scores=p.scores if body.all_scores or p.labels is not None else None)
+                      scores=p.scores if body.all_scores or p.labels is not None else None,
+                      ood_score=p.ood_score, out_of_scope=p.out_of_scope)
         for p in results
     ]  # fmt: skip
     data = predictions[0] if body.text is not None else predictions

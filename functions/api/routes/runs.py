@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from functions.api.deps import LauncherDep, StoreDep, TenantDep, TrackingDep
+from functions.api.deps import LauncherDep, ServicesDep, StoreDep, TenantDep, TrackingDep
 from functions.api.routes.status import status_item
 from functions.api.schemas import (
     ERROR_RESPONSES,
@@ -13,6 +13,7 @@ from functions.api.schemas import (
     SUCCESS,
     CancelRequest,
     DocumentTextOut,
+    DriftReportOut,
     Envelope,
     EvaluatedDocumentsOut,
     PromotedOut,
@@ -20,6 +21,7 @@ from functions.api.schemas import (
     RunDetailOut,
     RunStatusItem,
 )
+from functions.core.drift import MAX_REPORT_HOURS, drift_report
 from functions.core.runs import (
     CHAMPION_ALIAS,
     cancel_run,
@@ -75,6 +77,22 @@ def run(run_id: str, tracking: TrackingDep, launcher: LauncherDep) -> Envelope[R
             report=detail.report,
             artifacts=detail.artifacts,
         ),
+    )
+
+
+@router.get("/runs/{run_id}/drift", response_model=Envelope[DriftReportOut])
+def drift(
+    run_id: str,
+    tracking: TrackingDep,
+    services: ServicesDep,
+    hours: int = Query(default=24, ge=1, le=MAX_REPORT_HOURS, description="the last N hours"),
+) -> Envelope[DriftReportOut]:
+    """How the texts the run's model was asked about lately compare with its training data,
+    hour by hour: drift AUC, out-of-scope share, label shift, and a verdict."""
+    services.drift.flush()  # this process's latest predictions count too
+    report = drift_report(tracking, services.traffic, run_id, hours)
+    return Envelope(
+        status=SUCCESS, data=DriftReportOut.model_validate(report, from_attributes=True)
     )
 
 

@@ -400,6 +400,7 @@ async function openRun(runId, scroll = true, remember = true) {
     $("curves").replaceChildren(...data.artifacts.filter(curves).map(image));
     $("promote").disabled = data.gate !== "passed";
     showConfusion(data.status === "FINISHED" ? data.report : null);
+    loadDrift();
   } catch (error) {
     say("run-summary", error.message, "error");
   }
@@ -627,10 +628,64 @@ async function predict() {
       ? (data.labels.map((label) => `${label} (${data.scores[label].toFixed(3)})`).join(", ") ||
         `no label passes its threshold (best: ${data.label}, ${data.score.toFixed(3)})`)
       : `${data.label} (score ${data.score.toFixed(3)})`;
-    say("prediction", answer + (data.abstained ? " · abstained: route to a person" : ""), data.abstained ? "" : "ok");
+    const scope = data.ood_score === undefined ? ""
+      : data.out_of_scope ? ` · out of scope (ood ${data.ood_score.toFixed(2)}): unlike the documents it was trained on`
+        : ` · in scope (ood ${data.ood_score.toFixed(2)})`;
+    say("prediction", answer + (data.abstained ? " · abstained: route to a person" : "") + scope,
+      data.out_of_scope ? "warn" : data.abstained ? "" : "ok");
+    loadDrift();
   } catch (error) {
     say("prediction", error.message, "error");
   }
+}
+
+// ---- drift ------------------------------------------------------------------------------
+async function loadDrift() {
+  const plot = $("drift-plot");
+  if (state.runStatus !== "FINISHED") {
+    plot.hidden = true;
+    say("drift-summary", "");
+    return;
+  }
+  try {
+    const { data } = await call("GET", `${API}/runs/${state.runId}/drift?hours=${$("drift-hours").value}`);
+    say("drift-summary", data.verdict, data.drifted ? "warn" : "");
+    drawDrift(plot, data.hours);
+  } catch (error) {
+    plot.hidden = true;
+    say("drift-summary", error.message, error.payload?.status?.code === 422 ? "warn" : "error");
+  }
+}
+
+function drawDrift(plot, hours) {
+  plot.hidden = hours.length === 0;
+  const [w, h, left, top, bottom] = [640, 220, 40, 14, 34];
+  const first = hours.length ? hours[0].hour : 0;
+  const span = Math.max(hours.length ? hours[hours.length - 1].hour - first : 0, 3600);
+  const x = (hour) => left + ((hour - first) / span) * (w - left - 16);
+  const y = (v) => top + (1 - v) * (h - top - bottom);
+  const ns = "http://www.w3.org/2000/svg";
+  const el = (name, attrs, text) => {
+    const node = document.createElementNS(ns, name);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text) node.textContent = text;
+    return node;
+  };
+  const line = (key, cls) => el("polyline", { class: cls, points: hours.map((p) => `${x(p.hour)},${y(p[key])}`).join(" ") });
+  const dots = (key, cls) => hours.map((p) => el("circle", { class: cls, cx: x(p.hour), cy: y(p[key]), r: 3 },
+    ""));
+  const stamp = (hour) => new Date(hour * 1000).toISOString().slice(5, 13).replace("T", " ") + "h";
+  plot.replaceChildren(
+    ...[0, 0.5, 1].map((v) => el("text", { x: 4, y: y(v) + 4 }, v.toFixed(1))),
+    el("line", { class: "guide", x1: left, x2: w - 16, y1: y(0.5), y2: y(0.5) }),
+    el("line", { class: "guide", x1: left, x2: w - 16, y1: y(0.05), y2: y(0.05) }),
+    line("drift_auc", "auc"), ...dots("drift_auc", "auc"),
+    line("out_of_scope_share", "oos"), ...dots("out_of_scope_share", "oos"),
+    el("text", { x: left, y: h - 18 }, hours.length ? stamp(first) : ""),
+    el("text", { x: w - 110, y: h - 18 }, hours.length > 1 ? stamp(hours[hours.length - 1].hour) : ""),
+    el("text", { x: left, y: h - 4 }, "— drift AUC (0.5: like the training data)"),
+    el("text", { x: left + 290, y: h - 4, style: "fill:#b54708" }, "— share out of scope (about 0.05)"),
+  );
 }
 
 async function promote() {
@@ -691,6 +746,8 @@ $("runs-experiment").addEventListener("change", () => {
 window.addEventListener("popstate", followRoute);
 $("delete-experiment").addEventListener("click", deleteExperiment);
 $("predict").addEventListener("click", predict);
+$("drift-refresh").addEventListener("click", loadDrift);
+$("drift-hours").addEventListener("change", loadDrift);
 $("suggest").addEventListener("click", suggest);
 $("retrain").addEventListener("click", retrain);
 $("promote").addEventListener("click", promote);
