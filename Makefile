@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-control-plane bench-predict clean
+.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-ood bench-active-learning bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -83,6 +83,12 @@ bench-tfidf: $(STAMP)  ## the tfidf kind on 20 KB documents and six corpora (ARG
 
 bench-multilabel: $(STAMP)  ## auto vs one-vs-rest baselines on Debian's debtags (ARGS=--train 1000)
 	$(PY) bench/multilabel.py $(ARGS)
+
+bench-ood: $(STAMP)  ## held-out labels: ood_score AUROC vs max-softmax per kind (ARGS=--corpora bbc)
+	$(PY) bench/ood.py $(ARGS)
+
+bench-active-learning: $(STAMP)  ## suggest vs random labelling rounds (ARGS=--model tfidf)
+	$(PY) bench/active_learning.py $(ARGS)
 
 # Needs the local stack: make up.
 bench-control-plane: $(STAMP)

@@ -230,7 +230,7 @@ def fit_served_scope(selection: Selection, served: TextClassifier, split: Split,
     winner = selection.winner
     held, rows = None, None
     if winner.held_out is not None:
-        held, rows = winner.held_out_probabilities(), winner.held_out.rows
+        held, rows = winner.held_out.logits, winner.held_out.rows
     served.scope = scope_for(served, rows, held, split.train + split.validation, labels, seed)
     return served.scope
 

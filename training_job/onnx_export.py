@@ -44,15 +44,18 @@ class OnnxExportable(Protocol):
         """The same classifier, its networks run by onnxruntime from `folder`'s files."""
 
 
-def export_network(module: Any, inputs: dict[str, Any], output: str, path: Path) -> None:
-    """`module(**inputs)` as one self-contained ONNX file, batch and length dynamic."""
+def export_network(module: Any, inputs: dict[str, Any], outputs: str | list[str],
+                   path: Path) -> None:  # fmt: skip
+    """`module(**inputs)` as one self-contained ONNX file, batch and length dynamic; its
+    outputs (one tensor, or a tuple of them) named `outputs`."""
     import torch
 
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
     shapes = {name: {0: batch, 1: length} for name in inputs}
     tensors = {name: torch.as_tensor(value) for name, value in inputs.items()}
     program = torch.onnx.export(
-        module.eval(), (), kwargs=tensors, input_names=list(inputs), output_names=[output],
+        module.eval(), (), kwargs=tensors, input_names=list(inputs),
+        output_names=[outputs] if isinstance(outputs, str) else outputs,
         dynamic_shapes=shapes, dynamo=True, verbose=False,
     )  # fmt: skip
     if program is None:

@@ -1,9 +1,11 @@
 """Out of scope: how unlike its training documents a text is, as a score in [0, 1].
 
 Two measures, each on documents held out of what measures them:
-- unsureness: one minus the top calibrated probability (every kind);
-- distance, for a classifier with sentence features (head, contrastive, an ensemble
-  holding one): the smallest Mahalanobis distance to a class mean of its training
+- unsureness: one minus the top calibrated probability, logged (every kind; computed from
+  the logits, so a model sure to 1 - 1e-20 still ranks its texts);
+- distance, for a classifier with sentence features (head, contrastive: their encoder's
+  embeddings; finetune: its tuned network's mean-pooled last layer; an ensemble: its first
+  member's): the smallest Mahalanobis distance to a class mean of its training
   documents, with one shared covariance shrunk by Ledoit-Wolf so a few documents a label
   still give an invertible matrix (Lee et al., 2018).
 Each is logged and standardised by its held-out values; a text's standardised measures are
@@ -60,18 +62,20 @@ class Scope:
     means: np.ndarray | None = None  # labels x features
     precision: np.ndarray | None = None  # features x features
 
-    def measures(self, probabilities: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+    def measures(self, unsureness: np.ndarray, features: np.ndarray | None) -> np.ndarray:
         """Each text's logged measures (texts x measures): unsureness[, distance]."""
-        found = [1.0 - probabilities.max(axis=1)]
+        found = [unsureness]
         if self.method == DISTANCE_AND_UNSURENESS:
             if features is None or self.means is None or self.precision is None:
                 raise ValueError("this scope needs the classifier's features")
-            found.append(mahalanobis(features, self.means, self.precision))
-        logged: np.ndarray = np.log(np.maximum(np.stack(found, axis=1), 1e-12))
-        return logged
+            distance = mahalanobis(features, self.means, self.precision)
+            found.append(np.log(np.maximum(distance, 1e-12)))
+        return np.stack(found, axis=1)
 
-    def scores(self, probabilities: np.ndarray, features: np.ndarray | None) -> np.ndarray:
-        return self.scored(self.measures(probabilities, features))
+    def scores(self, unsureness: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """ood_score of texts from their log unsureness (serving.log_unsureness) and
+        features."""
+        return self.scored(self.measures(unsureness, features))
 
     def scored(self, measures: np.ndarray) -> np.ndarray:
         summed = ((measures - self.centres) / self.scales).sum(axis=1)
@@ -157,20 +161,21 @@ def fit_scope(measures: np.ndarray, paired: np.ndarray, method: str,
 
 
 def scope_for(classifier: TextClassifier, held_rows: list[int] | None,
-              held_probabilities: np.ndarray | None, docs: list[Document], labels: list[str],
+              held_logits: np.ndarray | None, docs: list[Document], labels: list[str],
               seed: int) -> Scope:  # fmt: skip
-    """The served classifier's scope, from the probabilities of `docs` held out in its
-    selection (rows of `docs`) and, where it has features, a sample of `docs` (distances
-    out of fold)."""
+    """The served classifier's scope, from the logits of `docs` held out in its selection
+    (rows of `docs`) and, where it has features, a sample of `docs` (distances out of
+    fold)."""
+    from training_job.serving import log_unsureness
+
     sample = scope_sample(docs, seed)
-    if held_rows is None or held_probabilities is None:  # no held-out scores: the sample's
-        held_rows = sample
-        held_probabilities = classifier.probabilities([docs[row].text for row in sample])
+    if held_rows is None or held_logits is None:  # no held-out scores: the sample's own
+        held_rows, held_logits = sample, classifier.logits([docs[row].text for row in sample])
     # Distances are measured on held-out rows too, so both measures meet on enough rows.
     sample = sorted(set(sample) | set(held_rows[:SCOPE_DOCUMENTS]))
     texts = [docs[row].text for row in sample]
     unsure = np.full(len(docs), np.nan)
-    unsure[held_rows] = np.log(np.maximum(1.0 - held_probabilities.max(axis=1), 1e-12))
+    unsure[held_rows] = log_unsureness(held_logits, classifier.config)
     if classifier.represent(texts[:1])[1] is None:
         return fit_scope(unsure[:, None], np.asarray(held_rows), UNSURENESS)
     features = np.asarray(classifier.represent(texts)[1])

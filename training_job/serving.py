@@ -112,6 +112,20 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return result
 
 
+def log_unsureness(logits: np.ndarray, config: ClassifierConfig) -> np.ndarray:
+    """log(1 - top calibrated probability) of each row, from the logits so that it stays
+    finite where the probability rounds to 1: the log of the other labels' softmax mass,
+    or (multi-label) log(1 - sigmoid(top logit)) = -softplus(top logit)."""
+    if config.multi_label:
+        multi: np.ndarray = -np.logaddexp(0.0, logits.max(axis=1))
+        return multi
+    scaled = logits / config.temperature
+    others = scaled.copy()
+    others[np.arange(len(others)), scaled.argmax(axis=1)] = -np.inf
+    result: np.ndarray = np.logaddexp.reduce(others, axis=1) - np.logaddexp.reduce(scaled, axis=1)
+    return result
+
+
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     """Temperature minimising validation negative log-likelihood (a 1-D grid search)."""
     best_t, best_nll = 1.0, math.inf
@@ -167,7 +181,7 @@ class TextClassifier(ABC):
         probabilities = self.calibrated(logits)
         if self.scope is None:
             return Assessment(probabilities)
-        ood = self.scope.scores(probabilities, features)
+        ood = self.scope.scores(log_unsureness(logits, self.config), features)
         return Assessment(probabilities, ood, ood > self.scope.threshold)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
@@ -245,30 +259,39 @@ def row_batches(mask: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
 
 class OnnxNetwork:
     """A network exported at training time (training_job/onnx_export.py), run by
-    onnxruntime on (ids, mask) windows: no torch, no transformers."""
+    onnxruntime on (ids, mask) windows: no torch, no transformers. `outputs` are read in
+    order; the first must be there, the others only where the export has them (a model
+    exported before an output was added)."""
 
-    def __init__(self, path: Path, output: str, runtime: str) -> None:
+    def __init__(self, path: Path, outputs: str | list[str], runtime: str) -> None:
         import onnxruntime
 
         self.path = path
-        self.output = output
         self.runtime = runtime
         self.session = onnxruntime.InferenceSession(str(path),
                                                     providers=["CPUExecutionProvider"])  # fmt: skip
+        wanted = [outputs] if isinstance(outputs, str) else outputs
+        found = {output.name for output in self.session.get_outputs()}
+        self.outputs = [wanted[0], *(name for name in wanted[1:] if name in found)]
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The first output."""
+        return self.run(ids, mask)[0]
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """Every output the export has, in `outputs` order."""
         if self.runtime != ONNX_INT8:
             return self._run(ids, mask)
         # Dynamic int8 scales activations by the whole input: one window at a time, cut to
         # its own tokens, so a text's scores never depend on the texts batched with it.
         lengths = mask.sum(axis=1)
-        return np.concatenate([self._run(ids[row : row + 1, : lengths[row]],
-                                         mask[row : row + 1, : lengths[row]])
-                               for row in range(len(ids))])  # fmt: skip
+        each = [self._run(ids[row : row + 1, : lengths[row]], mask[row : row + 1, : lengths[row]])
+                for row in range(len(ids))]  # fmt: skip
+        return [np.concatenate([found[i] for found in each]) for i in range(len(self.outputs))]
 
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         feeds = {"input_ids": ids, "attention_mask": mask}
-        result: np.ndarray = self.session.run([self.output], feeds)[0]
+        result: list[np.ndarray] = self.session.run(self.outputs, feeds)
         return result
 
     def size_bytes(self) -> int:

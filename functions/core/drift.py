@@ -142,6 +142,16 @@ class DriftMonitor:
 
 
 @dataclass(frozen=True)
+class TrainingReference:
+    """What the job logged of a run's training data (TAG_SCOPE, training_job/job.py)."""
+
+    method: str
+    threshold: float
+    reference: list[float]  # held-out training documents' shares per ood_score bin
+    label_shares: dict[str, float]
+
+
+@dataclass(frozen=True)
 class DriftPoint:
     hour: int
     predictions: int
@@ -175,28 +185,27 @@ def drift_report(tracking: Tracking, log: TrafficLog, run_id: str, hours: int) -
             f"run {run_id} keeps no summary of its training data to compare traffic with "
             "(trained before drift was measured, or not finished); retrain to measure drift"
         )
-    scope = json.loads(raw)
+    training = TrainingReference(**json.loads(raw))
     since = (int(time.time()) // HOUR - hours + 1) * HOUR
     windows = log.read(run_id, since)
-    points = [point(w, scope) for w in windows if w.predictions]
+    points = [point(w, training) for w in windows if w.predictions]
     total = TrafficWindow(run_id, since)
     for window in windows:
         total.merge(window)
-    overall = point(total, scope) if total.predictions else None
+    overall = point(total, training) if total.predictions else None
     drifted, verdict = judge_drift(overall)
-    return DriftReport(run_id, scope["method"], scope["threshold"], EXPECTED_OUT_OF_SCOPE,
+    return DriftReport(run_id, training.method, training.threshold, EXPECTED_OUT_OF_SCOPE,
                        points, overall, drifted, verdict)  # fmt: skip
 
 
-def point(window: TrafficWindow, scope: dict[str, object]) -> DriftPoint:
-    reference = [float(v) for v in scope["reference"]]  # type: ignore[attr-defined]
-    shares: dict[str, float] = scope["label_shares"]  # type: ignore[assignment]
+def point(window: TrafficWindow, training: TrainingReference) -> DriftPoint:
     n = window.predictions
     live = [count / n for count in window.histogram]
+    shares = training.label_shares
     predicted = {label: window.labels.get(label, 0) / n for label in shares}
     shift = 0.5 * sum(abs(predicted[label] - share) for label, share in shares.items())
     return DriftPoint(window.hour, n, window.out_of_scope / n, window.ood_sum / n,
-                      histogram_auc(live, reference), shift)  # fmt: skip
+                      histogram_auc(live, training.reference), shift)  # fmt: skip
 
 
 def histogram_auc(live: list[float], reference: list[float]) -> float:

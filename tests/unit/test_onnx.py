@@ -74,6 +74,10 @@ def test_each_transformer_kind_on_onnx_answers_as_on_pytorch(
     assert isinstance(loaded, (OnnxWindowedClassifier, EmbeddingHeadClassifier))
     assert loaded.config.runtime == ONNX_FP32
     np.testing.assert_allclose(loaded.probabilities(TEXTS), reference, atol=1e-4)
+    # and the features its scope measures distance on (training_job/scope.py), the same too
+    features, served = classifier.represent(TEXTS)[1], loaded.represent(TEXTS)[1]
+    assert features is not None and served is not None
+    np.testing.assert_allclose(served, features, atol=1e-4)
 
 
 def test_int8_scores_a_text_the_same_whatever_it_is_batched_with(
@@ -208,3 +212,39 @@ def test_an_ensemble_runs_its_transformer_members_on_onnx_and_the_others_as_they
     np.testing.assert_allclose(served.probabilities(TEXTS), ensemble.probabilities(TEXTS),
                                atol=1e-4)  # fmt: skip
     assert served.requirements() == ON_ONNX | SCIKIT_LEARN
+
+
+def test_a_finetune_network_exported_without_features_still_serves_its_logits(
+    finetuned: WindowedClassifier, tmp_path: Path
+) -> None:
+    # Given a network exported as before scopes: logits alone
+    from training_job.kinds.finetune import CLASSIFIER_ONNX
+    from training_job.onnx_export import export_network
+
+    ids_and_mask = finetuned.windows(["an example"])[0][0]
+    ids = np.array([ids_and_mask])
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    logits_alone = logits_module(finetuned)
+    export_network(logits_alone, inputs, "logits", tmp_path / "old" / CLASSIFIER_ONNX)
+    # When it is loaded as the loader loads a saved model
+    old = finetuned.on_onnx(tmp_path / "old", ONNX_FP32)
+    # Then it answers as before, with no features (its scope reads its probabilities)
+    np.testing.assert_allclose(old.probabilities(TEXTS), finetuned.probabilities(TEXTS),
+                               atol=1e-4)  # fmt: skip
+    assert old.represent(TEXTS)[1] is None
+
+
+def logits_module(classifier: WindowedClassifier) -> object:
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = classifier.model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = self.model(input_ids=input_ids,
+                                              attention_mask=attention_mask).logits  # fmt: skip
+            return logits
+
+    return Logits()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from functions.core import drift
 from training_job import scope
 from training_job.data import Document
 from training_job.scope import Scope, scope_for
-from training_job.serving import ClassifierConfig, TextClassifier
+from training_job.serving import ClassifierConfig, TextClassifier, log_unsureness, sigmoid, softmax
 
 
 class PointClassifier(TextClassifier):
@@ -57,9 +58,9 @@ def clusters(rng: np.random.Generator, centres: np.ndarray, per: int
 
 def fitted_scope(classifier: PointClassifier, points: np.ndarray, classes: np.ndarray) -> Scope:
     held = list(range(0, len(points), 3))  # every third document held out of its selection
-    probabilities = classifier.probabilities(texts(points[held]))
+    logits = classifier.logits(texts(points[held]))
     labels = [f"label{i}" for i in range(len(classifier.means))]
-    return scope_for(classifier, held, probabilities, documents(points, classes), labels, 1)
+    return scope_for(classifier, held, logits, documents(points, classes), labels, 1)
 
 
 def test_texts_from_a_class_never_seen_are_out_of_scope_and_seen_ones_mostly_not() -> None:
@@ -90,8 +91,8 @@ def test_a_saved_scope_reads_back_and_scores_the_same(tmp_path: Path) -> None:
     read = Scope.read(tmp_path)
     assert read is not None and read.method == fitted.method
     logits, features = classifier.represent(texts(points))
-    probabilities = classifier.calibrated(logits)
-    assert np.allclose(read.scores(probabilities, features), fitted.scores(probabilities, features))
+    unsure = log_unsureness(logits, classifier.config)
+    assert np.allclose(read.scores(unsure, features), fitted.scores(unsure, features))
     assert Scope.read(tmp_path / "elsewhere") is None  # a model saved before scopes
 
 
@@ -114,9 +115,22 @@ def test_few_documents_a_label_still_give_a_scope() -> None:
     fitted = fitted_scope(classifier, points, classes)
     assert np.isfinite(fitted.mean) and np.isfinite(fitted.threshold)
     logits, features = classifier.represent(texts(points))
-    assert np.isfinite(fitted.scores(classifier.calibrated(logits), features)).all()
+    assert np.isfinite(fitted.scores(log_unsureness(logits, classifier.config), features)).all()
 
 
 def test_the_control_plane_reads_the_scope_as_the_job_writes_it() -> None:
     assert drift.REFERENCE_BINS == scope.REFERENCE_BINS
     assert abs(drift.EXPECTED_OUT_OF_SCOPE - (1 - scope.IN_SCOPE_QUANTILE)) < 1e-12
+
+
+def test_unsureness_stays_finite_and_ordered_where_probabilities_round_to_one() -> None:
+    config = ClassifierConfig({0: "a", 1: "b", 2: "c"}, 64, 0, 1, temperature=2.0)
+    logits = np.array([[0.0, 1.0, 2.0], [100.0, 0.0, 0.0], [200.0, 0.0, 0.0]])
+    found = log_unsureness(logits, config)
+    expected = np.log(1 - softmax(logits[:1], 2.0).max())
+    assert found[0] == pytest.approx(expected)
+    assert np.isfinite(found).all() and found[1] > found[2]  # both "1.0" as probabilities
+    multi = ClassifierConfig({0: "a", 1: "b"}, 64, 0, 1, multi_label=True, thresholds=(0.5, 0.5))
+    found = log_unsureness(np.array([[0.3, -1.0], [80.0, 0.0]]), multi)
+    assert found[0] == pytest.approx(np.log(1 - sigmoid(np.array([0.3]))[0]))
+    assert np.isfinite(found[1]) and found[1] < -70

@@ -38,6 +38,7 @@ from training_job.kinds.base import (
     selection_score,
     training_docs_per_label,
 )
+from training_job.kinds.head import masked_mean
 from training_job.serving import (
     ON_ONNX,
     ON_TORCH,
@@ -86,6 +87,8 @@ class FinetuneOptions:
 
 # The fine-tuned network's file in a model folder served by onnxruntime.
 CLASSIFIER_ONNX = "classifier.onnx"
+# What the exported network answers per window (exports before scopes: logits alone).
+NETWORK_OUTPUTS = ["logits", "features"]
 
 
 class WindowLogits(TextClassifier):
@@ -95,17 +98,30 @@ class WindowLogits(TextClassifier):
     window_tokenizer: Any
 
     @abstractmethod
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Each window's logits (windows x labels)."""
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each window's logits (windows x labels) and its last hidden state averaged over
+        its tokens (None: a network exported before it had that output)."""
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Mean window logits per text (before temperature)."""
+        return self.represent(texts)[0]
+
+    def represent(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean window logits per text, and its windows' mean pooled features (L2-normed)."""
         ids, mask, owners = token_windows(self.window_tokenizer, self.config, texts)
         totals = np.zeros((len(texts), len(self.config.id2label)), dtype=np.float64)
+        pooled: np.ndarray | None = None
         for rows, width in row_batches(mask, self.config.batch_size):
-            np.add.at(totals, owners[rows], self.forward(ids[rows, :width], mask[rows, :width]))
-        counts = np.bincount(owners, minlength=len(texts)).astype(np.float64)
-        return totals / np.maximum(counts, 1)[:, None]
+            logits, features = self.forward(ids[rows, :width], mask[rows, :width])
+            np.add.at(totals, owners[rows], logits)
+            if features is not None:
+                if pooled is None:
+                    pooled = np.zeros((len(texts), features.shape[1]))
+                np.add.at(pooled, owners[rows], features.astype(np.float64))
+        counts = np.maximum(np.bincount(owners, minlength=len(texts)).astype(np.float64), 1)
+        if pooled is not None:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return totals / counts[:, None], pooled
 
 
 class WindowedClassifier(WindowLogits):
@@ -147,44 +163,46 @@ class WindowedClassifier(WindowLogits):
             int(o) for o in owners
         ]
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
-            out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
-        result: np.ndarray = out.logits.float().numpy()
-        return result
+            logits, features = logits_and_features(self.model)(torch.from_numpy(ids),
+                                                               torch.from_numpy(mask))  # fmt: skip
+        return logits.float().numpy(), features.float().numpy()
 
     def export_onnx(self, folder: Path) -> bool:
         from training_job.onnx_export import export_network
 
         ids, mask, _ = token_windows(self.window_tokenizer, self.config,
                                      ["an example text to trace", "and another"])  # fmt: skip
-        export_network(logits_only(self.model), {"input_ids": ids, "attention_mask": mask},
-                       "logits", folder / CLASSIFIER_ONNX)  # fmt: skip
+        export_network(logits_and_features(self.model), {"input_ids": ids, "attention_mask": mask},
+                       NETWORK_OUTPUTS, folder / CLASSIFIER_ONNX)  # fmt: skip
         return True
 
     def on_onnx(self, folder: Path, runtime: str) -> OnnxWindowedClassifier:
         config = replace(self.config, runtime=runtime)
-        network = OnnxNetwork(folder / CLASSIFIER_ONNX, "logits", runtime)
+        network = OnnxNetwork(folder / CLASSIFIER_ONNX, NETWORK_OUTPUTS, runtime)
         return OnnxWindowedClassifier(network, self.window_tokenizer, config)
 
 
-def logits_only(model: Any) -> Any:
-    """The sequence classifier as a torch module from (ids, mask) to its logits alone."""
+def logits_and_features(model: Any) -> Any:
+    """The sequence classifier as a torch module from (ids, mask) to its logits and its
+    last hidden state averaged over the window's tokens (what out-of-scope is measured on)."""
     import torch
 
-    class Logits(torch.nn.Module):
+    class LogitsAndFeatures(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            logits: torch.Tensor = self.model(input_ids=input_ids,
-                                              attention_mask=attention_mask).logits  # fmt: skip
-            return logits
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                             output_hidden_states=True)  # fmt: skip
+            return out.logits, masked_mean(out.hidden_states[-1], attention_mask)
 
-    return Logits()
+    return LogitsAndFeatures()
 
 
 class OnnxWindowedClassifier(WindowLogits):
@@ -198,11 +216,12 @@ class OnnxWindowedClassifier(WindowLogits):
 
     @classmethod
     def load(cls, folder: Path, config: ClassifierConfig) -> OnnxWindowedClassifier:
-        network = OnnxNetwork(folder / CLASSIFIER_ONNX, "logits", config.runtime)
+        network = OnnxNetwork(folder / CLASSIFIER_ONNX, NETWORK_OUTPUTS, config.runtime)
         return cls(network, windows_tokenizer(folder), config)
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.network(ids, mask)
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        found = self.network.run(ids, mask)
+        return found[0], found[1] if len(found) > 1 else None
 
     def size_bytes(self) -> int:
         return self.network.size_bytes()

@@ -164,11 +164,16 @@ def mean_pooled(model: Any) -> Any:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled: torch.Tensor = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+            pooled: torch.Tensor = masked_mean(hidden, attention_mask)
             return pooled
 
     return MeanPooled()
+
+
+def masked_mean(hidden: Any, attention_mask: Any) -> Any:
+    """Each window's hidden states (torch) averaged over its tokens, padding left out."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 class OnnxEncoder(WindowEncoder):
