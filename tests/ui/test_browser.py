@@ -137,6 +137,7 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#drift-summary")).to_contain_text("2 predictions")
     expect(page.locator("#drift-summary")).to_contain_text("too few to judge")
     expect(page.locator("#drift-plot circle.oos")).to_have_count(1)
+    expect(page.locator("#drift-chart")).to_be_visible()
     _shot(page, "04-run-and-prediction")
     # delete the run, confirming the dialog
     page.once("dialog", lambda dialog: dialog.accept())
@@ -255,6 +256,9 @@ def test_label_suggested_documents_by_keyboard_then_retrain_on_them(
     expect(page.locator("#run-summary")).to_contain_text("FINISHED", timeout=120_000)
     page.reload()  # the run page as a user comes back to it
     expect(page.locator("#label-dataset")).to_have_value(f"s3://{DATA_BUCKET}/{dataset_prefix}")
+    # nothing asked of this model yet: the drift section says so and draws no empty chart
+    expect(page.locator("#drift-summary")).to_have_text("no predictions in this period")
+    expect(page.locator("#drift-chart")).to_be_hidden()
     # and three suggestions are asked for in the inbox
     page.fill("#suggest-path", f"{dataset_prefix}-inbox")
     page.fill("#suggest-n", "3")

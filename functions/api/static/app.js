@@ -641,24 +641,24 @@ async function predict() {
 
 // ---- drift ------------------------------------------------------------------------------
 async function loadDrift() {
-  const plot = $("drift-plot");
+  const chart = $("drift-chart");  // an <svg> has no `hidden`: its <div> is shown or not
   if (state.runStatus !== "FINISHED") {
-    plot.hidden = true;
+    chart.hidden = true;
     say("drift-summary", "");
     return;
   }
   try {
     const { data } = await call("GET", `${API}/runs/${state.runId}/drift?hours=${$("drift-hours").value}`);
     say("drift-summary", data.verdict, data.drifted ? "warn" : "");
-    drawDrift(plot, data.hours);
+    chart.hidden = data.hours.length === 0;
+    drawDrift($("drift-plot"), data.hours);
   } catch (error) {
-    plot.hidden = true;
+    chart.hidden = true;
     say("drift-summary", error.message, error.payload?.status?.code === 422 ? "warn" : "error");
   }
 }
 
 function drawDrift(plot, hours) {
-  plot.hidden = hours.length === 0;
   const [w, h, left, top, bottom] = [640, 220, 40, 14, 34];
   const first = hours.length ? hours[0].hour : 0;
   const span = Math.max(hours.length ? hours[hours.length - 1].hour - first : 0, 3600);
