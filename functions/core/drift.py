@@ -36,9 +36,11 @@ REFERENCE_BINS = 20
 EXPECTED_OUT_OF_SCOPE = 0.05
 HOUR = 3600
 # The verdict: at least this many predictions, and a drift AUC at least this far from 0.5
-# (about four standard errors at that count).
+# (about four standard errors at that count), or this many times the expected share out of
+# scope (at 30 predictions, 5 or more flagged where 1.5 are expected).
 DRIFT_MIN_PREDICTIONS = 30
 DRIFT_AUC = 0.7
+DRIFT_OUT_OF_SCOPE_TIMES = 3.0
 MAX_REPORT_HOURS = 24 * 31
 
 
@@ -229,4 +231,6 @@ def judge_drift(overall: DriftPoint | None) -> tuple[bool, str]:
         return False, f"{said}; too few to judge (at least {DRIFT_MIN_PREDICTIONS})"
     if overall.drift_auc >= DRIFT_AUC:
         return True, f"{said}: traffic has moved away from the training data"
+    if overall.out_of_scope_share >= DRIFT_OUT_OF_SCOPE_TIMES * EXPECTED_OUT_OF_SCOPE:
+        return True, f"{said}: more texts than expected lie outside what it was trained on"
     return False, f"{said}: traffic looks like the training data"

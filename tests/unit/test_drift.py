@@ -67,6 +67,23 @@ def test_traffic_far_from_the_training_data_is_drift_and_counted_from_every_proc
     assert [p.predictions for p in report.hours] == [50]  # one hour, both processes merged
 
 
+def test_many_more_texts_out_of_scope_than_expected_is_drift_too() -> None:
+    tracking, store = FakeTracking(), FakeStore()
+    run_id = scored_run(tracking)
+    live = monitor(store)
+    # scores spread as in training, but a fifth of the texts past the threshold
+    mixed = traffic(80, 0.0, 0.9) + traffic(20, 0.96, 1.0)
+    live.observe(run_id, mixed[:50] + [replace_label(p, "weather") for p in mixed[50:]])
+    report = drift_report(tracking, live.log, run_id, hours=24)
+    assert report.overall is not None and report.overall.drift_auc < 0.7
+    assert report.drifted and "more texts than expected" in report.verdict
+
+
+def replace_label(prediction: Prediction, label: str) -> Prediction:
+    return Prediction(label, 1, prediction.score, ood_score=prediction.ood_score,
+                      out_of_scope=prediction.out_of_scope)  # fmt: skip
+
+
 def test_a_few_predictions_are_not_judged() -> None:
     tracking, store = FakeTracking(), FakeStore()
     run_id = scored_run(tracking)
