@@ -224,6 +224,10 @@ def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> 
     )
 
 
+# MLflow keeps a tag value of at most 8,000 characters.
+MAX_TAG_CHARS = 8000
+
+
 def fit_served_scope(selection: Selection, served: TextClassifier, split: Split,
                      labels: list[str], seed: int) -> Scope:  # fmt: skip
     """The served classifier's scope (training_job/scope.py), on the documents it saw."""
@@ -238,11 +242,18 @@ def fit_served_scope(selection: Selection, served: TextClassifier, split: Split,
 def scope_tag(scope: Scope, split: Split, labels: list[str]) -> str:
     """What the control plane compares live traffic with: the held-out in-scope score
     histogram, the threshold and each label's share of the training documents."""
-    docs = split.train + split.validation
-    shares = {label: sum(d.label == label for d in docs) / len(docs) for label in labels}
-    return json.dumps({"method": scope.method, "threshold": round(scope.threshold, 6),
-                       "reference": [round(float(v), 6) for v in scope.reference],
-                       "label_shares": {k: round(v, 6) for k, v in shares.items()}})  # fmt: skip
+    answers = [label for d in split.train + split.validation for label in d.label_set]
+    shares = {label: round(answers.count(label) / len(answers), 5) for label in labels}
+    found = {
+        "method": scope.method,
+        "threshold": round(scope.threshold, 6),
+        "reference": [round(float(v), 6) for v in scope.reference],
+        "label_shares": shares,
+    }
+    tag = json.dumps(found, ensure_ascii=False)
+    if len(tag) > MAX_TAG_CHARS:  # many long label names: no label shift, the rest fits
+        tag = json.dumps({**found, "label_shares": {}}, ensure_ascii=False)
+    return tag
 
 
 def scope_metrics(classifier: TextClassifier, estimate: Estimate) -> dict[str, float]:

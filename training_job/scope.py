@@ -108,10 +108,14 @@ def normal_cdf(z: np.ndarray) -> np.ndarray:
 
 
 def mahalanobis(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Each row's smallest squared Mahalanobis distance to a class mean."""
-    centred = features[:, None, :] - means[None, :, :]  # rows x classes x features
-    distances = np.einsum("rcf,fg,rcg->rc", centred, precision, centred)
-    result: np.ndarray = distances.min(axis=1)
+    """Each row's smallest squared Mahalanobis distance to a class mean, expanded as
+    x'Px - 2x'Pm + m'Pm: matrix products (a rows x classes x features einsum took seconds
+    for 64 texts and 100 labels)."""
+    projected = features @ precision
+    own = (projected * features).sum(axis=1)
+    means_own = ((means @ precision) * means).sum(axis=1)
+    distances = own[:, None] - 2.0 * projected @ means.T + means_own[None, :]
+    result: np.ndarray = np.maximum(distances.min(axis=1), 0.0)
     return result
 
 
@@ -148,10 +152,13 @@ def fit_scope(measures: np.ndarray, paired: np.ndarray, method: str,
     values (a column each; NaN where a document was not held out for that measure), which
     standardise it; `paired` the rows held out for every measure, on which the sum's
     mapping and the threshold are fitted."""
+    if len(paired) == 0:
+        raise ValueError("no document was held out for every measure")
     centres, scales = np.nanmean(measures, axis=0), np.nanstd(measures, axis=0)
     scales = np.where(scales > 0, scales, 1.0)  # identical held-out values: any scale
     summed = ((measures[paired] - centres) / scales).sum(axis=1)
-    std = float(summed.std()) or 1.0
+    std = float(summed.std())
+    std = std if np.isfinite(std) and std > 0 else 1.0
     partial = Scope(method, centres, scales, float(summed.mean()), std, 0.0,
                     np.zeros(REFERENCE_BINS), len(summed), means, precision)  # fmt: skip
     scores = partial.scored(measures[paired])
@@ -171,18 +178,22 @@ def scope_for(classifier: TextClassifier, held_rows: list[int] | None,
     sample = scope_sample(docs, seed)
     if held_rows is None or held_logits is None:  # no held-out scores: the sample's own
         held_rows, held_logits = sample, classifier.logits([docs[row].text for row in sample])
-    # Distances are measured on held-out rows too, so both measures meet on enough rows.
-    sample = sorted(set(sample) | set(held_rows[:SCOPE_DOCUMENTS]))
+    # Distances are measured on held-out rows too (a seeded sample of them: they come
+    # grouped by label), so both measures meet on enough rows of every label.
+    import random
+
+    some_held = random.Random(seed).sample(list(held_rows), min(len(held_rows), SCOPE_DOCUMENTS))
+    sample = sorted(set(sample) | set(some_held))
     texts = [docs[row].text for row in sample]
     unsure = np.full(len(docs), np.nan)
     unsure[held_rows] = log_unsureness(held_logits, classifier.config)
-    if classifier.represent(texts[:1])[1] is None:
-        return fit_scope(unsure[:, None], np.asarray(held_rows), UNSURENESS)
+    if classifier.represent(texts[:1])[1] is None:  # no sentence features (one text asked)
+        return fit_scope(unsure[:, None], np.asarray(held_rows, dtype=int), UNSURENESS)
     features = np.asarray(classifier.represent(texts)[1])
     classes = np.array([labels.index(docs[row].label) for row in sample])
     distance = np.full(len(docs), np.nan)
     distance[sample] = np.log(np.maximum(out_of_fold_distances(features, classes, seed), 1e-12))
-    paired = np.array(sorted(set(held_rows) & set(sample)))
+    paired = np.array(sorted(set(held_rows) & set(sample)), dtype=int)
     means, precision = class_summary(features, classes)
     return fit_scope(np.stack([unsure, distance], axis=1), paired, DISTANCE_AND_UNSURENESS,
                      means, precision)  # fmt: skip

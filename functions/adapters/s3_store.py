@@ -63,8 +63,10 @@ class S3ObjectStore:
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        for page in self._pages(Bucket=bucket, Prefix=prefix):
+    def list_objects(self, bucket: str, prefix: str, start_after: str = ""
+                     ) -> Iterator[ObjectInfo]:  # fmt: skip
+        after = {"StartAfter": start_after} if start_after else {}
+        for page in self._pages(Bucket=bucket, Prefix=prefix, **after):
             for item in page.get("Contents", []):
                 etag = str(item.get("ETag", "")).strip('"')
                 yield ObjectInfo(key=item["Key"], size=int(item["Size"]), etag=etag)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from functions.core.errors import InvalidRequest
 from functions.core.models import Prediction
@@ -42,6 +43,8 @@ DRIFT_MIN_PREDICTIONS = 30
 DRIFT_AUC = 0.7
 DRIFT_OUT_OF_SCOPE_TIMES = 3.0
 MAX_REPORT_HOURS = 24 * 31
+# Runs whose recent predictions a process keeps for the gauge (the least recently asked go).
+MAX_WATCHED_RUNS = 100
 
 
 @dataclass
@@ -57,13 +60,16 @@ class TrafficWindow:
     labels: dict[str, int] = field(default_factory=dict)
 
     def add(self, prediction: Prediction) -> None:
-        if prediction.ood_score is None:
+        score = prediction.ood_score
+        if score is None or not math.isfinite(score):
             return
         self.predictions += 1
         self.out_of_scope += bool(prediction.out_of_scope)
-        self.ood_sum += prediction.ood_score
-        self.histogram[min(int(prediction.ood_score * REFERENCE_BINS), REFERENCE_BINS - 1)] += 1
-        self.labels[prediction.label] = self.labels.get(prediction.label, 0) + 1
+        self.ood_sum += score
+        self.histogram[min(max(int(score * REFERENCE_BINS), 0), REFERENCE_BINS - 1)] += 1
+        # multi-label: every label answered (shares of answers, as the job's label_shares)
+        for label in prediction.labels if prediction.labels is not None else [prediction.label]:
+            self.labels[label] = self.labels.get(label, 0) + 1
 
     def merge(self, other: TrafficWindow) -> None:
         self.predictions += other.predictions
@@ -90,12 +96,16 @@ class TrafficLog:
     def read(self, run_id: str, since_hour: int) -> list[TrafficWindow]:
         """The run's windows from `since_hour` on, one per hour (merged across processes)."""
         merged: dict[int, TrafficWindow] = {}
-        for info in self.store.list_objects(self.bucket, f"{self.prefix}{run_id}/"):
-            hour = int(info.key[len(self.prefix) + len(run_id) + 1 :].split("/", 1)[0])
-            text = self.store.get_text(self.bucket, info.key) if hour >= since_hour else None
-            if text is None:
+        folder = f"{self.prefix}{run_id}/"
+        # Keys sort by hour (zero-padded): the listing starts at the period, not the history.
+        start = f"{folder}{since_hour - 1:011d}/~"
+        for info in self.store.list_objects(self.bucket, folder, start_after=start):
+            hour = int(info.key[len(folder) :].split("/", 1)[0])
+            text = self.store.get_text(self.bucket, info.key)
+            if text is None or hour < since_hour:
                 continue
-            window = TrafficWindow(**json.loads(text))
+            known = {f.name for f in fields(TrafficWindow)}  # written by a later version: more
+            window = TrafficWindow(**{k: v for k, v in json.loads(text).items() if k in known})
             merged.setdefault(hour, TrafficWindow(run_id, hour)).merge(window)
         return [merged[hour] for hour in sorted(merged)]
 
@@ -114,12 +124,15 @@ class DriftMonitor:
         self._lock = threading.Lock()
 
     def observe(self, run_id: str, predictions: list[Prediction]) -> None:
-        scored = [p for p in predictions if p.ood_score is not None]
+        scored = [p for p in predictions if p.ood_score is not None and math.isfinite(p.ood_score)]
         if not scored:
             return
         hour = int(time.time()) // HOUR * HOUR
         with self._lock:
-            recent = self._recent.setdefault(run_id, deque(maxlen=self.window))
+            recent = self._recent.pop(run_id, None) or deque(maxlen=self.window)
+            self._recent[run_id] = recent  # the most recently asked last
+            while len(self._recent) > MAX_WATCHED_RUNS:  # the gauge's runs stay bounded
+                del self._recent[next(iter(self._recent))]
             pending = self._pending.setdefault((run_id, hour), TrafficWindow(run_id, hour))
             for prediction in scored:
                 recent.append(bool(prediction.out_of_scope))
@@ -150,6 +163,7 @@ class TrainingReference:
     method: str
     threshold: float
     reference: list[float]  # held-out training documents' shares per ood_score bin
+    # Each label's share of the training documents' labels (empty where too many to tag).
     label_shares: dict[str, float]
 
 
@@ -204,7 +218,8 @@ def point(window: TrafficWindow, training: TrainingReference) -> DriftPoint:
     n = window.predictions
     live = [count / n for count in window.histogram]
     shares = training.label_shares
-    predicted = {label: window.labels.get(label, 0) / n for label in shares}
+    answers = max(sum(window.labels.values()), 1)
+    predicted = {label: window.labels.get(label, 0) / answers for label in shares}
     shift = 0.5 * sum(abs(predicted[label] - share) for label, share in shares.items())
     return DriftPoint(window.hour, n, window.out_of_scope / n, window.ood_sum / n,
                       histogram_auc(live, training.reference), shift)  # fmt: skip

@@ -17,8 +17,10 @@ from functions.core.models import (
 
 
 class ObjectStore(Protocol):
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under the prefix (all pages)."""
+    def list_objects(self, bucket: str, prefix: str, start_after: str = ""
+                     ) -> Iterator[ObjectInfo]:  # fmt: skip
+        """Every object under the prefix (all pages), in key order; only keys after
+        `start_after` where given."""
         ...
 
     def list_folders(self, bucket: str, prefix: str) -> list[str]:

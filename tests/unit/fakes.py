@@ -16,9 +16,10 @@ class FakeStore:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], str] = {}
 
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, bucket: str, prefix: str, start_after: str = ""
+                     ) -> Iterator[ObjectInfo]:  # fmt: skip
         for (b, key), text in sorted(self.objects.items()):
-            if b == bucket and key.startswith(prefix):
+            if b == bucket and key.startswith(prefix) and key > start_after:
                 yield ObjectInfo(key, len(text.encode()))
 
     def list_folders(self, bucket: str, prefix: str) -> list[str]:

@@ -4,13 +4,17 @@ in-memory ports."""
 from __future__ import annotations
 
 import json
+import math
 import random
+import time
 
 import pytest
 
 from functions.core.drift import (
+    HOUR,
     DriftMonitor,
     TrafficLog,
+    TrafficWindow,
     drift_report,
     histogram_auc,
 )
@@ -117,3 +121,26 @@ def test_histogram_auc() -> None:
     assert histogram_auc(even, even) == pytest.approx(0.5)
     assert histogram_auc([0.0] * 19 + [1.0], [1.0] + [0.0] * 19) == pytest.approx(1.0)
     assert histogram_auc([1.0] + [0.0] * 19, [0.0] * 19 + [1.0]) == pytest.approx(0.0)
+
+
+def test_old_hours_are_left_out_of_the_period_and_unusable_scores_are_not_counted() -> None:
+    tracking, store = FakeTracking(), FakeStore()
+    run_id = scored_run(tracking)
+    live = monitor(store)
+    old = TrafficWindow(run_id, (int(time.time()) // HOUR - 48) * HOUR)
+    for prediction in traffic(40, 0.99, 1.0):
+        old.add(prediction)
+    live.log.append([old])  # two days ago: outside a 24-hour report
+    unusable = Prediction("sports", 0, 0.9, ood_score=math.nan)
+    live.observe(run_id, [*traffic(40, 0.0, 1.0), unusable])
+    report = drift_report(tracking, live.log, run_id, hours=24)
+    assert report.overall is not None and report.overall.predictions == 40
+    assert drift_report(tracking, live.log, run_id, hours=72).overall.predictions == 80  # type: ignore[union-attr]
+
+
+def test_a_multi_label_answer_counts_each_of_its_labels() -> None:
+    window = TrafficWindow("r", 0)
+    window.add(Prediction("sports", 0, 0.9, labels=["sports", "weather"], ood_score=0.5,
+                          out_of_scope=False))  # fmt: skip
+    window.add(Prediction("sports", 0, 0.9, labels=[], ood_score=0.5, out_of_scope=False))
+    assert window.predictions == 2 and window.labels == {"sports": 1, "weather": 1}

@@ -134,3 +134,19 @@ def test_unsureness_stays_finite_and_ordered_where_probabilities_round_to_one() 
     found = log_unsureness(np.array([[0.3, -1.0], [80.0, 0.0]]), multi)
     assert found[0] == pytest.approx(np.log(1 - sigmoid(np.array([0.3]))[0]))
     assert np.isfinite(found[1]) and found[1] < -70
+
+
+def test_the_scope_tag_fits_mlflow_whatever_the_labels() -> None:
+    from training_job.job import MAX_TAG_CHARS, scope_tag
+    from training_job.split import Split
+
+    rng = np.random.default_rng(5)
+    classifier = PointClassifier(rng.normal(scale=3.0, size=(2, 4)))
+    points, classes = clusters(rng, classifier.means, 10)
+    fitted = fitted_scope(classifier, points, classes)
+    labels = [f"{'ラベル' * 12}{i}" for i in range(100)]  # 100 long non-ASCII names
+    docs = [Document(f"k{i}", label, "t", 1, "", "utf-8") for i, label in enumerate(labels)]
+    tag = scope_tag(fitted, Split(train=docs, validation=[], test=[]), labels)
+    assert len(tag) <= MAX_TAG_CHARS and '"reference"' in tag
+    small = scope_tag(fitted, Split(train=docs[:2], validation=[], test=[]), labels[:2])
+    assert labels[0] in small  # names kept as they are, not \u-escaped

@@ -89,6 +89,7 @@ def drift(
 ) -> Envelope[DriftReportOut]:
     """How the texts the run's model was asked about lately compare with its training data,
     hour by hour: drift AUC, out-of-scope share, label shift, and a verdict."""
+    tracking.get_run(run_id)  # the tenant's run, or 404, before anything is written
     services.drift.flush()  # this process's latest predictions count too
     report = drift_report(tracking, services.traffic, run_id, hours)
     return Envelope(
