@@ -353,8 +353,9 @@ async function openRun(runId, scroll = true, remember = true) {
   try {
     const { data } = await call("GET", `${API}/runs/${runId}`);
     const registered = `registered as ${data.registered_model}${data.champion ? " (@champion)" : " (not @champion)"}`;
+    const live = ["RUNNING", "SCHEDULED"].includes(data.status);
     const gate = data.gate === "passed" ? [registered, data.promotion].filter(Boolean).join(": ")
-      : [data.gate_reason, data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
+      : [data.gate_reason, live && data.model_name && `registers into ${data.model_name}`].filter(Boolean).join(" · ");
     const queued = data.queue_position ? `#${data.queue_position} in the queue` : "";
     state.runStatus = data.status;
     if (runId !== labelling.runId) {  // another run: its own labels and dataset to file into
@@ -368,7 +369,7 @@ async function openRun(runId, scroll = true, remember = true) {
     const status = data.status === "RUNNING" && data.phase ? runStatus(progress) : data.status;
     // a failure in red, a refusal (below the bar, cancelled, not promoted) in amber
     const refused = data.gate === "failed" || data.status === "KILLED" || data.promotion?.startsWith("not promoted");
-    say("run-summary", [`${status} · ${data.model_kind || "training…"}`, queued, gate, data.failure_reason,
+    say("run-summary", [status, data.model_kind || (live ? "training…" : ""), queued, gate, data.failure_reason,
       data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : refused ? "warn" : "");
     $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
     const metrics = $("metrics").tBodies[0];
