@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-ood bench-active-learning bench-control-plane bench-predict clean
+.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-ood bench-active-learning bench-batch-shards bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -89,6 +89,9 @@ bench-ood: $(STAMP)  ## held-out labels: ood_score AUROC vs max-softmax per kind
 
 bench-active-learning: $(STAMP)  ## suggest vs random labelling rounds (ARGS=--model tfidf)
 	$(PY) bench/active_learning.py $(ARGS)
+
+bench-batch-shards: $(STAMP)  ## sharded batch throughput, N local shards vs 1 (needs make up)
+	$(PY) bench/batch_shards.py $(ARGS)
 
 # Needs the local stack: make up.
 bench-control-plane: $(STAMP)

@@ -218,6 +218,8 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @click.option("--promote", type=click.Choice(["always", "if_better"]), default="always",
               show_default=True,
               help="if_better: take @champion only where it beats the champion")  # fmt: skip
+@click.option("--instance-type", default="",
+              help="the machine type to train on (SageMaker, e.g. ml.g5.xlarge)")  # fmt: skip
 @click.option("--wait", is_flag=True, help="wait for the run; exit 1 unless it registers")
 @click.option("--poll", type=float, default=5.0, show_default=True)
 @click.option("--idempotency-key", default="",
@@ -225,7 +227,7 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
 @pass_client
 def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
           time_budget: float, hpo_trials: int, min_macro_f1: float | None, multi_label: bool,
-          label_delimiter: str, promote: str, wait: bool, poll: float,
+          label_delimiter: str, promote: str, instance_type: str, wait: bool, poll: float,
           idempotency_key: str) -> None:  # fmt: skip
     """Train a classifier on DATASET/<label>/ documents. The request is retried on timeouts
     and 502/503/504 with one Idempotency-Key, so it starts one run."""
@@ -243,6 +245,8 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
         body["label_delimiter"] = label_delimiter
     if promote != "always":
         body["promote"] = promote
+    if instance_type:
+        body["instance_type"] = instance_type
     key = idempotency_key or str(uuid.uuid4())
     started = client.call("POST", f"{API}/process", retries=3, json=body,
                           headers={"Idempotency-Key": key})  # fmt: skip
@@ -363,13 +367,18 @@ def drift(client: Client, run_id: str, hours: int) -> None:
 @click.argument("runid")
 @click.argument("input_path")
 @click.argument("output_path")
+@click.option("--instances", type=int, default=1, show_default=True,
+              help="machines classifying shards of the input at once")  # fmt: skip
+@click.option("--instance-type", default="", help="their machine type (SageMaker)")
 @click.option("--wait", is_flag=True, help="follow the progress until it ends")
 @click.option("--poll", type=float, default=3.0, show_default=True)
 @pass_client
-def batch_predict(client: Client, runid: str, input_path: str, output_path: str, wait: bool,
-                  poll: float) -> None:  # fmt: skip
+def batch_predict(client: Client, runid: str, input_path: str, output_path: str,
+                  instances: int, instance_type: str, wait: bool, poll: float
+                  ) -> None:  # fmt: skip
     """Classify every document under INPUT_PATH; results go to OUTPUT_PATH (S3)."""
-    body = {"runid": runid, "input_path": input_path, "output_path": output_path}
+    body = {"runid": runid, "input_path": input_path, "output_path": output_path,
+            "instances": instances, "instance_type": instance_type}  # fmt: skip
     job = client.call("POST", f"{API}/batch_predict", json=body)["data"]
     if wait:
         job = _follow(client, job, "batch_predict", poll, "classifying")

@@ -7,6 +7,13 @@ done once its meta file exists, so a rerun after a crash skips finished parts an
 duplicates nor loses rows. `_progress.json` tracks done/total; `_manifest.json` closes the job.
 With `suggest` = n, each row also holds its `margin` and the job ends by writing the n
 documents to label next to `suggestions.json` (training_job/suggest.py).
+
+Sharded (`instances` = N > 1): part k belongs to shard k mod N, and every process lists the
+whole input but classifies the parts of its own shards (`assigned_shards`: the index its
+launcher gave it, or the descriptors SageMaker's ShardedByS3Key channel gave its instance).
+Parts keep their global numbers, so a rerun with any N resumes them. Each shard reports in
+`_shards/shard-<i>-of-<N>.json`; the process that finds every shard DONE writes the manifest
+(all shards' parts and unusable documents, in listing order) and `_progress.json` COMPLETED.
 """
 
 from __future__ import annotations
@@ -14,12 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -47,12 +57,61 @@ class BatchParameters:
     max_document_bytes: int = 1_048_576
     # > 0: also rank the documents to label next and write the best this many.
     suggest: int = 0
+    # Shards the input is split into (machines or processes classifying at once), and where
+    # their descriptors are (what a SageMaker channel deals out; read from the channel).
+    instances: int = 1
+    shards_uri: str = ""
 
 
 @dataclass(frozen=True)
 class PartOutcome:
     rows: int
     not_treated: list[dict[str, str]]
+
+
+# The shard a local process or an ECS task classifies (set by its launcher).
+SHARD_ENV = "JOB_SHARD_INDEX"
+# The objects that hand a shard to a SageMaker instance (functions/core/batch.py names them).
+SHARD_DESCRIPTOR = re.compile(r"shard-(\d{5})")
+
+
+def assigned_shards(count: int, channel: Path, environ: Mapping[str, str] = os.environ
+                    ) -> list[int]:  # fmt: skip
+    """The shards this process classifies: the index its launcher set (local, ECS), else the
+    descriptors SageMaker copied to this instance (ShardedByS3Key may hand one instance two,
+    another none), else every shard (one process doing the whole job)."""
+    if environ.get(SHARD_ENV, ""):
+        index = int(environ[SHARD_ENV])
+        if not 0 <= index < count:
+            raise ValueError(f"{SHARD_ENV}={index} is not a shard of {count}")
+        return [index]
+    if channel.is_dir():
+        found = (SHARD_DESCRIPTOR.fullmatch(path.name) for path in channel.iterdir())
+        return sorted({int(m.group(1)) for m in found if m and int(m.group(1)) < count})
+    return list(range(count))
+
+
+@dataclass
+class ShardTally:
+    """What one shard has done so far: written to `_shards/` after each of its parts."""
+
+    status: str = "RUNNING"
+    total: int = 0
+    done: int = 0
+    treated: int = 0
+    parts: list[str] = field(default_factory=list)
+    not_treated: list[dict[str, str]] = field(default_factory=list)
+    error: str = ""
+
+    def add(self, part: str, documents: int, outcome: PartOutcome) -> None:
+        self.parts.append(part)
+        self.done += documents
+        self.treated += outcome.rows
+        self.not_treated.extend(outcome.not_treated)
+
+
+def shard_report(index: int, count: int) -> str:
+    return f"_shards/shard-{index:05d}-of-{count:05d}.json"
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -170,23 +229,65 @@ class BatchJob:
             },
         )
 
-    def run(self) -> dict[str, Any]:
+    def _put_tally(self, index: int, tally: ShardTally) -> None:
+        self._put_json(shard_report(index, self.params.instances), asdict(tally))
+
+    def _report(self, tallies: dict[int, ShardTally]) -> None:
+        """Progress so far: `_progress.json` for a job of one shard, else each shard's file."""
+        for shard, tally in tallies.items():
+            if self.params.instances <= 1:
+                self._progress("RUNNING", tally.total, tally.done, tally.treated,
+                               len(tally.not_treated))  # fmt: skip
+            else:
+                self._put_tally(shard, tally)
+
+    def run(self, shards: list[int] | None = None) -> dict[str, Any] | None:
+        """Classify the parts of `shards` (None: all). Returns the manifest, or None where
+        other shards are still running (the last to finish writes it)."""
+        count = max(1, self.params.instances)
+        mine = list(range(count)) if shards is None or count == 1 else shards
         total = sum(1 for _ in self.listing())
-        done = treated = 0
-        not_treated: list[dict[str, str]] = []
-        parts: list[str] = []
-        self._progress("RUNNING", total, 0, 0, 0)
+        tallies = {shard: ShardTally(total=total) for shard in mine}
+        self._report(tallies)
         stream = self.listing()
+        parts = iter(lambda: list(islice(stream, self.params.part_size)), [])
         with ThreadPoolExecutor(max_workers=self.params.read_workers) as pool:
-            index = 0
-            while infos := list(islice(stream, self.params.part_size)):
+            for index, infos in enumerate(parts):
+                shard = index % count
+                if shard not in tallies:  # another shard's part: listed, not read
+                    continue
                 outcome = self.run_part(index, infos, pool)
-                parts.append(self._out_key(f"part-{index:05d}.jsonl"))
-                done += len(infos)
-                treated += outcome.rows
-                not_treated.extend(outcome.not_treated)
-                self._progress("RUNNING", total, done, treated, len(not_treated))
-                index += 1
+                tallies[shard].add(self._out_key(f"part-{index:05d}.jsonl"), len(infos), outcome)
+                self._report({shard: tallies[shard]})
+        if count == 1:
+            return self._finish(total, tallies[0])
+        for shard, tally in tallies.items():
+            tally.status = "DONE"
+            self._put_tally(shard, tally)
+        return self._finish_shards(total)
+
+    def _finish_shards(self, total: int) -> dict[str, Any] | None:
+        """Every shard's tally, merged, once all are DONE (else None). Each shard writes DONE
+        before it reads the others, so the last one to finish always sees them all."""
+        count = self.params.instances
+        merged = ShardTally(total=total)
+        for shard in range(count):
+            found = self._get_json(shard_report(shard, count))
+            if not found or found.get("status") != "DONE":
+                log.info("shard %d of %d not done yet: the last shard writes the manifest",
+                         shard, count)  # fmt: skip
+                return None
+            tally = ShardTally(**found)
+            merged.done += tally.done
+            merged.treated += tally.treated
+            merged.parts += tally.parts
+            merged.not_treated += tally.not_treated
+        merged.parts.sort()  # part-NNNNN: listing order
+        merged.not_treated.sort(key=lambda item: item["key"])
+        return self._finish(total, merged)
+
+    def _finish(self, total: int, tally: ShardTally) -> dict[str, Any]:
+        parts, treated, not_treated = tally.parts, tally.treated, tally.not_treated
         suggested = self.suggest(parts) if self.params.suggest else None
         manifest = {
             "job_id": self.params.job_id,
@@ -200,7 +301,7 @@ class BatchJob:
             **({"suggestions": suggested} if suggested is not None else {}),
         }
         self._put_json("_manifest.json", manifest)
-        self._progress("COMPLETED", total, done, treated, len(not_treated))
+        self._progress("COMPLETED", total, tally.done, treated, len(not_treated))
         return manifest
 
     def suggest(self, parts: list[str]) -> str:
@@ -224,9 +325,16 @@ class BatchJob:
                                             "suggestions": suggestions})  # fmt: skip
         return self._out_key("suggestions.json")
 
-    def fail(self, reason: str) -> None:
-        previous = self._get_json("_progress.json") or {}
-        self._put_json("_progress.json", {**previous, "status": "FAILED", "error": reason})
+    def fail(self, reason: str, shards: list[int] | None = None) -> None:
+        if self.params.instances <= 1:
+            previous = self._get_json("_progress.json") or {}
+            self._put_json("_progress.json", {**previous, "status": "FAILED", "error": reason})
+            return
+        for shard in range(self.params.instances) if shards is None else shards:
+            previous = self._get_json(shard_report(shard, self.params.instances)) or {}
+            self._put_json(shard_report(shard, self.params.instances),
+                           {**asdict(ShardTally()), **previous, "status": "FAILED",
+                            "error": reason})  # fmt: skip
 
 
 def load_run_classifier(run_id: str, tracking_uri: str) -> Any:
@@ -241,15 +349,20 @@ def main(argv: list[str] | None = None) -> int:
     configure_job_logging("batch")
     paths = JobPaths.from_env()
     job: BatchJob | None = None
+    shards: list[int] | None = None
     try:
         params = load_parameters(paths, parse_args(argv), BatchParameters)
         bind_run(params.run_id)
         import boto3
 
+        shards = assigned_shards(max(1, params.instances), paths.shards)
         job = BatchJob(params, boto3.client("s3"), None)
         job.classifier = load_run_classifier(params.run_id, params.tracking_uri)
-        manifest = job.run()
-        log.info("batch %s done: %s rows", params.job_id, manifest["number_documents_treated"])
+        manifest = job.run(shards)
+        if manifest is None:
+            log.info("batch %s: shards %s done", params.job_id, shards)
+        else:
+            log.info("batch %s done: %s rows", params.job_id, manifest["number_documents_treated"])
         return 0
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -257,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         paths.output_dir.mkdir(parents=True, exist_ok=True)
         paths.failure_file.write_text(reason)
         if job is not None:
-            job.fail(reason)
+            job.fail(reason, shards)
         return 1
 
 

@@ -24,6 +24,8 @@ class JobPaths:
     channel: Path
     model_dir: Path
     output_dir: Path
+    # SageMaker's `shards` channel: the shard descriptors of a sharded batch job.
+    shards: Path = Path("/opt/ml/input/data/shards")
 
     @property
     def failure_file(self) -> Path:
@@ -40,6 +42,7 @@ class JobPaths:
             channel=Path(env.get("SM_CHANNEL_TRAINING", root / "input" / "data" / "training")),
             model_dir=Path(env.get("SM_MODEL_DIR", root / "model")),
             output_dir=Path(env.get("SM_OUTPUT_DIR", root / "output")),
+            shards=Path(env.get("SM_CHANNEL_SHARDS", root / "input" / "data" / "shards")),
         )
 
 

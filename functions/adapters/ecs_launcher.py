@@ -3,7 +3,8 @@ SageMaker training quotas.
 
 A task carries its job name in `startedBy`; a launch first looks for a running (or, for a
 job that is not restartable, a recently stopped) task of that name, and sends the name as
-RunTask's `clientToken` so that two concurrent launches still start one task.
+RunTask's `clientToken` so that two concurrent launches still start one task. A job over N
+instances is N tasks, one RunTask each (a task's overrides carry its shard index).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.core.batch import SHARD_ENV
 from functions.core.config import Settings
 from functions.core.models import JobSpec, Launch
 
@@ -36,20 +38,25 @@ class EcsLauncher:
         self.settings = settings
         self.client = client or ecs_client(settings)
 
-    def request(self, spec: JobSpec, attempt: int) -> dict[str, Any]:
-        """The RunTask request for a spec (attempt > 0 restarts a restartable job)."""
+    def request(self, spec: JobSpec, attempt: int, shard: int = 0) -> dict[str, Any]:
+        """The RunTask request for a spec (attempt > 0 restarts a restartable job), for one
+        shard of a job over several instances."""
         s = self.settings
         environment = {
             "SM_HPS": json.dumps(spec.hyperparameters),
             "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
         }
+        token = spec.job_name if attempt == 0 else f"{spec.job_name}-{attempt}"
+        if spec.instances > 1:
+            environment[SHARD_ENV] = str(shard)
+            token = f"{token}-shard-{shard}"
         return {
             "cluster": s.ecs_cluster,
             "taskDefinition": s.ecs_task_definition,
             "launchType": "FARGATE",
             "count": 1,
             "startedBy": spec.job_name,
-            "clientToken": spec.job_name if attempt == 0 else f"{spec.job_name}-{attempt}",
+            "clientToken": token,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": s.ecs_subnets,
@@ -82,13 +89,16 @@ class EcsLauncher:
         stopped = self._tasks(spec.job_name, "STOPPED")
         if stopped and not spec.restartable:
             return Launch(stopped[0], created=False)
-        answer = self.client.run_task(**self.request(spec, attempt=len(stopped)))
-        if not answer.get("tasks"):
-            reasons = "; ".join(f.get("reason", "?") for f in answer.get("failures", []))
-            raise RuntimeError(f"ECS did not start the task: {reasons or 'no reason given'}")
-        arn = str(answer["tasks"][0]["taskArn"])
-        log.info("started ECS task %s for job %s", arn, spec.job_name)
-        return Launch(arn)
+        arns = []
+        for shard in range(spec.instances):
+            request = self.request(spec, attempt=len(stopped), shard=shard)
+            answer = self.client.run_task(**request)
+            if not answer.get("tasks"):
+                reasons = "; ".join(f.get("reason", "?") for f in answer.get("failures", []))
+                raise RuntimeError(f"ECS did not start the task: {reasons or 'no reason given'}")
+            arns.append(str(answer["tasks"][0]["taskArn"]))
+        log.info("started ECS tasks %s for job %s", arns, spec.job_name)
+        return Launch(arns[0])
 
     def queue_position(self, job_id: str) -> int | None:
         return None  # Fargate starts every task it accepts

@@ -2,7 +2,9 @@
 `local_max_jobs` at once; the others wait in a queue on disk and start in order.
 
 The job gets the SageMaker layout under <work_dir>/<job_name>/ (hyperparameters.json,
-model/, output/failure) and outlives the API process that started it. The queue is a folder
+model/, output/failure) and outlives the API process that started it. A job of N instances
+is N processes in that folder, each with its shard index (`pid`, `pid.1`, ... hold their
+process ids); it takes one slot of the queue. The queue is a folder
 of `<sequence>-<job name>` entries beside the jobs, changed only under a file lock, so the
 API, the local poller and a restarted API share it; any of them starts the next job once a
 slot is free (a thread ticks while the queue is not empty).
@@ -22,9 +24,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from functions.core.batch import SHARD_ENV
 from functions.core.config import ENV_PREFIX, Settings
 from functions.core.models import JobSpec, Launch
 
@@ -52,6 +55,16 @@ def _alive(pid_file: Path) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _pid_files(root: Path) -> list[Path]:
+    """The process id files of a job: `pid`, then one a further shard (`pid.1`, ...)."""
+    return sorted(root.glob("pid*")) if root.is_dir() else []
+
+
+def _running(root: Path) -> bool:
+    """Whether any process of the job is alive."""
+    return any(_alive(pid_file) for pid_file in _pid_files(root))
 
 
 class LocalProcessLauncher:
@@ -107,7 +120,7 @@ class LocalProcessLauncher:
             env["AWS_ENDPOINT_URL"] = self.settings.s3_endpoint_url
         return env
 
-    def _start(self, job_name: str, command: str) -> None:
+    def _start(self, job_name: str, command: str, instances: int = 1) -> None:
         root = self.job_dir(job_name)
         python = self.settings.training_python or sys.executable
         # Niced (and idle-scheduled where chrt exists): predictions keep the CPU first.
@@ -115,27 +128,32 @@ class LocalProcessLauncher:
         chrt = shutil.which("chrt") if self.settings.local_job_idle else None
         if chrt:
             priority = [chrt, "--idle", "0", *priority]
-        with (root / "job.log").open("ab") as log_file:
-            process = subprocess.Popen(
-                [*priority, python, "-m", "training_job", command],
-                cwd=root,
-                env=self._environment(root),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives the API process and its signals
-            )
-        (root / "pid").write_text(str(process.pid))
+        for shard in range(instances):
+            env = self._environment(root)
+            if instances > 1:
+                env[SHARD_ENV] = str(shard)
+            with (root / "job.log").open("ab") as log_file:
+                process = subprocess.Popen(
+                    [*priority, python, "-m", "training_job", command],
+                    cwd=root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # survives the API process and its signals
+                )
+            (root / ("pid" if shard == 0 else f"pid.{shard}")).write_text(str(process.pid))
 
     def _dispatch(self) -> None:
         """Start the oldest waiting jobs while slots are free (the queue lock is held)."""
         entries = self._queued()
         if not entries:
             return
-        running = sum(1 for job in self.work_dir.iterdir() if _alive(job / "pid"))
+        running = sum(1 for job in self.work_dir.iterdir() if _running(job))
         for entry in entries[: max(0, self.max_jobs - running)]:
             job_name = self._job_of(entry)
-            self._start(job_name, entry.read_text() or "train")
+            command, _, instances = (entry.read_text() or "train").partition(" ")
+            self._start(job_name, command, int(instances or 1))
             entry.unlink()
             log.info("started queued local job %s", job_name)
 
@@ -167,13 +185,16 @@ class LocalProcessLauncher:
             # The same job name is the same job: never two at once, and a finished training
             # job is not started again; a restartable one resumes.
             if (root / HYPERPARAMETERS).exists() and (
-                not spec.restartable or _alive(root / "pid") or self._entry(spec.job_name)
+                not spec.restartable or _running(root) or self._entry(spec.job_name)
             ):
                 return Launch(spec.job_name, created=False)
             (root / HYPERPARAMETERS).parent.mkdir(parents=True, exist_ok=True)
             (root / HYPERPARAMETERS).write_text(json.dumps(spec.hyperparameters, indent=2))
-            (root / "pid").unlink(missing_ok=True)
-            (self.queue_dir / f"{time.time_ns():020d}-{spec.job_name}").write_text(spec.command)
+            for pid_file in _pid_files(root):
+                pid_file.unlink()
+            (root / "output" / "failure").unlink(missing_ok=True)  # an earlier attempt's
+            entry = spec.command if spec.instances <= 1 else f"{spec.command} {spec.instances}"
+            (self.queue_dir / f"{time.time_ns():020d}-{spec.job_name}").write_text(entry)
             self._dispatch()
             position = self.queue_position(spec.job_name)
         if position is not None:
@@ -192,31 +213,27 @@ class LocalProcessLauncher:
             if entry is not None:  # still waiting: it never starts
                 entry.unlink()
                 return
-        pid_file = self.job_dir(job_id) / "pid"
-        if not _alive(pid_file):
-            return
-        pid = int(pid_file.read_text())
+        root = self.job_dir(job_id)
         # SIGTERM first: the job ends its run itself; then the whole group, unasked.
         for sig, wait in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
+            alive = [pid_file for pid_file in _pid_files(root) if _alive(pid_file)]
+            if not alive:
                 break
+            for pid_file in alive:
+                with suppress(ProcessLookupError):
+                    os.killpg(int(pid_file.read_text()), sig)
             deadline = time.monotonic() + wait
-            while _alive(pid_file) and time.monotonic() < deadline:
+            while _running(root) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if not _alive(pid_file):
-                break
         self.dispatch()  # its slot is free
 
     def failure(self, job_id: str) -> str | None:
         if not JOB_NAME.fullmatch(job_id):
             return None
         root = self.job_dir(job_id)
-        pid_file = root / "pid"
-        if self._entry(job_id) is not None or _alive(pid_file):
+        if self._entry(job_id) is not None or _running(root):
             return None
-        if not pid_file.exists():
+        if not (root / "pid").exists():
             if (root / HYPERPARAMETERS).exists():
                 return "the job left the queue without starting (cancelled?)"
             return None

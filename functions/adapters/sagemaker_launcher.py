@@ -21,11 +21,26 @@ log = logging.getLogger(__name__)
 
 ACTIVE = {"InProgress", "Stopping"}
 CHANNEL = "training"
+# A batch job over N instances: the channel that deals one shard descriptor to each.
+SHARDS_CHANNEL = "shards"
 
 
 def sagemaker_client(settings: Settings) -> Any:
     config = Config(connect_timeout=3, read_timeout=20, retries={"max_attempts": 3})
     return boto3.client("sagemaker", region_name=settings.aws_region, config=config)
+
+
+def _channel(name: str, uri: str, distribution: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri.rstrip("/") + "/",
+                "S3DataDistributionType": distribution,
+            }
+        },
+    }
 
 
 class SageMakerLauncher:
@@ -62,8 +77,8 @@ class SageMakerLauncher:
             "HyperParameters": dict(spec.hyperparameters),
             "OutputDataConfig": {"S3OutputPath": self.output_uri()},
             "ResourceConfig": {
-                "InstanceType": s.sagemaker_instance_type,
-                "InstanceCount": 1,
+                "InstanceType": spec.instance_type or s.sagemaker_instance_type,
+                "InstanceCount": spec.instances,
                 "VolumeSizeInGB": s.sagemaker_volume_gb,
             },
             "StoppingCondition": stopping,
@@ -78,18 +93,12 @@ class SageMakerLauncher:
             }
         data_uri = spec.hyperparameters.get("data_uri", "")
         if data_uri:  # training: SageMaker copies the dataset prefix into the channel
-            request["InputDataConfig"] = [
-                {
-                    "ChannelName": CHANNEL,
-                    "DataSource": {
-                        "S3DataSource": {
-                            "S3DataType": "S3Prefix",
-                            "S3Uri": data_uri.rstrip("/") + "/",
-                            "S3DataDistributionType": "FullyReplicated",
-                        }
-                    },
-                }
-            ]
+            request["InputDataConfig"] = [_channel(CHANNEL, data_uri, "FullyReplicated")]
+        shards_uri = spec.hyperparameters.get("shards_uri", "")
+        if spec.instances > 1 and shards_uri:
+            # N descriptors over N instances: each gets its shard's (the job reads the
+            # documents itself, so a restart with any N finds the same parts)
+            request["InputDataConfig"] = [_channel(SHARDS_CHANNEL, shards_uri, "ShardedByS3Key")]
         return request
 
     def _status(self, job_name: str) -> str | None:

@@ -72,6 +72,12 @@ class ProcessRequest(RequestBody):
         "current champion on the same held-out documents (paired bootstrap interval of the "
         "macro-F1 difference above 0); otherwise it is registered without the alias",
     )
+    instance_type: str = Field(
+        default="",
+        max_length=64,
+        description="the machine type to train on (SageMaker, e.g. ml.g5.xlarge for a GPU), "
+        "one of CC_SAGEMAKER_INSTANCE_TYPES; empty: the deployment's default",
+    )
 
 
 class ExperimentRequest(RequestBody):
@@ -126,6 +132,17 @@ class BatchPredictRequest(RequestBody):
     runid: str = Field(max_length=MAX_TEXT_FIELD)
     input_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["incoming/2026-11"])
     output_path: str = Field(max_length=MAX_TEXT_FIELD, examples=["predictions/2026-11"])
+    instances: int = Field(
+        default=1,
+        description="machines (SageMaker instances, ECS tasks, local processes) that classify "
+        "shards of the input at once, 1 to CC_BATCH_MAX_INSTANCES",
+    )
+    instance_type: str = Field(
+        default="",
+        max_length=64,
+        description="their machine type (SageMaker), one of CC_SAGEMAKER_INSTANCE_TYPES; "
+        "empty: the deployment's default",
+    )
 
 
 class SuggestRequest(RequestBody):
@@ -155,6 +172,13 @@ class SkippedDocument(BaseModel):
     reason: str
 
 
+class ShardOut(BaseModel):
+    index: int
+    status: str = Field(description="RUNNING, DONE or FAILED")
+    done: int = Field(description="documents of this shard's parts done")
+    error: str = ""
+
+
 class BatchJobOut(BaseModel):
     job_id: str
     run_id: str
@@ -173,6 +197,10 @@ class BatchJobOut(BaseModel):
     error: str = ""
     suggestions: list[SuggestionOut] | None = Field(
         default=None, description="/suggest jobs, once COMPLETED: what to label next, best first"
+    )
+    instances: int = Field(default=1, description="shards classified at once")
+    shards: list[ShardOut] = Field(
+        default_factory=list, description="a sharded job's shards while it runs: each one's state"
     )
 
 

@@ -11,6 +11,10 @@ record:
 
 Index entries are written before the record and removed after it, so an entry may outlive
 its record (readers skip it) but a record always has its entries.
+
+A job over N > 1 machines has N shard descriptors at `batch-jobs/shards/<job_id>/<N>/`, which
+a SageMaker channel hands out one an instance (ShardedByS3Key); local processes and ECS tasks
+get their shard index from their launcher. Its progress is the sum of its shards' reports.
 """
 
 from __future__ import annotations
@@ -19,17 +23,26 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import asdict, replace
 from typing import Any
 
 from functions.core.config import Settings
 from functions.core.errors import InvalidRequest, JobNotFound
-from functions.core.models import BatchJobRecord, BatchJobStatus, DatasetLocation, JobSpec
+from functions.core.models import (
+    BatchJobRecord,
+    BatchJobStatus,
+    DatasetLocation,
+    JobSpec,
+    ShardProgress,
+)
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
 from functions.core.serving import MODEL_REFERENCE_PREFIX, check_servable
 from functions.core.tenancy import Tenant
-from functions.core.validation import check_name, resolve_location
+from functions.core.validation import check_machines, check_name, resolve_location
 
 BATCH_COMMAND = "batch"
+# The shard index a local process or an ECS task of a job over several instances reads.
+SHARD_ENV = "JOB_SHARD_INDEX"
 BATCH_FOLDER = "batch-jobs"
 JOB_ID = re.compile(r"batch-[0-9a-f]{16}")
 # A job in these states has ended: it no longer reads its input nor writes its output.
@@ -47,6 +60,20 @@ def batch_job_id(run_id: str, input_uri: str, output_uri: str, suggest: int = 0)
 
 def _record_key(job_id: str) -> str:
     return f"{BATCH_FOLDER}/{job_id}.json"
+
+
+def _shards_folder(job_id: str) -> str:
+    return f"{BATCH_FOLDER}/shards/{job_id}/"
+
+
+def shard_descriptor(index: int) -> str:
+    """The object that hands shard `index` to a machine (training_job/batch.py reads the name)."""
+    return f"shard-{index:05d}"
+
+
+def shard_report(index: int, count: int) -> str:
+    """Where shard `index` of `count` reports, beside the job's output."""
+    return f"_shards/shard-{index:05d}-of-{count:05d}.json"
 
 
 def location_of(uri: str) -> DatasetLocation:
@@ -95,12 +122,16 @@ def start_batch(
     settings: Settings,
     tenant: Tenant,
     suggest: int = 0,
+    instances: int = 1,
+    instance_type: str = "",
 ) -> BatchJobRecord:
     """Check the model and the paths, record the job, launch it; returns the job record.
     `tracking` is the tenant's (functions/core/tenancy.py). `suggest` > 0: also rank the
-    documents to label next and keep the best this many (training_job/suggest.py)."""
+    documents to label next and keep the best this many (training_job/suggest.py).
+    `instances` > 1 shards the input over that many machines of `instance_type`."""
     if not 0 <= suggest <= settings.max_suggestions:
         raise InvalidRequest(f"n must be between 1 and {settings.max_suggestions}")
+    check_machines(instance_type, instances, settings, settings.batch_max_instances)
     reference = check_name("runid", reference, settings.max_name_length)
     source = resolve_location(input_path, settings, tenant)
     target = resolve_location(output_path, settings, tenant)
@@ -116,27 +147,42 @@ def start_batch(
     if next(iter(store.list_objects(source.bucket, f"{source.prefix}/")), None) is None:
         raise InvalidRequest(f"no documents under {source.uri}/")
     job_id = batch_job_id(run_id, source.uri, target.uri, suggest)
+    previous = _load_record(job_id, store, settings)
     record = BatchJobRecord(job_id, run_id, source.uri, target.uri, time.time(), tenant.name,
-                            run.experiment_id, suggest)  # fmt: skip
+                            run.experiment_id, suggest, instances, instance_type,
+                            previous.launch_id if previous else "")  # fmt: skip
     for key in index_keys(record):
         store.put_text(settings.artifacts_bucket, key, "")
-    store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(record.__dict__))
-    launcher.launch(
+    store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(asdict(record)))
+    hyperparameters = {
+        "run_id": run_id,
+        "input_uri": source.uri,
+        "output_uri": target.uri,
+        "job_id": job_id,
+        "tracking_uri": settings.mlflow_tracking_uri,
+        "max_document_bytes": str(settings.max_document_bytes),
+        "suggest": str(suggest),
+        "instances": str(instances),
+    }
+    if instances > 1:  # one descriptor a shard, for a channel to deal out (ShardedByS3Key)
+        folder = f"{_shards_folder(job_id)}{instances}/"
+        for index in range(instances):
+            store.put_text(settings.artifacts_bucket, folder + shard_descriptor(index),
+                           json.dumps({"shard": index, "of": instances}))  # fmt: skip
+        hyperparameters["shards_uri"] = f"s3://{settings.artifacts_bucket}/{folder}"
+    launch = launcher.launch(
         JobSpec(
             job_name=job_id,
             command=BATCH_COMMAND,
             restartable=True,
-            hyperparameters={
-                "run_id": run_id,
-                "input_uri": source.uri,
-                "output_uri": target.uri,
-                "job_id": job_id,
-                "tracking_uri": settings.mlflow_tracking_uri,
-                "max_document_bytes": str(settings.max_document_bytes),
-                "suggest": str(suggest),
-            },
+            hyperparameters=hyperparameters,
+            instances=instances,
+            instance_type=instance_type,
         )
     )
+    if launch.created:  # which job to ask the launcher about, should none report
+        record = replace(record, launch_id=launch.job_id)
+        store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(asdict(record)))
     return record
 
 
@@ -173,8 +219,32 @@ def suggestions(job: BatchJobStatus, store: ObjectStore) -> list[dict[str, Any]]
     return [item for item in found if isinstance(item, dict)]
 
 
+def _sharded_status(record: BatchJobRecord, store: ObjectStore) -> BatchJobStatus:
+    """A sharded job not yet COMPLETED: the sum of its shards' reports; FAILED where a shard
+    failed (until it is started again), RUNNING once any reported, else PENDING."""
+    reports = [(index, _output_json(record, shard_report(index, record.instances), store))
+               for index in range(record.instances)]  # fmt: skip
+    shards = [ShardProgress(index, str(r.get("status", "")), int(r.get("done", 0)),
+                            str(r.get("error", ""))) for index, r in reports if r]  # fmt: skip
+    failed = [s for s in shards if s.status == "FAILED"]
+    status = "FAILED" if failed else "RUNNING" if shards else "PENDING"
+    totals = [int(r.get("total", 0)) for _, r in reports if r]
+    return BatchJobStatus(
+        record=record,
+        status=status,
+        total=max(totals) if totals else None,
+        done=sum(s.done for s in shards),
+        number_documents_treated=sum(int(r.get("treated", 0)) for _, r in reports if r),
+        number_documents_non_treated=sum(len(r.get("not_treated", [])) for _, r in reports if r),
+        error="; ".join(f"shard {s.index}: {s.error}" for s in failed),
+        shards=shards,
+    )
+
+
 def _status_of(record: BatchJobRecord, store: ObjectStore) -> BatchJobStatus:
     progress = _output_json(record, "_progress.json", store)
+    if record.instances > 1 and progress.get("status") != "COMPLETED":
+        return _sharded_status(record, store)
     return BatchJobStatus(
         record=record,
         status=progress.get("status", "PENDING"),
@@ -187,13 +257,21 @@ def _status_of(record: BatchJobRecord, store: ObjectStore) -> BatchJobStatus:
 
 
 def batch_status(
-    job_id: str, store: ObjectStore, settings: Settings, tenant: Tenant
-) -> BatchJobStatus:
-    """PENDING until the job writes its progress, then RUNNING, COMPLETED or FAILED."""
+    job_id: str, store: ObjectStore, settings: Settings, tenant: Tenant,
+    launcher: JobLauncher | None = None,
+) -> BatchJobStatus:  # fmt: skip
+    """PENDING until the job writes its progress, then RUNNING, COMPLETED or FAILED. A job
+    that ended before writing any (bad parameters, a model it could not load, a process
+    killed) is FAILED with the launcher's reason."""
     record = _load_record(job_id, store, settings)
     if record is None or not tenant.owns_tag(record.tenant):
         raise JobNotFound(f"batch job {job_id!r} not found")
-    return _status_of(record, store)
+    job = _status_of(record, store)
+    if job.status == "PENDING" and launcher is not None:
+        reason = launcher.failure(record.launch_id or record.job_id)
+        if reason:
+            return replace(job, status="FAILED", error=reason)
+    return job
 
 
 def not_treated_documents(job: BatchJobStatus, store: ObjectStore) -> list[tuple[str, str]]:
@@ -259,6 +337,7 @@ def batch_output_folders(store: ObjectStore, settings: Settings, tenant: Tenant)
 
 
 def _remove_job(record: BatchJobRecord, store: ObjectStore, settings: Settings) -> None:
+    store.delete_prefix(settings.artifacts_bucket, _shards_folder(record.job_id))
     store.delete_prefix(settings.artifacts_bucket, _record_key(record.job_id))
     for key in index_keys(record):
         # The port deletes by prefix; a job id (fixed length) names this one entry.

@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     # SageMaker.
     sagemaker_role_arn: str = ""
     sagemaker_instance_type: str = "ml.m5.xlarge"
+    # The machine types a request may ask for (`instance_type`); GPUs (g5, g6) where the
+    # account has the quota. The default type is always allowed.
+    sagemaker_instance_types: CommaList = Field(
+        default_factory=lambda: [
+            "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
+            "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g6.xlarge", "ml.g6.2xlarge",
+        ]
+    )  # fmt: skip
+    # The most machines (SageMaker instances, ECS tasks, local processes) one batch job may
+    # shard its input over.
+    batch_max_instances: int = Field(default=10, ge=1)
     sagemaker_volume_gb: int = 30
     sagemaker_max_runtime_seconds: int = 24 * 3600
     # Managed spot training; the job may then wait this long for capacity, in total.

@@ -65,6 +65,8 @@ class TrainingRequest:
     label_delimiter: str = "|"
     # "always": the new version becomes @champion; "if_better": only where it beats it.
     promote: str = "always"
+    # The machine type to train on (Settings.sagemaker_instance_types); "": the default.
+    instance_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ class JobSpec:
     # The training image's command: "train" or "batch" (`python -m training_job <command>`).
     command: str = "train"
     restartable: bool = False
+    # Machines (or tasks, or local processes) that run it at once, each with its shard index;
+    # and the machine type ("": the launcher's default).
+    instances: int = 1
+    instance_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,19 @@ class BatchJobRecord:
     experiment_id: str = ""
     # > 0: a /suggest job, which also writes the best this many documents to label next.
     suggest: int = 0
+    # Shards classified at once (machines, tasks or processes), and the machine type asked.
+    instances: int = 1
+    instance_type: str = ""
+    # What the launcher calls the job (an ECS task ARN, a SageMaker attempt's name).
+    launch_id: str = ""
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    index: int
+    status: str  # RUNNING, DONE or FAILED
+    done: int
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,3 +205,4 @@ class BatchJobStatus:
     number_documents_treated: int
     number_documents_non_treated: int
     error: str = ""
+    shards: list[ShardProgress] = field(default_factory=list)  # a sharded job's, by index

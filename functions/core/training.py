@@ -116,6 +116,7 @@ def start_training(
             "hpo_trials": str(request.hpo_trials),
             "promote": request.promote,
         },
+        instance_type=request.instance_type,
     )
     try:
         launch = launcher.launch(spec)

@@ -122,6 +122,7 @@ def read_manifest(upload: ManifestUpload, store: ObjectStore) -> TrainingRequest
         multi_label=_field(raw, "multi_label", bool, False),
         label_delimiter=_field(raw, "label_delimiter", str, "|"),
         promote=_field(raw, "promote", str, "always"),
+        instance_type=_field(raw, "instance_type", str, ""),
     )
 
 

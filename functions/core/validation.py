@@ -192,6 +192,18 @@ TRAINING_MODES = ("auto", "tfidf", "head", "contrastive", "finetune", "ensemble"
 PROMOTE_MODES = ("always", "if_better")
 
 
+def check_machines(instance_type: str, instances: int, settings: Settings,
+                   max_instances: int = 1) -> None:  # fmt: skip
+    """A job's machine type is one of the allowed (or "": the default) and its machine count
+    within 1..max_instances."""
+    allowed = {settings.sagemaker_instance_type, *settings.sagemaker_instance_types}
+    if instance_type and instance_type not in allowed:
+        choices = ", ".join(sorted(allowed))
+        raise InvalidRequest(f"instance_type {instance_type!r} is not allowed; one of: {choices}")
+    if not 1 <= instances <= max_instances:
+        raise InvalidRequest(f"instances must be between 1 and {max_instances}, got {instances}")
+
+
 def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> None:
     if request.mode not in TRAINING_MODES:
         raise InvalidRequest(f"mode must be one of {', '.join(TRAINING_MODES)}")
@@ -214,6 +226,7 @@ def validate_training_request(
 ) -> tuple[list[str], str, DatasetSummary]:
     """Labels, experiment name and dataset summary of a valid request, or a domain error."""
     check_training_options(request, settings.max_hpo_trials)
+    check_machines(request.instance_type, 1, settings)
     labels = check_labels(request.labels, settings.max_labels)
     experiment = check_name("experiment_name", request.experiment_name, settings.max_name_length)
     location = resolve_location(request.path, settings, tenant)

@@ -46,9 +46,11 @@ def batch_input(s3: Any, dataset_prefix: str) -> str:
 def test_batch_job_writes_every_document_once_and_lists_the_unusable(
     api: TestClient, s3: Any, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
 ) -> None:
-    # when: a batch prediction is requested, into a top-level folder of its own
+    # when: a batch prediction is requested, into a top-level folder of its own, over 3
+    # shards (3 local processes, each its shard of the parts)
     output = f"{dataset_prefix}-out"
-    body = {"runid": trained_model.run_id, "input_path": batch_input, "output_path": output}
+    body = {"runid": trained_model.run_id, "input_path": batch_input, "output_path": output,
+            "instances": 3}  # fmt: skip
     response = api.post(BATCH, json=body)
 
     # then: it answers a job id at once, and the same request names the same job
@@ -66,6 +68,7 @@ def test_batch_job_writes_every_document_once_and_lists_the_unusable(
 
     # then: progress is complete, 10 treated and 3 not, each with its reason
     assert final["data"]["status"] == "COMPLETED", final
+    assert final["data"]["instances"] == 3
     assert (final["data"]["done"], final["data"]["total"]) == (13, 13)
     assert (final["data"]["treated"], final["data"]["not_treated"]) == (10, 3)
     assert final["number_documents_treated"] == 10
@@ -136,6 +139,44 @@ def test_rerun_after_a_crash_neither_duplicates_nor_loses_rows(
     assert len(manifest["parts"]) == 5
 
 
+def test_three_shards_one_crashed_then_rerun_write_every_row_once(
+    s3: Any, mlflow_uri: str, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
+) -> None:
+    # given: a job over 3 shards, parts of 2 documents (7 parts: shard 0 has parts 0, 3 and 6,
+    # shard 1 parts 1 and 4, shard 2 parts 2 and 5), and shard 1 dies on its second part
+    params = BatchParameters(
+        run_id=trained_model.run_id,
+        input_uri=f"s3://{DATA_BUCKET}/{batch_input}",
+        output_uri=f"s3://{DATA_BUCKET}/{dataset_prefix}/out",
+        job_id="batch-test",
+        part_size=2,
+        instances=3,
+    )
+    classifier = load_run_classifier(trained_model.run_id, mlflow_uri)
+    client = boto3.client("s3")
+    with pytest.raises(RuntimeError, match="node lost"):
+        BatchJob(params, client, _CrashOnce(classifier, fail_on_call=2)).run([1])
+    # when: the other shards finish, they wait for it: no manifest yet
+    assert BatchJob(params, client, classifier).run([0]) is None
+    assert BatchJob(params, client, classifier).run([2]) is None
+    assert not list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/out/_manifest.json")
+    # and: shard 1 runs again, resuming its parts; being the last, it closes the job
+    manifest = BatchJob(params, client, classifier).run([1])
+
+    # then: every usable document has exactly one row, each part is listed once, in order
+    assert manifest is not None
+    rows = _rows(s3, f"{dataset_prefix}/out")
+    assert len(rows) == len({row["key"] for row in rows}) == 10
+    assert manifest["number_documents_treated"] == 10
+    assert manifest["number_documents_non_treated"] == 3
+    out = f"{dataset_prefix}/out"
+    assert manifest["parts"] == [f"{out}/part-{index:05d}.jsonl" for index in range(7)]
+    progress = json.loads(
+        s3.get_object(Bucket=DATA_BUCKET, Key=f"{out}/_progress.json")["Body"].read()
+    )
+    assert (progress["status"], progress["done"], progress["total"]) == ("COMPLETED", 13, 13)
+
+
 def test_batch_requests_that_cannot_run_get_4xx(
     api: TestClient, trained_model: TrainedModel, batch_input: str, dataset_prefix: str
 ) -> None:
@@ -149,6 +190,9 @@ def test_batch_requests_that_cannot_run_get_4xx(
         ({**ok, "output_path": f"{batch_input}/results"}, 422, "must not overlap"),
         ({**ok, "input_path": f"{dataset_prefix}/nothing"}, 422, "no documents under"),
         ({**ok, "output_path": "s3://elsewhere/out"}, 422, "not one this service"),
+        ({**ok, "instance_type": "ml.p5.48xlarge"}, 422, "instance_type 'ml.p5.48xlarge' is not"),
+        ({**ok, "instances": 0}, 422, "instances must be between 1 and 10"),
+        ({**ok, "instances": 11}, 422, "instances must be between 1 and 10"),
     ]
     for body, code, message in cases:
         response = api.post(BATCH, json=body)

@@ -229,11 +229,12 @@ def test_a_queued_run_shows_its_place_and_is_cancelled_from_its_page(
         expect(page.locator("#runs-experiment")).to_have_value(experiment_name)
         page.on("dialog", lambda dialog: dialog.accept())
         page.click("#cancel-run")
-        # the answer, then the refreshed page: either way the run ended KILLED, said why, no "training…"
+        # the answer, then the page refreshed: KILLED and why, no "training…"
         expect(page.locator("#run-summary")).to_contain_text("KILLED · cancelled by an API caller")
         page.reload()
         expect(page.locator("#run-summary")).to_have_text(
-            re.compile(r"^KILLED · cancelled by an API caller: cancelled in the web UI$"))
+            re.compile(r"^KILLED · cancelled by an API caller: cancelled in the web UI$")
+        )
         expect(row).to_contain_text("KILLED")
         _shot(page, "04-cancelled-in-queue")
         httpx.post(f"{api.url}/custom_classifier/run/cancel",

@@ -148,6 +148,7 @@ class FakeLauncher:
         self.jobs: dict[str, JobSpec] = {}
         self.queue: list[str] = []
         self.cancelled: list[str] = []
+        self.failures: dict[str, str] = {}  # job id -> why it ended without reporting
 
     def launch(self, spec: JobSpec) -> Launch:
         if spec.job_name in self.jobs:
@@ -159,7 +160,7 @@ class FakeLauncher:
         return Launch(spec.job_name)
 
     def failure(self, job_id: str) -> str | None:
-        return None
+        return self.failures.get(job_id)
 
     def queue_position(self, job_id: str) -> int | None:
         return self.queue.index(job_id) + 1 if job_id in self.queue else None

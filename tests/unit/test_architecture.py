@@ -123,6 +123,18 @@ def test_tag_names_agree_between_the_api_and_the_training_job() -> None:
     assert (tags.METRIC_PERCENT, tags.METRIC_ETA) == (progress.PERCENT, progress.ETA)
 
 
+def test_the_batch_job_and_the_api_name_shards_alike() -> None:
+    # A sharded batch job's contract is data too: descriptors, reports and the shard variable.
+    from functions.core import batch as api
+    from training_job import batch as job
+
+    assert api.SHARD_ENV == job.SHARD_ENV
+    for index, count in ((0, 2), (7, 10), (12345, 99999)):
+        found = job.SHARD_DESCRIPTOR.fullmatch(api.shard_descriptor(index))
+        assert found and int(found.group(1)) == index
+        assert api.shard_report(index, count) == job.shard_report(index, count)
+
+
 def test_every_list_of_training_modes_is_the_kind_registry() -> None:
     # The two images cannot share the registry (training_job/kinds): each list is checked.
     import re

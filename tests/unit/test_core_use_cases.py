@@ -4,12 +4,14 @@ queue position, cancel, restore, registered model names and the documents a run 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from functions.core.batch import batch_status, start_batch
 from functions.core.config import Settings
 from functions.core.deletion import restore_experiment, restore_run, soft_delete_experiment
 from functions.core.errors import Conflict, InvalidRequest, ModelNotReady, RunNotFound
@@ -21,6 +23,7 @@ from functions.core.runs import (
     evaluated_documents,
     experiment_runs,
 )
+from functions.core.tags import TAG_GATE
 from functions.core.tenancy import NO_TENANT, Tenant
 from tests.unit.fakes import FakeLauncher, FakeStore, FakeTracking
 from training_job.evaluate import write_predictions
@@ -174,3 +177,89 @@ def test_a_run_has_test_predictions_once_finished_and_evaluated() -> None:
         evaluated_documents(tracking, running)
     with pytest.raises(RunNotFound, match="no test predictions"):
         evaluated_documents(tracking, _finished_run(tracking))
+
+
+def test_a_batch_over_three_machines_deals_shards_and_sums_their_reports(store: FakeStore) -> None:
+    # given: a served run and a batch request over 3 GPU machines
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    run = tracking.create_run(tracking.create_experiment("news"), "r", {}, {TAG_GATE: "passed"})
+    tracking._update(run.run_id, status="FINISHED")
+    record = start_batch(run.run_id, "news", "scored", tracking, store, launcher, SETTINGS,
+                         NO_TENANT, instances=3, instance_type="ml.g5.xlarge")  # fmt: skip
+    # then: one job of 3 machines of that type, with one descriptor a shard to deal out
+    spec = launcher.jobs[record.job_id]
+    assert (spec.instances, spec.instance_type, spec.hyperparameters["instances"]) == (
+        3, "ml.g5.xlarge", "3")  # fmt: skip
+    folder = f"batch-jobs/shards/{record.job_id}/3/"
+    assert spec.hyperparameters["shards_uri"] == f"s3://artifacts/{folder}"
+    assert sorted(i.key for i in store.list_objects("artifacts", folder)) == [
+        f"{folder}shard-0000{i}" for i in range(3)]  # fmt: skip
+    assert batch_status(record.job_id, store, SETTINGS, NO_TENANT).status == "PENDING"
+
+    def report(shard: int, status: str, done: int, error: str = "") -> None:
+        body = {"status": status, "total": 12, "done": done, "treated": done,
+                "not_treated": [], "parts": [], "error": error}  # fmt: skip
+        store.put_text("data", f"scored/_shards/shard-0000{shard}-of-00003.json", json.dumps(body))
+
+    # when: shards report, the job's progress is their sum; a failed shard fails the job
+    report(0, "DONE", 4)
+    report(1, "RUNNING", 2)
+    job = batch_status(record.job_id, store, SETTINGS, NO_TENANT)
+    assert (job.status, job.done, job.total, len(job.shards)) == ("RUNNING", 6, 12, 2)
+    report(2, "FAILED", 0, "node lost")
+    job = batch_status(record.job_id, store, SETTINGS, NO_TENANT)
+    assert (job.status, job.error) == ("FAILED", "shard 2: node lost")
+    # until it runs again; the last shard done writes COMPLETED
+    report(2, "RUNNING", 0)
+    assert batch_status(record.job_id, store, SETTINGS, NO_TENANT).status == "RUNNING"
+    store.put_text(
+        "data",
+        "scored/_progress.json",
+        json.dumps(
+            {"status": "COMPLETED", "total": 12, "done": 12, "number_documents_treated": 12}
+        ),
+    )
+    assert batch_status(record.job_id, store, SETTINGS, NO_TENANT).done == 12
+
+
+def test_a_batch_job_that_died_before_reporting_is_failed_with_the_launchers_reason(
+    store: FakeStore,
+) -> None:
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    run = tracking.create_run(tracking.create_experiment("news"), "r", {}, {TAG_GATE: "passed"})
+    tracking._update(run.run_id, status="FINISHED")
+    record = start_batch(run.run_id, "news", "scored", tracking, store, launcher, SETTINGS,
+                         NO_TENANT)  # fmt: skip
+    assert batch_status(record.job_id, store, SETTINGS, NO_TENANT, launcher).status == "PENDING"
+    launcher.failures[record.job_id] = "the job process ended without reporting an outcome"
+    job = batch_status(record.job_id, store, SETTINGS, NO_TENANT, launcher)
+    assert (job.status, job.error) == ("FAILED", launcher.failures[record.job_id])
+    # a job that reported answers its own state, whatever the launcher says
+    store.put_text("data", "scored/_progress.json", json.dumps({"status": "RUNNING", "done": 1}))
+    assert batch_status(record.job_id, store, SETTINGS, NO_TENANT, launcher).status == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("instances", "instance_type", "message"),
+    [(0, "", "instances must be between 1 and 10"), (11, "", "between 1 and 10"),
+     (1, "ml.p5.48xlarge", "instance_type 'ml.p5.48xlarge' is not allowed")],
+)  # fmt: skip
+def test_batch_and_training_machines_stay_within_the_allowed(
+    store: FakeStore, instances: int, instance_type: str, message: str
+) -> None:
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    with pytest.raises(InvalidRequest, match=message):
+        start_batch("f" * 32, "news", "scored", tracking, store, launcher, SETTINGS, NO_TENANT,
+                    instances=instances, instance_type=instance_type)  # fmt: skip
+    if instance_type:
+        request = replace(_request(), instance_type=instance_type)
+        with pytest.raises(InvalidRequest, match=message):
+            start_training_once(request, None, store, tracking, launcher, SETTINGS, NO_TENANT)
+    assert not launcher.jobs and not tracking.runs
+
+
+def test_training_asks_its_launcher_for_the_machine_type(store: FakeStore) -> None:
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    request = replace(_request(), instance_type="ml.g6.xlarge")
+    start_training_once(request, None, store, tracking, launcher, SETTINGS, NO_TENANT)
+    assert [spec.instance_type for spec in launcher.jobs.values()] == ["ml.g6.xlarge"]

@@ -138,6 +138,36 @@ def test_sagemaker_batch_job_runs_the_batch_command_without_a_channel(aws: None)
     assert "InputDataConfig" not in sent[0]
 
 
+def test_sagemaker_batch_over_n_instances_deals_one_shard_to_each(aws: None) -> None:
+    # given: a batch job over 3 GPU instances, with its 3 shard descriptors written
+    launcher, sent = _sagemaker(_sm_settings())
+    shards = "s3://cc-artifacts/batch-jobs/shards/batch-0123456789abcdef/3/"
+    spec = JobSpec("batch-0123456789abcdef", {"run_id": "1" * 32, "shards_uri": shards},
+                   command="batch", restartable=True, instances=3,
+                   instance_type="ml.g5.xlarge")  # fmt: skip
+    # when: it is launched
+    launcher.launch(spec)
+    # then: one training job of exactly 3 instances of that type, whose channel deals the
+    # descriptors out by key (each instance gets its shard), no copy of the documents
+    assert sent[0]["ResourceConfig"] == {
+        "InstanceType": "ml.g5.xlarge", "InstanceCount": 3, "VolumeSizeInGB": 30,
+    }  # fmt: skip
+    assert sent[0]["InputDataConfig"] == [
+        {
+            "ChannelName": "shards",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": shards,
+                    "S3DataDistributionType": "ShardedByS3Key",
+                }
+            },
+        }
+    ]
+    described = launcher.client.describe_training_job(TrainingJobName=spec.job_name)
+    assert described["ResourceConfig"]["InstanceCount"] == 3
+
+
 def test_sagemaker_launching_the_same_job_twice_creates_one(aws: None) -> None:
     launcher, sent = _sagemaker(_sm_settings())
     first = launcher.launch(SPEC)
@@ -278,6 +308,25 @@ def test_ecs_runs_the_training_image_as_a_fargate_task() -> None:
         launch = launcher.launch(SPEC)
     stub.assert_no_pending_responses()
     assert (launch.job_id, launch.created) == (TASK_ARN, True)
+
+
+def test_ecs_runs_a_job_over_n_instances_as_n_tasks_each_with_its_shard() -> None:
+    launcher, stub = _ecs()
+    spec = JobSpec("batch-0123456789abcdef", {"run_id": "1" * 32}, command="batch",
+                   restartable=True, instances=3)  # fmt: skip
+    stub.add_response("list_tasks", *_list(spec.job_name, "RUNNING", []))
+    stub.add_response("list_tasks", *_list(spec.job_name, "STOPPED", []))
+    for shard in range(3):
+        request = launcher.request(spec, attempt=0, shard=shard)
+        environment = request["overrides"]["containerOverrides"][0]["environment"]
+        assert {"name": "JOB_SHARD_INDEX", "value": str(shard)} in environment
+        assert request["clientToken"] == f"{spec.job_name}-shard-{shard}"
+        arn = f"{TASK_ARN[:-1]}{shard}"
+        stub.add_response("run_task", {"tasks": [{"taskArn": arn}], "failures": []}, request)
+    with stub:
+        launch = launcher.launch(spec)
+    stub.assert_no_pending_responses()  # three RunTask calls, one a shard
+    assert launch.created
 
 
 def test_ecs_does_not_start_a_job_twice_and_reports_capacity_failures() -> None:

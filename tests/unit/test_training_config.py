@@ -61,3 +61,20 @@ def test_argument_forms() -> None:
         parse_args(["--a"])
     with pytest.raises(ValueError, match="unexpected argument"):
         parse_args(["stray"])
+
+
+def test_a_batch_process_takes_the_shards_its_platform_gives_it(tmp_path: Path) -> None:
+    from training_job.batch import assigned_shards
+
+    channel = tmp_path / "shards"
+    # a local process or an ECS task: the index its launcher set
+    assert assigned_shards(3, channel, {"JOB_SHARD_INDEX": "2"}) == [2]
+    with pytest.raises(ValueError, match="not a shard of 3"):
+        assigned_shards(3, channel, {"JOB_SHARD_INDEX": "3"})
+    # no shard given: one process does them all
+    assert assigned_shards(3, channel, {}) == [0, 1, 2]
+    # a SageMaker instance: the descriptors its channel received, however many
+    channel.mkdir()
+    for name in ("shard-00000", "shard-00002", "shard-00007", "notes.txt"):
+        (channel / name).write_text("{}")
+    assert assigned_shards(3, channel, {}) == [0, 2]

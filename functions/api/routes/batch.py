@@ -3,6 +3,7 @@ its progress."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,6 +15,7 @@ from functions.api.schemas import (
     BatchJobOut,
     BatchPredictRequest,
     Envelope,
+    ShardOut,
     SkippedDocument,
     SuggestionOut,
     SuggestRequest,
@@ -50,6 +52,8 @@ def _out(job: BatchJobStatus, skipped: list[tuple[str, str]],
         suggestions=[SuggestionOut.model_validate(item) for item in suggested]
         if record.suggest
         else None,
+        instances=record.instances,
+        shards=[ShardOut.model_validate(asdict(shard)) for shard in job.shards],
     )
 
 
@@ -78,20 +82,22 @@ def batch_predict(
     The same request again answers the same job (resumed if it stopped early).
     """
     record = start_batch(
-        body.runid, body.input_path, body.output_path, tracking, store, launcher, settings, tenant
-    )
-    return _envelope(batch_status(record.job_id, store, settings, tenant), store)
+        body.runid, body.input_path, body.output_path, tracking, store, launcher, settings,
+        tenant, instances=body.instances, instance_type=body.instance_type,
+    )  # fmt: skip
+    return _envelope(batch_status(record.job_id, store, settings, tenant, launcher), store)
 
 
 @router.get("/batch_predict/{job_id}", response_model=Envelope[BatchJobOut])
 @router.get("/suggest/{job_id}", response_model=Envelope[BatchJobOut])
 def batch_predict_status(
-    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
-) -> Envelope[BatchJobOut]:
+    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep,
+    launcher: LauncherDep,
+) -> Envelope[BatchJobOut]:  # fmt: skip
     """Progress (documents done / total), treated and not treated, status and where the
     output is; once COMPLETED, the first documents not treated and why, and (a /suggest
     job) the documents to label next."""
-    return _envelope(batch_status(job_id, store, settings, tenant), store)
+    return _envelope(batch_status(job_id, store, settings, tenant, launcher), store)
 
 
 @router.post("/suggest", response_model=Envelope[BatchJobOut])
@@ -110,4 +116,4 @@ def suggest(
     output = body.output_path or suggestions_path(body.input_path)
     record = start_batch(body.runid, body.input_path, output, tracking, store, launcher,
                          settings, tenant, suggest=body.n)  # fmt: skip
-    return _envelope(batch_status(record.job_id, store, settings, tenant), store)
+    return _envelope(batch_status(record.job_id, store, settings, tenant, launcher), store)

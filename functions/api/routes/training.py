@@ -63,6 +63,7 @@ def process(
         body.multi_label,
         body.label_delimiter,
         body.promote,
+        body.instance_type,
     )
     try:
         started = start_training_once(
