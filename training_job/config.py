@@ -89,6 +89,8 @@ class Hyperparameters:
     # the champion on the same held-out documents (training_job/promotion.py).
     promote: str = "always"
     num_threads: int = 0
+    # Where torch trains: "auto" (a GPU where the machine has one), "cpu" or "cuda".
+    device: str = "auto"
     # Each kind's own hyperparameters by name (declared in its module, e.g. `tfidf_c`).
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -23,6 +23,8 @@ ACTIVE = {"InProgress", "Stopping"}
 CHANNEL = "training"
 # A batch job over N instances: the channel that deals one shard descriptor to each.
 SHARDS_CHANNEL = "shards"
+# Machine types with NVIDIA GPUs: they run the CUDA image where one is configured.
+GPU_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p3.", "ml.p4d.", "ml.p5.")
 
 
 def sagemaker_client(settings: Settings) -> Any:
@@ -65,10 +67,12 @@ class SageMakerLauncher:
             stopping["MaxWaitTimeInSeconds"] = max(
                 s.sagemaker_max_wait_seconds, s.sagemaker_max_runtime_seconds
             )
+        instance_type = spec.instance_type or s.sagemaker_instance_type
+        gpu = instance_type.startswith(GPU_FAMILIES) and s.sagemaker_gpu_image_uri
         request: dict[str, Any] = {
             "TrainingJobName": job_name,
             "AlgorithmSpecification": {
-                "TrainingImage": s.training_image_uri,
+                "TrainingImage": s.sagemaker_gpu_image_uri if gpu else s.training_image_uri,
                 "TrainingInputMode": "File",
                 "ContainerEntrypoint": ["python", "-m", "training_job"],
                 "ContainerArguments": [spec.command],
@@ -77,7 +81,7 @@ class SageMakerLauncher:
             "HyperParameters": dict(spec.hyperparameters),
             "OutputDataConfig": {"S3OutputPath": self.output_uri()},
             "ResourceConfig": {
-                "InstanceType": spec.instance_type or s.sagemaker_instance_type,
+                "InstanceType": instance_type,
                 "InstanceCount": spec.instances,
                 "VolumeSizeInGB": s.sagemaker_volume_gb,
             },

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # (Fargate tasks), the last two running the training image.
     launcher: Literal["local", "sagemaker", "ecs"] = "local"
     training_image_uri: str = ""
+    # The training image built on CUDA torch, for GPU machine types (ml.g*, ml.p*); "": those
+    # run training_image_uri, on their CPUs.
+    sagemaker_gpu_image_uri: str = ""
     # SageMaker.
     sagemaker_role_arn: str = ""
     sagemaker_instance_type: str = "ml.m5.xlarge"

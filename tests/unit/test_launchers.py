@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -362,3 +363,15 @@ def test_ecs_failure_maps_stopped_tasks_by_exit_code() -> None:
         assert launcher.failure(TASK_ARN) is None
         assert launcher.failure(TASK_ARN) is None
         assert "no longer knows" in str(launcher.failure(TASK_ARN))
+
+
+def test_sagemaker_gpu_machine_types_run_the_cuda_image_where_one_is_set(aws: None) -> None:
+    launcher, sent = _sagemaker(_sm_settings(sagemaker_gpu_image_uri=f"{IMAGE}-cuda"))
+    launcher.launch(replace(SPEC, job_name="cc-gpu", instance_type="ml.g6.xlarge"))
+    launcher.launch(replace(SPEC, job_name="cc-cpu", instance_type="ml.c5.2xlarge"))
+    images = [request["AlgorithmSpecification"]["TrainingImage"] for request in sent]
+    assert images == [f"{IMAGE}-cuda", IMAGE]
+    # without a CUDA image a GPU type runs the CPU image (on its CPUs)
+    launcher, sent = _sagemaker(_sm_settings())
+    launcher.launch(replace(SPEC, job_name="cc-gpu-2", instance_type="ml.g5.xlarge"))
+    assert sent[0]["AlgorithmSpecification"]["TrainingImage"] == IMAGE

@@ -78,3 +78,19 @@ def test_a_batch_process_takes_the_shards_its_platform_gives_it(tmp_path: Path) 
     for name in ("shard-00000", "shard-00002", "shard-00007", "notes.txt"):
         (channel / name).write_text("{}")
     assert assigned_shards(3, channel, {}) == [0, 2]
+
+
+def test_training_runs_on_the_cpu_unless_the_machine_has_a_gpu() -> None:
+    import torch
+
+    from training_job.device import training_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert training_device("auto") == expected
+    assert training_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="one of auto, cpu, cuda"):
+        training_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            training_device("cuda")
+    assert Hyperparameters().device == "auto"

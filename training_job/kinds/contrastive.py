@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training_job.config import Hyperparameters
+from training_job.device import training_device
 from training_job.kinds.base import (
     Fitted,
     HeldOut,
@@ -135,6 +136,7 @@ class _Trainer(KindTrainer):
         self.strata = data.strata
         self.texts = data.texts
         self.base = resolve_base_model(data.hp.base_model)
+        self.device = training_device(data.hp.device)
         self.max_steps: int | None = None  # steps a tuning may take (set by too_slow)
         import torch
 
@@ -165,12 +167,12 @@ class _Trainer(KindTrainer):
         from sentence_transformers import SentenceTransformer
 
         options = read_options(ContrastiveOptions, self.data.hp)
-        encoder = SentenceTransformer(self.base, device="cpu")
+        encoder = SentenceTransformer(self.base, device=self.device)
         encoder.max_seq_length = self.data.hp.max_length
         batch = (self.texts * 2)[: 2 * options.contrastive_batch_size]
         encoder.encode(batch, batch_size=len(batch))  # warm-up: a cold first pass is 2-5x slower
         began = time.monotonic()
-        encoder.encode(batch, batch_size=len(batch))
+        encoder.encode(batch, batch_size=len(batch))  # answers on the CPU: synchronised
         return 3 * (time.monotonic() - began)
 
     def _fits(self, options: ContrastiveOptions) -> int:
@@ -225,7 +227,7 @@ class _Trainer(KindTrainer):
             self.max_steps = -(-len(self.texts) // options.contrastive_batch_size)  # one pass
         steps = self._planned_steps(options, self._counts(self.truth[rows]))
         pairs = sentence_pairs(self.truth, rows, steps * options.contrastive_batch_size, hp.seed)
-        encoder = SentenceTransformer(self.base, device="cpu")
+        encoder = SentenceTransformer(self.base, device=self.device)
         encoder.max_seq_length = hp.max_length  # the opening window of each document
         dataset = Dataset.from_dict(
             {
@@ -237,7 +239,7 @@ class _Trainer(KindTrainer):
         began = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             args = SentenceTransformerTrainingArguments(
-                output_dir=tmp, num_train_epochs=1, seed=hp.seed, use_cpu=True,
+                output_dir=tmp, num_train_epochs=1, seed=hp.seed, use_cpu=self.device == "cpu",
                 per_device_train_batch_size=options.contrastive_batch_size,
                 learning_rate=options.contrastive_learning_rate, warmup_steps=0.1,
                 save_strategy="no", report_to="none", logging_strategy="no",
@@ -248,7 +250,8 @@ class _Trainer(KindTrainer):
                 loss=CosineSimilarityLoss(encoder),
             ).train()  # fmt: skip
         transformer: Any = encoder[0]  # the Hugging Face model under the pooling modules
-        tuned = TextEncoder(transformer.auto_model.eval(), transformer.tokenizer, config)
+        # embedded, exported and served on the CPU
+        tuned = TextEncoder(transformer.auto_model.to("cpu").eval(), transformer.tokenizer, config)
         seconds = time.monotonic() - began
         log.info("contrastive: %d pairs, %d steps in %.1f s", len(pairs), steps, seconds)
         return tuned, {"pairs": len(pairs), "steps": steps, "tuning_seconds": seconds}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training_job.config import Hyperparameters
+from training_job.device import synchronize, training_device
 from training_job.kinds.base import (
     EpochCallback,
     Fitted,
@@ -166,10 +167,12 @@ class WindowedClassifier(WindowLogits):
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        device = next(self.model.parameters()).device  # cuda while training on a GPU
         with torch.inference_mode():
-            logits, features = logits_and_features(self.model)(torch.from_numpy(ids),
-                                                               torch.from_numpy(mask))  # fmt: skip
-        return logits.float().numpy(), features.float().numpy()
+            logits, features = logits_and_features(self.model)(
+                torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            )
+        return logits.float().cpu().numpy(), features.float().cpu().numpy()
 
     def export_onnx(self, folder: Path) -> bool:
         from training_job.onnx_export import export_network
@@ -365,7 +368,7 @@ def _prepared(
 
     torch.set_num_threads(hp.num_threads or len(os.sched_getaffinity(0)))
     classifier = build_classifier(hp, labels)
-    model = classifier.model
+    model = classifier.model.to(training_device(hp.device))
     # Word embeddings hold half the weights; freezing them halves optimiser work per step
     # and keeps rare-token vectors from drifting on small datasets.
     model.get_input_embeddings().weight.requires_grad_(False)
@@ -385,7 +388,9 @@ def fine_tune(
     seed_everything(hp.seed)
     classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
     model = classifier.model
-    loss_fn = loss_function(targets, len(labels))
+    device = next(model.parameters()).device
+    targets = targets.to(device)
+    loss_fn = loss_function(targets, len(labels)).to(device)
     batch_size = options.batch_size
     steps_per_epoch = max(1, -(-len(seqs) // batch_size))
     epochs = planned_epochs(options, steps_per_epoch)
@@ -407,7 +412,7 @@ def fine_tune(
         total_loss = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            ids, mask = _batch([seqs[i] for i in batch], pad_id)
+            ids, mask = (t.to(device) for t in _batch([seqs[i] for i in batch], pad_id))
             loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits, targets[batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -427,7 +432,7 @@ def fine_tune(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()  # exported, scoped and served on the CPU
     # The best epoch's validation logits calibrate the scores (no extra pass).
     classifier.config = calibrate(classifier.config, best_logits, truth)
     log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
@@ -443,14 +448,16 @@ def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Spl
     options = read_options(FinetuneOptions, hp)
     classifier, seqs, targets, trainable = _prepared(hp, labels, split, options)
     model = classifier.model
+    device = next(model.parameters()).device
     batch_size = options.batch_size
     order = list(range(len(seqs)))
     random.Random(hp.seed).shuffle(order)
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
-    ids, mask = _batch([seqs[i] for i in batches[0]], classifier.tokenizer.pad_token_id or 0)
-    target = targets[batches[0]]
-    loss_fn = loss_function(targets, len(labels))
+    ids, mask = (t.to(device) for t in _batch([seqs[i] for i in batches[0]],
+                                              classifier.tokenizer.pad_token_id or 0))  # fmt: skip
+    target = targets[batches[0]].to(device)
+    loss_fn = loss_function(targets, len(labels)).to(device)
     step = forward = 0.0
     for _ in range(2):  # the first step warms up (allocations), the second is timed
         started = time.monotonic()
@@ -460,10 +467,12 @@ def estimate_finetune_seconds(hp: Hyperparameters, labels: list[str], split: Spl
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
         step = time.monotonic() - started
         started = time.monotonic()
         with torch.inference_mode():
             model(input_ids=ids, attention_mask=mask)
+        synchronize(device)
         forward = time.monotonic() - started
     epoch_tokens = sum(len(batch) * max(len(seqs[i]) for i in batch) for batch in batches)
     epochs = planned_epochs(options, len(batches))
