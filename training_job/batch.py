@@ -93,7 +93,7 @@ def assigned_shards(count: int, channel: Path, environ: Mapping[str, str] = os.e
 
 @dataclass
 class ShardTally:
-    """What one shard has done so far: written to `_shards/` after each of its parts."""
+    """What one shard has done so far: reported in `_shards/` after each of its parts."""
 
     status: str = "RUNNING"
     total: int = 0
@@ -230,7 +230,13 @@ class BatchJob:
         )
 
     def _put_tally(self, index: int, tally: ShardTally) -> None:
-        self._put_json(shard_report(index, self.params.instances), asdict(tally))
+        """A shard's report: counts while it runs, its parts and unusable documents once DONE
+        (rewriting growing lists after every part would cost the square of the parts)."""
+        body = asdict(tally)
+        body["not_treated_count"] = len(tally.not_treated)
+        if tally.status != "DONE":
+            del body["parts"], body["not_treated"]
+        self._put_json(shard_report(index, self.params.instances), body)
 
     def _report(self, tallies: dict[int, ShardTally]) -> None:
         """Progress so far: `_progress.json` for a job of one shard, else each shard's file."""
@@ -277,11 +283,10 @@ class BatchJob:
                 log.info("shard %d of %d not done yet: the last shard writes the manifest",
                          shard, count)  # fmt: skip
                 return None
-            tally = ShardTally(**found)
-            merged.done += tally.done
-            merged.treated += tally.treated
-            merged.parts += tally.parts
-            merged.not_treated += tally.not_treated
+            merged.done += int(found["done"])
+            merged.treated += int(found["treated"])
+            merged.parts += found["parts"]
+            merged.not_treated += found["not_treated"]
         merged.parts.sort()  # part-NNNNN: listing order
         merged.not_treated.sort(key=lambda item: item["key"])
         return self._finish(total, merged)
@@ -333,8 +338,7 @@ class BatchJob:
         for shard in range(self.params.instances) if shards is None else shards:
             previous = self._get_json(shard_report(shard, self.params.instances)) or {}
             self._put_json(shard_report(shard, self.params.instances),
-                           {**asdict(ShardTally()), **previous, "status": "FAILED",
-                            "error": reason})  # fmt: skip
+                           {**previous, "status": "FAILED", "error": reason})  # fmt: skip
 
 
 def load_run_classifier(run_id: str, tracking_uri: str) -> Any:

@@ -234,8 +234,8 @@ def _sharded_status(record: BatchJobRecord, store: ObjectStore) -> BatchJobStatu
         status=status,
         total=max(totals) if totals else None,
         done=sum(s.done for s in shards),
-        number_documents_treated=sum(int(r.get("treated", 0)) for _, r in reports if r),
-        number_documents_non_treated=sum(len(r.get("not_treated", [])) for _, r in reports if r),
+        number_documents_treated=sum(int(r.get("treated", 0)) for _, r in reports),
+        number_documents_non_treated=sum(int(r.get("not_treated_count", 0)) for _, r in reports),
         error="; ".join(f"shard {s.index}: {s.error}" for s in failed),
         shards=shards,
     )

@@ -197,8 +197,8 @@ def test_a_batch_over_three_machines_deals_shards_and_sums_their_reports(store: 
     assert batch_status(record.job_id, store, SETTINGS, NO_TENANT).status == "PENDING"
 
     def report(shard: int, status: str, done: int, error: str = "") -> None:
-        body = {"status": status, "total": 12, "done": done, "treated": done,
-                "not_treated": [], "parts": [], "error": error}  # fmt: skip
+        body = {"status": status, "total": 12, "done": done, "treated": done - 1,
+                "not_treated_count": 1, "error": error}  # fmt: skip
         store.put_text("data", f"scored/_shards/shard-0000{shard}-of-00003.json", json.dumps(body))
 
     # when: shards report, the job's progress is their sum; a failed shard fails the job
@@ -206,6 +206,7 @@ def test_a_batch_over_three_machines_deals_shards_and_sums_their_reports(store: 
     report(1, "RUNNING", 2)
     job = batch_status(record.job_id, store, SETTINGS, NO_TENANT)
     assert (job.status, job.done, job.total, len(job.shards)) == ("RUNNING", 6, 12, 2)
+    assert (job.number_documents_treated, job.number_documents_non_treated) == (4, 2)
     report(2, "FAILED", 0, "node lost")
     job = batch_status(record.job_id, store, SETTINGS, NO_TENANT)
     assert (job.status, job.error) == ("FAILED", "shard 2: node lost")
