@@ -200,7 +200,7 @@ def throughput(settings: Settings, classifiers: dict[str, TextClassifier], run_i
         started = time.perf_counter()
         manifest = BatchJob(params, s3, classifier).run()
         figures[runtime].docs_per_second = len(texts) / (time.perf_counter() - started)
-        assert manifest["number_documents_treated"] == len(texts), manifest
+        assert manifest and manifest["number_documents_treated"] == len(texts), manifest
     started = time.perf_counter()
     for start in range(0, len(texts), 32):
         bare.forward(texts[start : start + 32])
