@@ -35,24 +35,27 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 API = "/custom_classifier"
 
 
-def _wait(client: httpx.Client, path: str, done: Any, timeout: float) -> dict[str, Any]:
+def _wait(client: httpx.Client, path: str, done: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = client.get(path).json()
         if done(answer):
-            return dict(answer)
+            return answer
         time.sleep(0.5)
     raise TimeoutError(f"{path} did not end within {timeout:.0f} s")
 
 
 def train(client: httpx.Client, experiment: str) -> str:
-    labels = ["business", "entertainment", "politics", "sport", "tech"]
+    found = client.get(f"{API}/datasets/labels", params={"path": "demo-bbc"}).json()["data"]
+    labels = [folder["label"] for folder in found]
     body = {"labels": labels, "path": "demo-bbc", "experiment_name": experiment, "mode": "head"}
     started = client.post(f"{API}/process", json=body)
     started.raise_for_status()
     run_id = str(started.json()["data"]["info"]["run_id"])
-    _wait(client, f"{API}/runid/status?experiment_name={experiment}",
-          lambda a: a["data"][0]["status"] in {"FINISHED", "FAILED", "KILLED"}, 900)  # fmt: skip
+    runs = _wait(client, f"{API}/runid/status?experiment_name={experiment}",
+                 lambda a: a[0]["status"] in {"FINISHED", "FAILED", "KILLED"}, 900)  # fmt: skip
+    if runs[0]["status"] != "FINISHED":
+        raise RuntimeError(f"training {run_id} ended {runs[0]['status']}")
     return run_id
 
 
