@@ -182,7 +182,10 @@ def start_batch(
     )
     if launch.created:  # which job to ask the launcher about, should none report
         record = replace(record, launch_id=launch.job_id)
-        store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(asdict(record)))
+    elif previous is not None:  # still running as first asked: its shards report as such
+        record = replace(record, instances=previous.instances,
+                         instance_type=previous.instance_type)  # fmt: skip
+    store.put_text(settings.artifacts_bucket, _record_key(job_id), json.dumps(asdict(record)))
     return record
 
 

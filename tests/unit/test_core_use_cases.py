@@ -196,6 +196,11 @@ def test_a_batch_over_three_machines_deals_shards_and_sums_their_reports(store: 
         f"{folder}shard-0000{i}" for i in range(3)]  # fmt: skip
     assert batch_status(record.job_id, store, SETTINGS, NO_TENANT).status == "PENDING"
 
+    # and: the same request again with another N while it runs changes nothing it reports
+    again = start_batch(run.run_id, "news", "scored", tracking, store, launcher, SETTINGS,
+                        NO_TENANT, instances=2)  # fmt: skip
+    assert (again.job_id, again.instances) == (record.job_id, 3)
+
     def report(shard: int, status: str, done: int, error: str = "") -> None:
         body = {"status": status, "total": 12, "done": done, "treated": done - 1,
                 "not_treated_count": 1, "error": error}  # fmt: skip
