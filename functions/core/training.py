@@ -47,12 +47,15 @@ def _usable_experiment(tracking: Tracking, name: str) -> Experiment | None:
 
 def _check_model_name(
     tracking: Tracking, model_name: str, experiment: Experiment | None, name: str
-) -> str | None:
+) -> tuple[str | None, Experiment | None]:
     """Each experiment registers into a model of its own: refuse a name another one holds.
-    Returns the owner's experiment id (None: the name is free)."""
+    Returns the owner's experiment id (None: the name is free) and the experiment, which a
+    concurrent request of the same name may have created since it was looked up."""
     owner = tracking.model_owner(model_name)
+    if owner is not None and experiment is None:
+        experiment = _usable_experiment(tracking, name)
     if owner is None or (experiment is not None and owner == experiment.experiment_id):
-        return owner
+        return owner, experiment
     holder = next((e.name for e in tracking.list_experiments() if e.experiment_id == owner), None)
     raise Conflict(
         f"experiment {name!r} would register its models as {model_name!r}, which already "
@@ -81,7 +84,7 @@ def start_training(
     labels, experiment_name, dataset = validate_training_request(request, store, settings, tenant)
     experiment = _usable_experiment(tracking, experiment_name)
     model_name = registered_model_name(tenant.qualify(experiment_name))
-    owner = _check_model_name(tracking, model_name, experiment, experiment_name)
+    owner, experiment = _check_model_name(tracking, model_name, experiment, experiment_name)
     experiment_id = (
         experiment.experiment_id if experiment else tracking.create_experiment(experiment_name)
     )

@@ -16,7 +16,7 @@ from functions.core.config import Settings
 from functions.core.deletion import restore_experiment, restore_run, soft_delete_experiment
 from functions.core.errors import Conflict, InvalidRequest, ModelNotReady, RunNotFound
 from functions.core.idempotency import start_training_once
-from functions.core.models import TrainingRequest
+from functions.core.models import Experiment, TrainingRequest
 from functions.core.runs import (
     PREDICTIONS_ARTIFACT,
     cancel_run,
@@ -269,3 +269,26 @@ def test_training_asks_its_launcher_for_the_machine_type(store: FakeStore) -> No
     request = replace(_request(), instance_type="ml.g6.xlarge")
     start_training_once(request, None, store, tracking, launcher, SETTINGS, NO_TENANT)
     assert [spec.instance_type for spec in launcher.jobs.values()] == ["ml.g6.xlarge"]
+
+
+def test_a_request_racing_the_one_that_creates_its_experiment_joins_it(store: FakeStore) -> None:
+    # given: another request of the same name creates the experiment and claims its model
+    # name between this request's look-up of the experiment and its look-up of the name
+    class Racing(FakeTracking):
+        def __init__(self) -> None:
+            super().__init__()
+            self.looked_up = 0
+
+        def get_experiment(self, name: str) -> Experiment | None:
+            self.looked_up += 1
+            if self.looked_up == 1:  # not there yet; the other request creates it now
+                self.claim_model_name("news-classifier", self.create_experiment(name))
+                return None
+            return super().get_experiment(name)
+
+    tracking, launcher = Racing(), FakeLauncher()
+    started = start_training_once(_request(), None, store, tracking, launcher, SETTINGS,
+                                  NO_TENANT)  # fmt: skip
+    # then: it trains in that experiment, not a 409 for a name "held by another experiment"
+    assert [e.name for e in tracking.list_experiments()] == ["news"]
+    assert started.run.experiment_id == tracking.models["news-classifier"]
