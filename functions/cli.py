@@ -7,6 +7,7 @@ with --json.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sys
@@ -285,15 +286,22 @@ def status(client: Client, experiment: str, limit: int, watch: bool, poll: float
 @click.argument("runid")
 @click.argument("texts", nargs=-1)
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), help="classify a file's text (repeatable)")  # fmt: skip
+              path_type=Path), help="classify a file: text, PDF, DOCX, HTML or .eml (repeatable)"
+              )  # fmt: skip
 @pass_client
 def predict(client: Client, runid: str, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
-    """Classify TEXTS (and --file contents) with a run id or models:/<name>@<alias>."""
-    items = [*texts, *(path.read_text(errors="replace") for path in files)]
-    if not items:
+    """Classify TEXTS (and --file documents) with a run id or models:/<name>@<alias>."""
+    if not texts and not files:
         raise click.UsageError("give a text or --file")
-    answer = client.call("POST", f"{API}/predict", json={"runid": runid, "texts": items})
-    client.show(answer["data"], "\n".join(map(_answer_line, answer["data"])))
+    answers: list[dict[str, Any]] = []
+    if texts:
+        body = {"runid": runid, "texts": list(texts)}
+        answers += client.call("POST", f"{API}/predict", json=body)["data"]
+    for path in files:  # sent as they are: the API reads PDFs, Word files, pages and e-mails
+        document = base64.b64encode(path.read_bytes()).decode()
+        body = {"runid": runid, "document": document}
+        answers.append(client.call("POST", f"{API}/predict", json=body)["data"])
+    client.show(answers, "\n".join(map(_answer_line, answers)))
 
 
 def _answer_line(answer: dict[str, Any]) -> str:

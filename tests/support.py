@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -122,10 +123,17 @@ class LambdaApi:
         body: Any,
         query: dict[str, str] | None,
         claims: dict[str, str] | None,
+        content_type: str | None = None,
     ) -> dict[str, Any]:
         name = "apigw_rest_v1.json" if version == "v1" else "apigw_http_v2.json"
         event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-        raw_body = None if body is None else json.dumps(body)
+        # Bytes (a multipart upload) arrive base64-encoded, as API Gateway passes binary bodies.
+        binary = isinstance(body, bytes)
+        raw_body = (None if body is None else base64.b64encode(body).decode() if binary
+                    else json.dumps(body))  # fmt: skip
+        event["isBase64Encoded"] = binary
+        if content_type is not None:
+            event["headers"]["Content-Type" if version == "v1" else "content-type"] = content_type
         if version == "v1":
             event.update(path=path, httpMethod=method, body=raw_body)
             event["queryStringParameters"] = query
@@ -141,7 +149,8 @@ class LambdaApi:
             if query:
                 event["queryStringParameters"] = query
             event["requestContext"]["http"].update(method=method, path=full)
-            event["headers"]["content-length"] = str(len(raw_body or ""))
+            length = len(body) if binary else len(raw_body or "")
+            event["headers"]["content-length"] = str(length)
             if claims is not None:  # the JWT authorizer's verified claims
                 event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
         return event
@@ -154,9 +163,10 @@ class LambdaApi:
         body: Any = None,
         query: dict[str, str] | None = None,
         claims: dict[str, str] | None = None,
+        content_type: str | None = None,
     ) -> tuple[int, Any]:
         context = SimpleNamespace(aws_request_id="req-1", function_name="cc-api")
-        event = self._event(version, method, path, body, query, claims)
+        event = self._event(version, method, path, body, query, claims, content_type)
         response = self.handler(event, context)
         text = response["body"]
         try:
@@ -218,3 +228,87 @@ def multi_label_tree(labels: dict[str, list[str]], documents: int) -> dict[str, 
         for label in chosen:
             tree[label][f"ticket-{i:03d}.txt"] = body
     return tree
+
+
+# Real files of each format, written by the libraries that make them (documents/extract.py
+# reads them back); the bad ones are what customers' folders hold too.
+def pdf_bytes(text: str, pages: int = 1) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for _ in range(pages):
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text)
+    return bytes(pdf.output())
+
+
+def blank_pdf_bytes(pages: int = 1) -> bytes:
+    """Pages with no text layer: what a scanner without OCR writes (or a 2,000-page file)."""
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(612, 792)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def encrypted_pdf_bytes(text: str) -> bytes:
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(text))))
+    writer.encrypt(user_password="secret", algorithm="AES-256")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def docx_bytes(text: str) -> bytes:
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def zip_bomb_bytes(unpacked: int = 60 * 2**20) -> bytes:
+    """A small ZIP that declares a huge word/document.xml (renamed .docx by its owner)."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", b"0" * unpacked)
+    return out.getvalue()
+
+
+def html_bytes(text: str) -> bytes:
+    return (
+        "<!DOCTYPE html><html><head><title>page</title><script>var tracking = 1;</script>"
+        f"</head><body><article><p>{text}</p></article></body></html>"
+    ).encode()
+
+
+def eml_bytes(subject: str, body: str, attachment: str | None = None) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "customer@example.com"
+    message["To"] = "support@example.com"
+    message["Subject"] = subject
+    message.set_content(body)
+    if attachment:
+        message.add_attachment(pdf_bytes("attached"), maintype="application", subtype="pdf",
+                               filename=attachment)  # fmt: skip
+    return message.as_bytes()

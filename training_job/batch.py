@@ -35,7 +35,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from documents import decode_document, listing_problem
+from documents import listing_problem
+from documents.extract import Extracted, Limits, extract
 from training_job.config import JobPaths, load_parameters, parse_args
 from training_job.data import ObjectInfo
 from training_job.logs import bind_run, configure_job_logging
@@ -54,7 +55,11 @@ class BatchParameters:
     tracking_uri: str = ""
     part_size: int = 256
     read_workers: int = 16
-    max_document_bytes: int = 1_048_576
+    max_document_bytes: int = 10_485_760
+    # Reading PDF, DOCX, HTML and e-mail (documents/extract.py Limits; the service's settings).
+    max_pdf_pages: int = 500
+    max_unpacked_bytes: int = 50 * 1024**2
+    max_extracted_chars: int = 1_000_000
     # > 0: also rank the documents to label next and write the best this many.
     suggest: int = 0
     # Shards the input is split into (machines or processes classifying at once), and where
@@ -170,10 +175,10 @@ class BatchJob:
             raw = self.s3.get_object(Bucket=self.in_bucket, Key=info.key)["Body"].read()
         except Exception as exc:  # one unreadable object must not stop millions of others
             return info.key, None, f"unreadable: {exc}"
-        decoded = decode_document(raw)
-        if isinstance(decoded, str):
-            return info.key, None, decoded
-        return info.key, decoded[0], None
+        found = extract(raw, Limits.of(self.params))
+        if not isinstance(found, Extracted):
+            return info.key, None, found
+        return info.key, found.text, None
 
     def run_part(
         self, index: int, infos: list[ObjectInfo], pool: ThreadPoolExecutor

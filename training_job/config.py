@@ -81,8 +81,12 @@ class Hyperparameters:
     # Data splitting and reading.
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    max_document_bytes: int = 1_048_576
+    max_document_bytes: int = 10_485_760
     read_workers: int = 16
+    # Reading PDF, DOCX, HTML and e-mail (documents/extract.py Limits; the service's settings).
+    max_pdf_pages: int = 500
+    max_unpacked_bytes: int = 50 * 1024**2
+    max_extracted_chars: int = 1_000_000
     # The evaluation bar for registration.
     min_macro_f1: float = 0.7
     # "always": a registered version becomes @champion; "if_better": only where it beats

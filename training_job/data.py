@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from documents import CsvError, decode_document, listing_problem, read_labelled_csv, row_key
+from documents import CsvError, listing_problem, read_labelled_csv, row_key
+from documents.extract import TEXT, Extracted, Limits, extract
 
 
 class DatasetError(ValueError):
@@ -41,6 +42,8 @@ class Document:
     sha256: str
     encoding: str
     labels: tuple[str, ...] = ()  # multi-label: every label folder it is filed under
+    format: str = TEXT  # what it was (documents/extract.py): text, pdf, docx, html, email
+    extractor: str = ""  # what read its text (plain text: its encoding)
 
     @property
     def label_set(self) -> tuple[str, ...]:
@@ -79,6 +82,12 @@ class Dataset:
                     "size": d.size,
                     "sha256": d.sha256,
                     **({"labels": list(d.labels)} if d.labels else {}),
+                    # text as before (its fingerprint unchanged); other formats say how read
+                    **(
+                        {"format": d.format, "extractor": d.extractor, "chars": len(d.text)}
+                        if d.format != TEXT
+                        else {}
+                    ),
                 },
                 sort_keys=True,
             )
@@ -88,10 +97,25 @@ class Dataset:
     def fingerprint(self) -> str:
         return hashlib.sha256("\n".join(self.manifest_lines()).encode()).hexdigest()
 
+    def formats(self) -> dict[str, dict[str, int]]:
+        """Documents of each format under each label."""
+        found: dict[str, dict[str, int]] = {label: {} for label in self.labels}
+        for doc in self.documents:
+            for label in doc.label_set:
+                found[label][doc.format] = found[label].get(doc.format, 0) + 1
+        return found
+
     def report(self) -> dict[str, Any]:
         return {
             "labels": self.labels,
             "documents_per_label": self.counts(),
+            "formats_per_label": self.formats(),
+            # every document not plain text: how its text was found, and how much
+            "extracted": [
+                {"key": d.key, "format": d.format, "extractor": d.extractor, "chars": len(d.text)}
+                for d in sorted(self.documents, key=lambda doc: doc.key)
+                if d.format != TEXT
+            ],
             "number_documents_treated": len(self.documents),
             "number_documents_non_treated": len(self.rejected),
             "list_id_not_treated": [asdict(r) for r in self.rejected],
@@ -169,17 +193,18 @@ class FolderSource:
         return (self.root / relative).read_bytes()
 
 
-def _load(source: DocumentSource, info: ObjectInfo, label: str) -> Document | RejectedDocument:
+def _load(source: DocumentSource, info: ObjectInfo, label: str, limits: Limits
+          ) -> Document | RejectedDocument:  # fmt: skip
     try:
         raw = source.read(info.key)
     except OSError as exc:  # a transient read failure is reported, not fatal
         return RejectedDocument(info.key, label, f"unreadable: {exc}")
-    decoded = decode_document(raw)
-    if isinstance(decoded, str):
-        return RejectedDocument(info.key, label, decoded)
-    text, encoding = decoded
+    found = extract(raw, limits)
+    if not isinstance(found, Extracted):
+        return RejectedDocument(info.key, label, found)
     digest = hashlib.sha256(raw).hexdigest()
-    return Document(info.key, label, text, len(raw), digest, encoding)
+    return Document(info.key, label, found.text, len(raw), digest, found.encoding,
+                    format=found.format, extractor=found.extractor)  # fmt: skip
 
 
 def _candidates(
@@ -199,9 +224,10 @@ def _candidates(
 
 def read_dataset(
     source: DocumentSource, labels: list[str], max_bytes: int, workers: int = 16,
-    multi_label: bool = False,
+    multi_label: bool = False, limits: Limits | None = None,
 ) -> Dataset:  # fmt: skip
-    """Read every document of the requested labels concurrently; classify the unusable ones.
+    """Read every document of the requested labels concurrently (its text extracted where
+    it is a PDF, DOCX, HTML page or e-mail); classify the unusable ones.
 
     A document filed under several label folders (the same name under each) is one
     document with all those labels in multi-label mode (copies that differ are conflicting
@@ -210,7 +236,8 @@ def read_dataset(
     dataset = Dataset(labels=list(labels), rejected=rejected)
     copies: dict[str, list[Document]] = {}  # by the name under its label folder
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for outcome in pool.map(lambda item: _load(source, *item), wanted):
+        limits = limits or Limits()
+        for outcome in pool.map(lambda item: _load(source, item[0], item[1], limits), wanted):
             if isinstance(outcome, Document):
                 name = outcome.key[len(source.label_prefix(outcome.label)) :]
                 copies.setdefault(name, []).append(outcome)

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from documents import is_csv_dataset
+from documents.extract import Limits
 from training_job import kinds
 from training_job.candidates import Selection, select_model
 from training_job.config import Hyperparameters, JobPaths
@@ -100,7 +101,7 @@ def read_training_data(hp: Hyperparameters, paths: JobPaths, labels: list[str]) 
     key = urlparse(hp.data_uri).path.strip("/")
     if not is_csv_dataset(key):
         return read_dataset(open_source(hp, paths), labels, hp.max_document_bytes,
-                            hp.read_workers, hp.multi_label)  # fmt: skip
+                            hp.read_workers, hp.multi_label, Limits.of(hp))  # fmt: skip
     copied = paths.channel / key.rsplit("/", 1)[-1]
     if copied.is_file():
         raw = copied.read_bytes()
@@ -291,6 +292,7 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
         }
     )
     check_trainable(dataset, MIN_DOCS_PER_LABEL)
+    tracker.phase("splitting")
     split = stratified_split(dataset.documents, hp.val_fraction, hp.test_fraction, hp.seed)
     if len(split.test) < SMALL_TEST:  # a coin toss: estimate by cross-validation instead
         split = stratified_split(dataset.documents, hp.val_fraction, 0.0, hp.seed)

@@ -89,11 +89,17 @@ class RunRequest(RequestBody):
 
 
 class PredictRequest(RequestBody):
-    """`text` for one document, or `texts` for several (answered in the same order)."""
+    """`text` for one document, `texts` for several (answered in the same order), or
+    `document`: a file (PDF, DOCX, HTML, e-mail or text) in base64."""
 
     runid: str = Field(max_length=MAX_TEXT_FIELD, examples=["2092651bbf294a918310ad609aab2a09"])
     text: str | None = Field(default=None, max_length=MAX_BODY_TEXT)
     texts: list[str] | None = Field(default=None, max_length=MAX_TEXTS_IN_BODY)
+    document: str | None = Field(
+        default=None,
+        max_length=MAX_BODY_TEXT,
+        description="a file's bytes in base64; its format is found from its content",
+    )
     all_scores: bool = Field(
         default=False, description="also answer `scores`: the probability of every label"
     )
@@ -126,6 +132,10 @@ class PredictionOut(BaseModel):
         description="ood_score is over the threshold that 95% of held-out training documents "
         "stay under: the text may belong to none of the labels",
     )
+    format: str | None = Field(
+        default=None, description="a `document` or uploaded file: what it was read as (pdf, "
+        "docx, html, email or text)",
+    )  # fmt: skip
 
 
 class BatchPredictRequest(RequestBody):
@@ -252,8 +262,8 @@ class RunStatusItem(BaseModel):
     cancelled: str | None = Field(default=None, description="who cancelled the run, and why")
     phase: str | None = Field(
         default=None,
-        description="what the job is doing: reading, training, tuning, exporting, evaluating, "
-        "logging_model, registering, done, failed or cancelled",
+        description="what the job is doing: reading, splitting, training, tuning, exporting, "
+        "evaluating, logging_model, registering, done, failed or cancelled",
     )
     phase_detail: str | None = Field(
         default=None, description="e.g. `candidate 2 of 4: head · epoch 3`"

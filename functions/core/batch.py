@@ -161,6 +161,7 @@ def start_batch(
         "job_id": job_id,
         "tracking_uri": settings.mlflow_tracking_uri,
         "max_document_bytes": str(settings.max_document_bytes),
+        **settings.extraction_limits,
         "suggest": str(suggest),
         "instances": str(instances),
     }

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from documents.extract import Limits
+
 ENV_PREFIX = "CC_"
 
 
@@ -47,7 +49,11 @@ class Settings(BaseSettings):
 
     # Dataset validation.
     min_docs_per_label: int = 8
-    max_document_bytes: int = 1_048_576
+    max_document_bytes: int = 10_485_760
+    # Reading PDF, DOCX, HTML and e-mail (documents/extract.py) in the job, batch and predict.
+    max_pdf_pages: int = 500
+    max_unpacked_bytes: int = 50 * 1024**2
+    max_extracted_chars: int = 1_000_000
     # A Comprehend-format CSV dataset is read whole by the API to validate it.
     max_csv_bytes: int = 104_857_600
     max_labels: int = 100
@@ -165,6 +171,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     # The API Gateway stage path the app is deployed under (e.g. "/prod"), if any.
     api_base_path: str = ""
+
+    @property
+    def extraction_limits(self) -> dict[str, str]:
+        """The reading limits (documents/extract.py Limits), as job hyperparameters."""
+        return {name: str(getattr(self, name)) for name in Limits.__dataclass_fields__}
 
     def readable_buckets(self) -> set[str]:
         return {self.data_bucket, *self.allowed_buckets}

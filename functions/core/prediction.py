@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import time
 from dataclasses import replace
 
 from documents import text_problem
+from documents.extract import Extracted, Limits, extract
 from functions.core.config import Settings
 from functions.core.errors import InvalidRequest
 from functions.core.models import Prediction
@@ -36,6 +39,32 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
                 "(the job does not train on such documents either)"
             )
     return texts
+
+
+def document_text(raw: bytes, settings: Settings) -> Extracted:
+    """The text of an uploaded document (PDF, DOCX, HTML, e-mail or plain text), read as the
+    training job reads its documents, or an InvalidRequest saying why it cannot be."""
+    if not raw:
+        raise InvalidRequest("the document is empty")
+    if len(raw) > settings.max_document_bytes:
+        raise InvalidRequest(
+            f"the document has {len(raw)} bytes; the limit is {settings.max_document_bytes}"
+        )
+    found = extract(raw, Limits.of(settings))
+    if not isinstance(found, Extracted):
+        raise InvalidRequest(
+            f"the document cannot be classified: {found} (the job does not train on such "
+            "documents either)"
+        )
+    return found
+
+
+def decode_base64(encoded: str) -> bytes:
+    """A JSON body's `document`: standard base64 (whitespace and line breaks allowed)."""
+    try:
+        return base64.b64decode("".join(encoded.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("`document` must be the file's bytes in base64") from None
 
 
 def audit_entries(

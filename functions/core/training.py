@@ -102,6 +102,7 @@ def start_training(
         job_name=job_name or f"cc-{run.run_id}",
         hyperparameters={
             **settings.training_defaults,
+            **settings.extraction_limits,
             **({"base_model": settings.base_model} if settings.base_model else {}),
             "labels": json.dumps(labels),
             "data_uri": dataset.location.uri,

@@ -358,7 +358,7 @@ def test_a_running_job_reports_its_phase_percent_and_eta(
     running = [run for run in seen if run["status"] == "RUNNING" and run["phase"]]
     assert running, seen[:3]
     phases = {run["phase"] for run in running}
-    assert phases <= {"reading", "training", "tuning", "exporting", "evaluating",
+    assert phases <= {"reading", "splitting", "training", "tuning", "exporting", "evaluating",
                       "logging_model", "registering", "done"}, phases  # fmt: skip
     percents = [run["progress_percent"] for run in running if run["progress_percent"] is not None]
     assert percents == sorted(percents)

@@ -11,7 +11,14 @@ from click.testing import CliRunner, Result
 
 from functions.cli import main
 from tests.conftest import LiveApi
-from tests.support import DATA_BUCKET, TOPICS, keyword_tree, list_keys
+from tests.support import (
+    DATA_BUCKET,
+    TOPICS,
+    encrypted_pdf_bytes,
+    keyword_tree,
+    list_keys,
+    pdf_bytes,
+)
 
 
 def _cli(api: LiveApi, *args: str) -> Result:
@@ -81,15 +88,28 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert "cross-validation, out of fold, over all 16 documents" in listed.stdout
     # a batch over the dataset and a document it cannot use: treated / not treated, and why
     s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/empty.txt", Body=b"")
+    # and documents as customers have them: a PDF it reads, a locked one it cannot
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/weather/forecast.pdf",
+                  Body=pdf_bytes("rain storm forecast"))  # fmt: skip
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/locked.pdf",
+                  Body=encrypted_pdf_bytes("goal striker"))  # fmt: skip
     batch = CliRunner().invoke(main, ["--url", live_api.url, "batch-predict", run["run_id"],
                                       dataset_prefix, f"{dataset_prefix}-out", "--wait", "--poll",
                                       "0.5"], catch_exceptions=False)  # fmt: skip
     assert batch.exit_code == 0, batch.output
     line = (
-        f"COMPLETED: 16 treated, 1 not treated (of 17) -> s3://{DATA_BUCKET}/{dataset_prefix}-out"
+        f"COMPLETED: 17 treated, 2 not treated (of 19) -> s3://{DATA_BUCKET}/{dataset_prefix}-out"
     )
     assert batch.stdout.startswith("batch-") and batch.stdout.rstrip().endswith(f" {line}")
     assert f"not treated {dataset_prefix}/sports/empty.txt: empty" in batch.stderr
+    assert (f"not treated {dataset_prefix}/sports/locked.pdf: encrypted PDF (needs a password)"
+            in batch.stderr)  # fmt: skip
+    # a file classified as it is: a PDF sent whole, read by the API
+    (tmp_path / "forecast.pdf").write_bytes(pdf_bytes("rain storm forecast cloud"))
+    filed = _json(
+        _cli(live_api, "predict", run["run_id"], "--file", str(tmp_path / "forecast.pdf"))
+    )
+    assert [(p["label"], p["format"]) for p in filed] == [("weather", "pdf")]
     # what to label next in a folder: ranked, one line each, best first
     suggested = CliRunner().invoke(main, ["--url", live_api.url, "suggest", run["run_id"],
                                           f"{dataset_prefix}/weather", "-n", "2", "--poll",
@@ -119,7 +139,7 @@ def test_upload_train_status_predict_batch_promote_delete(
                               input="n\n")  # fmt: skip
     assert kept.exit_code == 1 and list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/")
     removed = _json(_cli(live_api, "delete", "dataset", dataset_prefix, "--yes"))
-    assert removed["data"]["objects_removed"] == 17 + 5  # and the suggest job's output
+    assert removed["data"]["objects_removed"] == 19 + 5  # and the suggest job's output
     assert list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/") == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
+from urllib3 import encode_multipart_formdata
 
 from functions.adapters.model_loader import READY_MARKER, MlflowModelLoader
 from functions.api.app import create_app
@@ -25,9 +27,16 @@ from tests.support import (
     HEAVY_RUNTIMES,
     TOPICS,
     LambdaApi,
+    blank_pdf_bytes,
+    docx_bytes,
+    eml_bytes,
+    encrypted_pdf_bytes,
+    html_bytes,
     keyword_tree,
     list_keys,
+    pdf_bytes,
     upload_tree,
+    zip_bomb_bytes,
 )
 
 PREDICT = "/custom_classifier/predict"
@@ -252,6 +261,106 @@ def test_a_binary_file_read_as_text_is_refused_as_training_would(
     alone = api.post(PREDICT, json={"runid": trained_model.run_id, "text": "rain and storm"})
     assert alone.status_code == 200, alone.text
     _assert_prediction(alone.json()["data"], trained_model.labels)
+
+
+FORECAST = "rain and storm in the forecast, cloud and rain"
+DOCUMENTS = {
+    "pdf": lambda: pdf_bytes(FORECAST),
+    "docx": lambda: docx_bytes(FORECAST),
+    "html": lambda: html_bytes(FORECAST),
+    "email": lambda: eml_bytes("the forecast", FORECAST),
+}
+
+
+@pytest.mark.parametrize("kind", list(DOCUMENTS))
+def test_a_document_in_base64_or_uploaded_is_labelled_like_its_text(
+    api: TestClient, trained_model: TrainedModel, kind: str
+) -> None:
+    # given: a file of each format written by its own library, holding a weather text
+    raw = DOCUMENTS[kind]()
+    run_id = trained_model.run_id
+    as_text = api.post(PREDICT, json={"runid": run_id, "text": FORECAST}).json()["data"]
+    # when: it is sent in base64 in the JSON body, and uploaded as multipart/form-data
+    sent = api.post(PREDICT, json={"runid": run_id, "document": base64.b64encode(raw).decode()})
+    uploaded = api.post(f"{PREDICT}/file", data={"runid": run_id, "all_scores": "true"},
+                        files={"file": (f"document.{kind}", raw)})  # fmt: skip
+    # then: read as that format, and labelled as its text is
+    for answer in (sent, uploaded):
+        assert answer.status_code == 200, answer.text
+        data = answer.json()["data"]
+        assert data["format"] == kind
+        assert data["label"] == as_text["label"] == "weather"
+    assert set(uploaded.json()["data"]["scores"]) == set(trained_model.labels)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (lambda: encrypted_pdf_bytes(FORECAST), "encrypted PDF (needs a password)"),
+        (lambda: blank_pdf_bytes(), "no text layer (a scanned PDF: it would take OCR)"),
+        (lambda: blank_pdf_bytes(600), "PDF of 600 pages, more than the limit of 500"),
+        (lambda: zip_bomb_bytes(), "more than the limit"),
+        (lambda: b"PK\x03\x04" + b"\x00" * 200, "a damaged ZIP archive, not a readable DOCX"),
+        (lambda: eml_bytes("scan", "", "scan.pdf"), "attachments, not read: scan.pdf"),
+        (lambda: b"", "the document is empty"),
+    ],
+    ids=["encrypted", "scanned", "too-many-pages", "zip-bomb", "corrupt-docx", "attachment-only",
+         "empty"],
+)  # fmt: skip
+def test_a_document_that_cannot_be_read_answers_422_saying_why(
+    api: TestClient, trained_model: TrainedModel, raw: Any, message: str
+) -> None:
+    body = raw()
+    encoded = {"runid": trained_model.run_id, "document": base64.b64encode(body).decode()}
+    for answer in (
+        api.post(PREDICT, json=encoded),
+        api.post(f"{PREDICT}/file", data={"runid": trained_model.run_id},
+                 files={"file": ("upload.bin", body)}),
+    ):  # fmt: skip
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["status"]["code"] == 422
+        assert message in answer.json()["error"], answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text": "rain", "document": "cmFpbg=="}, "give exactly one of `text`, `texts` or"),
+        ({"document": "not base64 !"}, "`document` must be the file's bytes in base64"),
+    ],
+)
+def test_a_document_request_that_is_malformed_answers_422(
+    api: TestClient, trained_model: TrainedModel, body: dict[str, Any], message: str
+) -> None:
+    answer = api.post(PREDICT, json={"runid": trained_model.run_id, **body})
+    assert answer.status_code == 422, answer.text
+    assert message in answer.json()["error"]
+
+
+def test_an_upload_without_a_file_or_too_large_answers_4xx(
+    settings: Settings, trained_model: TrainedModel
+) -> None:
+    run = {"runid": trained_model.run_id}
+    with TestClient(create_app(settings.model_copy(update={"max_document_bytes": 1000}))) as small:
+        missing = small.post(f"{PREDICT}/file", data=run)
+        assert missing.status_code == 422 and "file" in missing.json()["error"]
+        large = small.post(f"{PREDICT}/file", data=run, files={"file": ("a.docx", docx_bytes("x"))})
+        assert large.status_code == 422, large.text
+        assert "the limit is 1000" in large.json()["error"]
+
+
+def test_a_file_uploaded_through_the_http_api_event_is_read_as_sent(
+    lambda_api: LambdaApi, trained_model: TrainedModel
+) -> None:
+    # given: an HTTP API event whose multipart body API Gateway passed in base64
+    fields = {"runid": trained_model.run_id, "file": ("forecast.pdf", pdf_bytes(FORECAST))}
+    body, content_type = encode_multipart_formdata(fields)
+    # when
+    code, answer = lambda_api.call("v2", "POST", f"{PREDICT}/file", body,
+                                   content_type=content_type)  # fmt: skip
+    # then
+    assert code == 200, answer
+    assert (answer["data"]["format"], answer["data"]["label"]) == ("pdf", "weather")
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

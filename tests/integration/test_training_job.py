@@ -20,9 +20,13 @@ from tests.support import (
     BBC_LABELS,
     DATA_BUCKET,
     TOPICS,
+    bbc_root,
     bbc_slice,
+    docx_bytes,
+    encrypted_pdf_bytes,
     keyword_tree,
     list_keys,
+    pdf_bytes,
     upload_tree,
     wait_until,
 )
@@ -91,6 +95,12 @@ def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
     tree = bbc_slice(30, extra=("sports/199.txt",))
     tree["tech"]["junk.bin"] = JUNK_BINARY
     tree["business"]["empty.txt"] = b""
+    # and documents as customers have them: a PDF, a Word file (named .txt), a locked PDF
+    sports, business = (sorted((bbc_root() / label).iterdir())[40].read_text(errors="replace")
+                        for label in ("sports", "business"))  # fmt: skip
+    tree["sports"]["report.pdf"] = pdf_bytes(sports.encode("latin-1", "replace").decode("latin-1"))
+    tree["business"]["memo.txt"] = docx_bytes(business)
+    tree["politics"]["locked.pdf"] = encrypted_pdf_bytes("minutes of the cabinet")
     upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
 
     # when
@@ -123,11 +133,19 @@ def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
     assert not_treated == {
         f"{dataset_prefix}/tech/junk.bin": "binary",
         f"{dataset_prefix}/business/empty.txt": "empty",
+        f"{dataset_prefix}/politics/locked.pdf": "encrypted PDF (needs a password)",
     }
-    assert report["number_documents_treated"] == 151
+    assert report["number_documents_treated"] == 153
     assert report["decoded_with_fallback"] == [f"{dataset_prefix}/sports/199.txt"]
+    # and: the PDF and the Word file were read by content, each listed with what read it
+    assert report["formats_per_label"]["sports"] == {"text": 31, "pdf": 1}
+    assert report["formats_per_label"]["business"] == {"text": 30, "docx": 1}
+    extracted = {item["key"]: item for item in report["extracted"]}
+    assert extracted[f"{dataset_prefix}/sports/report.pdf"]["extractor"] == "pypdf"
+    assert extracted[f"{dataset_prefix}/business/memo.txt"]["format"] == "docx"
+    assert extracted[f"{dataset_prefix}/business/memo.txt"]["chars"] >= len(business) - 10
     manifest = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/dataset/manifest.jsonl")
-    assert len(manifest.strip().splitlines()) == 151
+    assert len(manifest.strip().splitlines()) == 153
     # and: the registered champion is this run's model, and it predicts a known label
     name = f"{experiment_name}-classifier"
     champion = MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS)

@@ -46,12 +46,25 @@ def test_training_job_imports_nothing_from_functions() -> None:
         assert "functions" not in names, module
 
 
-def test_documents_imports_only_the_standard_library() -> None:
-    # Both images ship it, so it can depend on neither program nor on anything installed.
+# The libraries that read PDF, DOCX and HTML (documents/extract.py), in both images.
+EXTRACTORS = {"pypdf", "docx", "trafilatura"}
+
+
+def test_documents_imports_the_standard_library_and_extractors_when_used() -> None:
+    # Both images ship it, so it can depend on neither program; at import time on nothing
+    # installed, and an extraction library only inside the function that reads its format.
     for module, names in _imports(ROOT / "documents").items():
         outside = names - set(sys.stdlib_module_names) - {"documents"}
-        assert not outside, f"{module} imports {outside}"
+        assert outside <= EXTRACTORS, f"{module} imports {outside - EXTRACTORS}"
         assert not names & {"functions", "training_job"}, module
+    code = (
+        "import sys, json, documents, documents.extract;"
+        f"print(json.dumps(sorted(m for m in {sorted(EXTRACTORS)!r} if m in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def _defined(path: Path) -> set[str]:

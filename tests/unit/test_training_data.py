@@ -39,11 +39,12 @@ def test_folder_source_reads_nested_unicode_names_and_lists_unusable(tmp_path: P
     dataset = read_dataset(FolderSource(tmp_path, key_prefix="ds"), ["pos", "neg"], max_bytes=100)
     # then
     assert dataset.counts() == {"pos": 2, "neg": 1}
-    assert {(r.key, r.reason) for r in dataset.rejected} == {
-        ("ds/pos/.DS_Store", "hidden file"),
-        ("ds/neg/big.txt", "larger than 100 bytes"),
-        ("ds/neg/empty.txt", "empty"),
-        ("ds/neg/scan.pdf", "binary"),
+    reasons = {r.key: r.reason for r in dataset.rejected}
+    assert reasons.pop("ds/neg/scan.pdf").startswith("unreadable PDF: ")
+    assert reasons == {
+        "ds/pos/.DS_Store": "hidden file",
+        "ds/neg/big.txt": "larger than 100 bytes",
+        "ds/neg/empty.txt": "empty",
     }
     assert "ds/pos/sub/\u00e9t\u00e9.txt" in {d.key for d in dataset.documents}
     report = dataset.report()
