@@ -1,7 +1,8 @@
 """What a document must be for the service to train on it or classify it.
 
 One implementation for the three places that read documents: the training job, the batch
-job and online predict. Pure Python, standard library only, no I/O: callers read the bytes.
+job and online predict. No I/O: callers read the bytes. The rules use the standard library
+only; the extractors of documents/extract.py (PDF, DOCX, HTML) import theirs when called.
 """
 
 from documents.labelled_csv import (

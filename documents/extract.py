@@ -39,8 +39,13 @@ FORMATS = (TEXT, PDF, DOCX, HTML, EMAIL)
 NO_TEXT_LAYER = "no text layer (a scanned PDF: it would take OCR)"
 ENCRYPTED = "encrypted PDF (needs a password)"
 
-_SNIFF = 2048
-_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Office 97-2003 (.doc, .xls, Outlook .msg)
+OLE = "ole"  # Office 97-2003 (.doc, .xls, Outlook .msg): found, never read
+OLE_REFUSED = "an Office 97-2003 file (.doc, .xls or Outlook .msg): save it as DOCX or .eml"
+SNIFF_BYTES = 2048  # what detect() reads: a survey fetches no more of a document
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Formats by name, for counting a listing without opening it; extract() trusts only content.
+_NAMED = {".pdf": PDF, ".docx": DOCX, ".htm": HTML, ".html": HTML, ".xhtml": HTML,
+          ".eml": EMAIL, ".txt": TEXT, ".text": TEXT, ".md": TEXT, "": TEXT}  # fmt: skip
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)\b", re.I | re.S)
 _HEADER = re.compile(
     r"^(from|to|cc|subject|date|received|return-path|mime-version|message-id|"
@@ -82,18 +87,38 @@ class Refused(Exception):
 
 def detect(raw: bytes) -> str:
     """The format of `raw` from its content; TEXT where nothing else matches."""
-    head = raw[:_SNIFF]
+    head = raw[:SNIFF_BYTES]
     if b"%PDF-" in head[:1024]:
         return PDF
     if head.startswith(b"PK\x03\x04"):
         return DOCX  # any other ZIP is refused by the DOCX reader, with that reason
-    if head.startswith(_OLE):
-        return "ole"
+    if head.startswith(_OLE_MAGIC):
+        return OLE
     if _HTML_START.match(head):
         return HTML
     if _looks_like_email(head):
         return EMAIL
     return TEXT
+
+
+def format_of_name(key: str) -> str | None:
+    """The format a document's name announces (plain text for no extension), or None where
+    the name says nothing this module knows: only its content can tell."""
+    name = key.rsplit("/", 1)[-1]
+    extension = name[name.rfind(".") :].lower() if "." in name.lstrip(".") else ""
+    return _NAMED.get(extension)
+
+
+def opening(head: bytes) -> tuple[str, str | None]:
+    """A document's format from its first SNIFF_BYTES, and the reason it cannot be read where
+    they already show it (an Office 97-2003 file, binary); None where only reading it all
+    can tell (an encrypted or scanned PDF)."""
+    found = detect(head)
+    if found == OLE:
+        return found, OLE_REFUSED
+    if found == TEXT and decode_document(head) == BINARY:
+        return found, BINARY
+    return found, None
 
 
 def _looks_like_email(head: bytes) -> bool:
@@ -125,8 +150,8 @@ def extract(raw: bytes, limits: Limits | None = None) -> Extracted | str:
             text, extractor = _html(raw.decode("utf-8", errors="replace")), "trafilatura"
         elif found == EMAIL:
             text, extractor = _email(raw), "email"
-        elif found == "ole":
-            return "an Office 97-2003 file (.doc, .xls or Outlook .msg): save it as DOCX or .eml"
+        elif found == OLE:
+            return OLE_REFUSED
         else:
             decoded = decode_document(raw)
             if isinstance(decoded, str):

@@ -107,12 +107,16 @@ class S3ObjectStore:
         body = self.get_bytes(bucket, key)
         return None if body is None else body.decode("utf-8", errors="replace")
 
-    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+    def get_bytes(self, bucket: str, key: str, limit: int | None = None) -> bytes | None:
+        extra = {} if limit is None else {"Range": f"bytes=0-{limit - 1}"}
         try:
-            response = self._client.get_object(Bucket=bucket, Key=key)
+            response = self._client.get_object(Bucket=bucket, Key=key, **extra)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in {"NoSuchKey", "404"}:
                 return None
+            if code == "InvalidRange":  # an empty object has no first byte
+                return b""
             raise DependencyUnavailable(f"S3 get failed: {exc}") from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"S3 is unreachable (get): {exc}") from exc

@@ -224,6 +224,9 @@ class DatasetReport(BaseModel):
     data_uri: str
     documents_per_label: dict[str, int]
     not_treated: list[NotTreatedDocument]
+    formats_per_label: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="label -> format -> usable documents"
+    )
 
 
 class ProcessData(BaseModel):
@@ -367,6 +370,11 @@ class LabelFolderOut(BaseModel):
     not_usable_documents: list[NotTreatedDocument] = Field(
         default_factory=list,
         description="the first 50 documents training would not use, and why",
+    )
+    formats: dict[str, int] = Field(
+        default_factory=dict,
+        description="usable documents by format (text, pdf, docx, html, email), found from "
+        "the first 2 KiB of those not named as text; `other`: not opened, over the limit",
     )
 
 

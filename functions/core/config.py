@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     max_pdf_pages: int = 500
     max_unpacked_bytes: int = 50 * 1024**2
     max_extracted_chars: int = 1_000_000
+    # The dataset survey opens (2 KiB of) at most this many documents not named as text.
+    survey_open_max: int = 1000
     # A Comprehend-format CSV dataset is read whole by the API to validate it.
     max_csv_bytes: int = 104_857_600
     max_labels: int = 100

@@ -9,7 +9,6 @@ interrupted upload resumes where it stopped.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 from documents import CsvError, is_csv_dataset, label_counts, listing_problem
@@ -22,7 +21,8 @@ from functions.core.batch import (
 )
 from functions.core.config import Settings
 from functions.core.errors import Conflict, DatasetNotFound, InvalidRequest
-from functions.core.models import DatasetLocation, NotTreated, RunSummary
+from functions.core.formats import survey_formats
+from functions.core.models import DatasetLocation, NotTreated, ObjectInfo, RunSummary
 from functions.core.ports import ObjectStore, Tracking
 from functions.core.tags import TAG_DATA_URI
 from functions.core.tenancy import Tenant
@@ -44,6 +44,7 @@ class LabelFolder:
     not_usable: int
     # The first NOT_USABLE_LISTED of them and why, shown before a training starts.
     not_usable_documents: tuple[NotTreated, ...] = ()
+    formats: dict[str, int] = field(default_factory=dict)  # of the usable documents
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,8 @@ def label_folders(
     location = resolve_location(path, settings, tenant)
     if is_csv_dataset(location.prefix):
         return _csv_labels(store, location, settings)
-    usable: Counter[str] = Counter()
-    unusable: Counter[str] = Counter()
-    named: dict[str, list[NotTreated]] = {}
+    usable: list[tuple[str, ObjectInfo]] = []
+    unusable: list[NotTreated] = []
     for info in store.list_objects(location.bucket, f"{location.prefix}/"):
         rest = info.key[len(location.prefix) + 1 :]
         label, sep, name = rest.partition("/")
@@ -124,15 +124,19 @@ def label_folders(
             continue  # a file beside the labels (a manifest), or a folder marker
         problem = listing_problem(info.key, info.size, settings.max_document_bytes)
         if problem is None:
-            usable[label] += 1
-            continue
-        unusable[label] += 1
-        if unusable[label] <= NOT_USABLE_LISTED:
-            named.setdefault(label, []).append(NotTreated(info.key, label, problem))
+            usable.append((label, info))
+        else:
+            unusable.append(NotTreated(info.key, label, problem))
+    formats = survey_formats(store, location.bucket, usable, settings)
+    unusable += formats.unreadable
+    named: dict[str, list[NotTreated]] = {}
+    for item in unusable:
+        named.setdefault(item.label, []).append(item)
     return [
-        LabelFolder(label, usable[label], unusable[label], tuple(named.get(label, ())))
-        for label in sorted(set(usable) | set(unusable))
-    ]
+        LabelFolder(label, sum(formats.per_label(label).values()), len(named.get(label, [])),
+                    tuple(named.get(label, [])[:NOT_USABLE_LISTED]), formats.per_label(label))
+        for label in sorted({label for label, _ in usable} | set(named))
+    ]  # fmt: skip
 
 
 def _csv_labels(store: ObjectStore, location: DatasetLocation, settings: Settings

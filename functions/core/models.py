@@ -40,6 +40,8 @@ class DatasetSummary:
     location: DatasetLocation
     documents_per_label: dict[str, int]
     not_treated: list[NotTreated]
+    # label -> format (pdf, docx, html, email, text) -> usable documents
+    formats_per_label: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def number_treated(self) -> int:

@@ -45,8 +45,9 @@ class ObjectStore(Protocol):
         """The object's text, or None when there is no such object."""
         ...
 
-    def get_bytes(self, bucket: str, key: str) -> bytes | None:
-        """The object's bytes, or None when there is no such object."""
+    def get_bytes(self, bucket: str, key: str, limit: int | None = None) -> bytes | None:
+        """The object's bytes (its first `limit` of them), or None when there is no such
+        object."""
         ...
 
     def ping(self, bucket: str) -> None:

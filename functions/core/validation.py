@@ -13,6 +13,7 @@ from collections import Counter
 from documents import CsvError, is_csv_dataset, listing_problem, read_labelled_csv, row_key
 from functions.core.config import Settings
 from functions.core.errors import InvalidDataset, InvalidRequest
+from functions.core.formats import survey_formats
 from functions.core.models import (
     DatasetLocation,
     DatasetSummary,
@@ -101,7 +102,8 @@ def survey_dataset(
     store: ObjectStore, location: DatasetLocation, labels: list[str], settings: Settings,
     multi_label: bool = False, delimiter: str = "|",
 ) -> DatasetSummary:  # fmt: skip
-    """Count usable documents per label from the listing; list the ones that cannot be used.
+    """Count usable documents per label, and their formats, from the listing (and the
+    opening bytes of those not named as text); list the ones that cannot be used.
 
     A document filed under several label folders (the same name and content under each) is
     counted in each in multi-label mode, copies whose content differs are listed as
@@ -123,16 +125,19 @@ def survey_dataset(
                 not_treated.append(NotTreated(info.key, label, reason))
     if not multi_label:
         _refuse_shared(copies, location)
-    counts = dict.fromkeys(labels, 0)
+    usable: list[tuple[str, ObjectInfo]] = []
     for name, found in copies.items():
         if multi_label and len({(info.size, info.etag) for _, info in found}) > 1:
             folders = ", ".join(label for label, _ in found)
             reason = f"conflicting copies: {name!r} differs between the label folders {folders}"
             not_treated.extend(NotTreated(info.key, label, reason) for label, info in found)
             continue
-        for label, _ in found:
-            counts[label] += 1
-    return DatasetSummary(location, counts, not_treated)
+        usable += found
+    formats = survey_formats(store, location.bucket, usable, settings)
+    not_treated += formats.unreadable
+    counts = {label: sum(formats.per_label(label).values()) for label in labels}
+    per_label = {label: formats.per_label(label) for label in labels}
+    return DatasetSummary(location, counts, not_treated, per_label)
 
 
 def survey_csv(store: ObjectStore, location: DatasetLocation, labels: list[str],

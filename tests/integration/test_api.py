@@ -73,6 +73,10 @@ def test_process_then_status_then_hard_delete_removes_everything(
         f"{topics_dataset}/weather/.hidden",
     ]
     assert body["data"]["dataset"]["documents_per_label"] == {"sports": 12, "weather": 12}
+    assert body["data"]["dataset"]["formats_per_label"] == {
+        "sports": {"text": 12},
+        "weather": {"text": 12},
+    }
 
     # when: the job runs to the end on its own
     run = _wait_finished(api, experiment_name)

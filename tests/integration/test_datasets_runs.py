@@ -18,7 +18,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from functions.api.app import create_app
 from functions.core.config import Settings
 from tests.conftest import TrainedModel, train_tiny
-from tests.support import DATA_BUCKET, TOPICS, keyword_tree, list_keys, upload_tree
+from tests.support import (
+    DATA_BUCKET,
+    TOPICS,
+    docx_bytes,
+    eml_bytes,
+    html_bytes,
+    keyword_tree,
+    list_keys,
+    pdf_bytes,
+    upload_tree,
+)
 
 API = "/custom_classifier"
 
@@ -68,7 +78,13 @@ def test_presigned_upload_puts_files_in_s3_and_resumes(
     # and the labels are suggested from the folders, with their counts
     labels = api.get(f"{API}/datasets/labels", params={"path": dataset_prefix}).json()
     assert labels["data"] == [
-        {"label": label, "documents": 3, "not_usable": 0, "not_usable_documents": []}
+        {
+            "label": label,
+            "documents": 3,
+            "not_usable": 0,
+            "not_usable_documents": [],
+            "formats": {"text": 3},
+        }
         for label in sorted(TOPICS)
     ]
     assert dataset_prefix in api.get(f"{API}/datasets").json()["data"]
@@ -86,6 +102,40 @@ def test_presigned_upload_puts_files_in_s3_and_resumes(
     assert sorted(labels["list_id_not_treated"]) == [
         k for k, _ in sorted((d["key"], d["reason"]) for d in sports["not_usable_documents"])
     ]
+
+
+def test_the_survey_counts_formats_by_content_and_names_unreadable_files(
+    api: TestClient, s3: Any, dataset_prefix: str
+) -> None:
+    # given: documents as customers have them, some named as something else
+    files = {
+        "sports/match.pdf": pdf_bytes("the striker scored"),
+        "sports/notes.txt": docx_bytes("a Word file saved as .txt: named text, not opened"),
+        "sports/page.bin": html_bytes("the league match report"),
+        "sports/minutes.docx": docx_bytes("the match minutes"),
+        "weather/forecast.eml": eml_bytes("forecast", "rain and storm"),
+        "weather/old.doc": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600),
+        "weather/radar.png": b"\x89PNG\r\n\x1a\n" + bytes(600),
+        "weather/today.txt": b"sunny",
+    }
+    for path, body in files.items():
+        s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/{path}", Body=body)
+    # when
+    labels = api.get(f"{API}/datasets/labels", params={"path": dataset_prefix}).json()
+    # then: formats from the content (a page named .bin is HTML), unreadable ones named
+    folders = {f["label"]: f for f in labels["data"]}
+    assert folders["sports"]["formats"] == {"docx": 1, "html": 1, "pdf": 1, "text": 1}
+    assert folders["weather"]["formats"] == {"email": 1, "text": 1}
+    assert {d["key"].rsplit("/", 1)[1]: d["reason"] for d in
+            folders["weather"]["not_usable_documents"]} == {
+        "old.doc": "an Office 97-2003 file (.doc, .xls or Outlook .msg): save it as DOCX or .eml",
+        "radar.png": "binary",
+    }  # fmt: skip
+    # and /process's dataset check answers the same counts as it starts the run
+    body = {"path": dataset_prefix, "labels": ["sports", "weather"], "experiment_name": "x"}
+    refused = api.post(f"{API}/process", json=body)
+    assert refused.status_code == 422  # 2 usable weather documents: fewer than 8
+    assert refused.json()["number_documents_non_treated"] == 2
 
 
 def test_upload_outside_the_data_bucket_or_too_many_files_is_refused(

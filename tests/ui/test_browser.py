@@ -23,6 +23,7 @@ from tests.support import (
     keyword_tree,
     list_keys,
     multi_label_tree,
+    pdf_bytes,
     upload_tree,
 )
 
@@ -77,6 +78,11 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#labels")).to_contain_text("sports (8)")
     # an empty document another tool put there: named as unusable before training
     s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/weather/blank.txt", Body=b"")
+    # and a PDF it reads, and an old Word file it cannot: counted by format before training
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/match.pdf",
+                  Body=pdf_bytes("the striker scored a goal"))  # fmt: skip
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/weather/old.doc",
+                  Body=b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))  # fmt: skip
     # loose files go to the label typed next to them (the second one mislabelled)
     extra = [tmp_path / "late-1.txt", tmp_path / "late-2.txt"]
     extra[0].write_text("the striker scored a goal in the league match")
@@ -85,11 +91,13 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     page.fill("#files-label", "sports")
     page.click("#upload")
     expect(page.locator("#upload-status")).to_contain_text("2 uploaded")
-    expect(page.locator("#labels")).to_contain_text("sports (10)")
+    expect(page.locator("#labels")).to_contain_text("sports (11: 10 text, 1 PDF)")
+    expect(page.locator("#labels")).to_contain_text("weather (8)")
     unusable = page.locator("#not-usable")
-    expect(unusable).to_contain_text("1 document cannot be used")
+    expect(unusable).to_contain_text("2 documents cannot be used")
     unusable.locator("summary").click()
     expect(unusable).to_contain_text(f"{dataset_prefix}/weather/blank.txt: empty")
+    expect(unusable).to_contain_text(f"{dataset_prefix}/weather/old.doc: an Office 97-2003 file")
     # train
     page.fill("#experiment", experiment_name)
     page.select_option("#mode", "tfidf")

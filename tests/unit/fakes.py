@@ -12,15 +12,21 @@ from functions.core.errors import run_not_found
 from functions.core.models import Experiment, JobSpec, Launch, ObjectInfo, RunSummary
 
 
+def _raw(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
 class FakeStore:
+    """Objects as text, or bytes where a test puts a file (a PDF, an image)."""
+
     def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], str] = {}
+        self.objects: dict[tuple[str, str], str | bytes] = {}
 
     def list_objects(self, bucket: str, prefix: str, start_after: str = ""
                      ) -> Iterator[ObjectInfo]:  # fmt: skip
         for (b, key), text in sorted(self.objects.items()):
             if b == bucket and key.startswith(prefix) and key > start_after:
-                yield ObjectInfo(key, len(text.encode()))
+                yield ObjectInfo(key, len(_raw(text)))
 
     def list_folders(self, bucket: str, prefix: str) -> list[str]:
         names = {k[len(prefix) :].split("/")[0] for b, k in self.objects if b == bucket
@@ -40,11 +46,12 @@ class FakeStore:
         self.objects[(bucket, target)] = self.objects[(bucket, source)]
 
     def get_text(self, bucket: str, key: str) -> str | None:
-        return self.objects.get((bucket, key))
+        found = self.objects.get((bucket, key))
+        return found.decode() if isinstance(found, bytes) else found
 
-    def get_bytes(self, bucket: str, key: str) -> bytes | None:
-        text = self.objects.get((bucket, key))
-        return None if text is None else text.encode()
+    def get_bytes(self, bucket: str, key: str, limit: int | None = None) -> bytes | None:
+        found = self.objects.get((bucket, key))
+        return None if found is None else _raw(found)[:limit]
 
     def presign_put(self, bucket: str, key: str, expires_seconds: int) -> str:
         return f"http://s3.local/{bucket}/{key}?expires={expires_seconds}"

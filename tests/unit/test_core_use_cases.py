@@ -25,6 +25,7 @@ from functions.core.runs import (
 )
 from functions.core.tags import TAG_GATE
 from functions.core.tenancy import NO_TENANT, Tenant
+from functions.core.validation import resolve_location, survey_dataset
 from tests.unit.fakes import FakeLauncher, FakeStore, FakeTracking
 from training_job.evaluate import write_predictions
 
@@ -292,3 +293,29 @@ def test_a_request_racing_the_one_that_creates_its_experiment_joins_it(store: Fa
     # then: it trains in that experiment, not a 409 for a name "held by another experiment"
     assert [e.name for e in tracking.list_experiments()] == ["news"]
     assert started.run.experiment_id == tracking.models["news-classifier"]
+
+
+def test_the_survey_opens_only_documents_not_named_as_text_and_at_most_the_limit(
+    store: FakeStore,
+) -> None:
+    # given: beside 3 text documents a label, a PDF named .bin and two old Word files
+    store.objects[("data", "news/sports/scan.bin")] = b"%PDF-1.7\n" + bytes(100)
+    for name in ("a.doc", "b.doc"):
+        store.objects[("data", f"news/weather/{name}")] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    opened: list[str] = []
+    reading = store.get_bytes
+    store.get_bytes = lambda b, k, limit=None: opened.append(k) or reading(b, k, limit)  # type: ignore[method-assign]
+    location = resolve_location("news", SETTINGS, NO_TENANT)
+    # when: the limit lets two of the three be opened
+    limited = SETTINGS.model_copy(update={"survey_open_max": 2})
+    summary = survey_dataset(store, location, ["sports", "weather"], limited)
+    # then: text names are counted unread; the opened ones by content, the rest by name
+    assert sorted(opened) == ["news/sports/scan.bin", "news/weather/a.doc"]
+    assert summary.formats_per_label == {
+        "sports": {"text": 3, "pdf": 1},
+        "weather": {"text": 3, "other": 1},
+    }
+    assert [(n.key, n.reason[:28]) for n in summary.not_treated] == [
+        ("news/weather/a.doc", "an Office 97-2003 file (.doc")
+    ]
+    assert summary.documents_per_label == {"sports": 4, "weather": 4}

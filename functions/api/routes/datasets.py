@@ -48,7 +48,8 @@ def dataset_labels(
     tenant: TenantDep,
     path: str = Query(max_length=MAX_TEXT_FIELD),
 ) -> Envelope[list[LabelFolderOut]]:
-    """The label folders of a dataset with their usable document counts (label suggestions)."""
+    """The label folders of a dataset with their usable document counts by format, and the
+    documents that cannot be used (label suggestions)."""
     folders = label_folders(path, store, settings, tenant)
     return Envelope(
         status=SUCCESS,
@@ -57,6 +58,7 @@ def dataset_labels(
                 label=f.label, documents=f.documents, not_usable=f.not_usable,
                 not_usable_documents=[NotTreatedDocument(**asdict(d))
                                       for d in f.not_usable_documents],
+                formats=f.formats,
             )
             for f in folders
         ],

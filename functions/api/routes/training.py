@@ -88,6 +88,7 @@ def process(
             data_uri=dataset.location.uri,
             documents_per_label=dataset.documents_per_label,
             not_treated=not_treated,
+            formats_per_label=dataset.formats_per_label,
         ),
         job_id=started.job_id,
         queue_position=started.queue_position,

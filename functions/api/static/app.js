@@ -56,6 +56,14 @@ async function loadDatasets() {
   $("datasets").replaceChildren(...data.map((name) => new Option(name, name)));
 }
 
+// ": 10 text, 1 PDF" where a label has documents other than plain text; nothing otherwise.
+const FORMAT_NAMES = { text: "text", pdf: "PDF", docx: "Word", html: "HTML", email: "e-mail", other: "other" };
+function formatsOf(folder) {
+  const kinds = Object.entries(folder.formats || {});
+  if (!kinds.length || (kinds.length === 1 && kinds[0][0] === "text")) return "";
+  return ": " + kinds.map(([kind, n]) => `${n} ${FORMAT_NAMES[kind] || kind}`).join(", ");
+}
+
 async function loadLabels() {
   const dataset = $("dataset").value.trim();
   if (dataset !== state.dataset) {  // another dataset: the last one's messages no longer apply
@@ -79,7 +87,7 @@ async function loadLabels() {
         input.value = folder.label;
         input.checked = folder.documents > 0;
         input.name = "label";
-        label.append(input, ` ${folder.label} (${folder.documents})`);
+        label.append(input, ` ${folder.label} (${folder.documents}${formatsOf(folder)})`);
         return label;
       }),
     );
