@@ -39,6 +39,8 @@ FORMATS = (TEXT, PDF, DOCX, HTML, EMAIL)
 NO_TEXT_LAYER = "no text layer (a scanned PDF: it would take OCR)"
 ENCRYPTED = "encrypted PDF (needs a password)"
 
+# What reads each format; their versions are part of a cached extraction's identity.
+EXTRACTOR_PACKAGES = ("pypdf", "python-docx", "trafilatura")
 OLE = "ole"  # Office 97-2003 (.doc, .xls, Outlook .msg): found, never read
 OLE_REFUSED = "an Office 97-2003 file (.doc, .xls or Outlook .msg): save it as DOCX or .eml"
 SNIFF_BYTES = 2048  # what detect() reads: a survey fetches no more of a document

@@ -87,6 +87,8 @@ class Hyperparameters:
     max_pdf_pages: int = 500
     max_unpacked_bytes: int = 50 * 1024**2
     max_extracted_chars: int = 1_000_000
+    # s3://bucket/prefix keeping extracted texts by content hash ("" = extract every time).
+    extraction_cache_uri: str = ""
     # The evaluation bar for registration.
     min_macro_f1: float = 0.7
     # "always": a registered version becomes @champion; "if_better": only where it beats

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from documents import CsvError, listing_problem, read_labelled_csv, row_key
-from documents.extract import TEXT, Extracted, Limits, extract
+from documents.extract import TEXT, Extracted, Limits, detect, extract
 
 
 class DatasetError(ValueError):
@@ -62,6 +62,8 @@ class Dataset:
     labels: list[str]
     documents: list[Document] = field(default_factory=list)
     rejected: list[RejectedDocument] = field(default_factory=list)
+    # hits, misses and errors of the extraction cache, where one was used
+    extraction_cache: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         found = Counter(label for doc in self.documents for label in doc.label_set)
@@ -120,8 +122,17 @@ class Dataset:
             "number_documents_non_treated": len(self.rejected),
             "list_id_not_treated": [asdict(r) for r in self.rejected],
             "decoded_with_fallback": self.decoded_with_fallback,
+            **({"extraction_cache": self.extraction_cache} if self.extraction_cache else {}),
             "dataset_sha256": self.fingerprint(),
         }
+
+
+class TextCache(Protocol):
+    """Extraction outcomes by the document's SHA-256 (training_job/extraction_cache.py)."""
+
+    def get(self, sha256: str) -> Extracted | str | None: ...
+
+    def put(self, sha256: str, outcome: Extracted | str) -> None: ...
 
 
 class DocumentSource(Protocol):
@@ -193,16 +204,21 @@ class FolderSource:
         return (self.root / relative).read_bytes()
 
 
-def _load(source: DocumentSource, info: ObjectInfo, label: str, limits: Limits
-          ) -> Document | RejectedDocument:  # fmt: skip
+def _load(source: DocumentSource, info: ObjectInfo, label: str, limits: Limits,
+          cache: TextCache | None) -> Document | RejectedDocument:  # fmt: skip
     try:
         raw = source.read(info.key)
     except OSError as exc:  # a transient read failure is reported, not fatal
         return RejectedDocument(info.key, label, f"unreadable: {exc}")
-    found = extract(raw, limits)
+    digest = hashlib.sha256(raw).hexdigest()
+    cached = cache is not None and detect(raw) != TEXT  # decoding text is cheaper than a GET
+    found = cache.get(digest) if cache is not None and cached else None
+    if found is None:
+        found = extract(raw, limits)
+        if cache is not None and cached:
+            cache.put(digest, found)
     if not isinstance(found, Extracted):
         return RejectedDocument(info.key, label, found)
-    digest = hashlib.sha256(raw).hexdigest()
     return Document(info.key, label, found.text, len(raw), digest, found.encoding,
                     format=found.format, extractor=found.extractor)  # fmt: skip
 
@@ -224,10 +240,11 @@ def _candidates(
 
 def read_dataset(
     source: DocumentSource, labels: list[str], max_bytes: int, workers: int = 16,
-    multi_label: bool = False, limits: Limits | None = None,
+    multi_label: bool = False, limits: Limits | None = None, cache: TextCache | None = None,
 ) -> Dataset:  # fmt: skip
     """Read every document of the requested labels concurrently (its text extracted where
-    it is a PDF, DOCX, HTML page or e-mail); classify the unusable ones.
+    it is a PDF, DOCX, HTML page or e-mail, or taken from `cache` where extracted before);
+    classify the unusable ones.
 
     A document filed under several label folders (the same name under each) is one
     document with all those labels in multi-label mode (copies that differ are conflicting
@@ -237,7 +254,8 @@ def read_dataset(
     copies: dict[str, list[Document]] = {}  # by the name under its label folder
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         limits = limits or Limits()
-        for outcome in pool.map(lambda item: _load(source, item[0], item[1], limits), wanted):
+        read = pool.map(lambda item: _load(source, item[0], item[1], limits, cache), wanted)
+        for outcome in read:
             if isinstance(outcome, Document):
                 name = outcome.key[len(source.label_prefix(outcome.label)) :]
                 copies.setdefault(name, []).append(outcome)

@@ -7,8 +7,9 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -41,6 +42,7 @@ from training_job.evaluate import (
     write_predictions,
     write_report,
 )
+from training_job.extraction_cache import S3TextCache
 from training_job.hpo import Tuning
 from training_job.kinds.base import IMBALANCE_STRATEGY, label_truth, resolve_base_model
 from training_job.onnx_export import PARITY_DOCUMENTS, choose_runtime
@@ -89,10 +91,25 @@ def open_source(hp: Hyperparameters, paths: JobPaths) -> DocumentSource:
     if not hp.data_uri:
         raise DatasetError("no data: set data_uri (s3://bucket/prefix) or fill the channel")
     import boto3
+
+    client = boto3.client("s3", config=_pool(hp))
+    return S3Source.from_uri(client, hp.data_uri)
+
+
+def _pool(hp: Hyperparameters) -> Any:
     from botocore.config import Config
 
-    client = boto3.client("s3", config=Config(max_pool_connections=max(10, hp.read_workers)))
-    return S3Source.from_uri(client, hp.data_uri)
+    return Config(max_pool_connections=max(10, hp.read_workers))
+
+
+def open_cache(hp: Hyperparameters) -> S3TextCache | None:
+    """The extraction cache the service named, or None (a channel-only local run)."""
+    if not hp.extraction_cache_uri:
+        return None
+    import boto3
+
+    return S3TextCache(boto3.client("s3", config=_pool(hp)), hp.extraction_cache_uri,
+                       Limits.of(hp))  # fmt: skip
 
 
 def read_training_data(hp: Hyperparameters, paths: JobPaths, labels: list[str]) -> Dataset:
@@ -100,8 +117,12 @@ def read_training_data(hp: Hyperparameters, paths: JobPaths, labels: list[str]) 
     SageMaker channel when it holds the file)."""
     key = urlparse(hp.data_uri).path.strip("/")
     if not is_csv_dataset(key):
-        return read_dataset(open_source(hp, paths), labels, hp.max_document_bytes,
-                            hp.read_workers, hp.multi_label, Limits.of(hp))  # fmt: skip
+        cache = open_cache(hp)
+        dataset = read_dataset(open_source(hp, paths), labels, hp.max_document_bytes,
+                               hp.read_workers, hp.multi_label, Limits.of(hp), cache)  # fmt: skip
+        if cache is not None:
+            dataset.extraction_cache = asdict(cache.counts)
+        return dataset
     copied = paths.channel / key.rsplit("/", 1)[-1]
     if copied.is_file():
         raw = copied.read_bytes()

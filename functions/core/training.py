@@ -15,6 +15,13 @@ from functions.core.tags import TAG_DATA_URI, TAG_JOB_ID, TAG_LAUNCHER, TAG_MODE
 from functions.core.tenancy import Tenant
 from functions.core.validation import validate_training_request
 
+EXTRACTED_FOLDER = "extracted"  # in the artifacts bucket; expires by a lifecycle rule
+
+
+def extraction_cache_uri(settings: Settings, tenant: Tenant) -> str:
+    """Where training jobs keep extracted texts by content hash, apart for each tenant."""
+    return f"s3://{settings.artifacts_bucket}/{EXTRACTED_FOLDER}/{tenant.data_prefix}".rstrip("/")
+
 
 def label_maps(labels: list[str]) -> tuple[str, str]:
     """label2id and id2label in the seed's format: Python dict reprs."""
@@ -106,6 +113,7 @@ def start_training(
             **({"base_model": settings.base_model} if settings.base_model else {}),
             "labels": json.dumps(labels),
             "data_uri": dataset.location.uri,
+            "extraction_cache_uri": extraction_cache_uri(settings, tenant),
             "experiment_name": tenant.qualify(experiment_name),
             "registered_model_name": model_name,
             "run_id": run.run_id,

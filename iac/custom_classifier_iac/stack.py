@@ -39,7 +39,7 @@ MANIFEST_SUFFIX = "_train.json"
 MLFLOW_PORT = 5000
 
 
-def _bucket(scope: Construct, name: str) -> s3.Bucket:
+def _bucket(scope: Construct, name: str, *rules: s3.LifecycleRule) -> s3.Bucket:
     """Encrypted, versioned, private, TLS only; kept when the stack is deleted."""
     return s3.Bucket(
         scope,
@@ -49,7 +49,7 @@ def _bucket(scope: Construct, name: str) -> s3.Bucket:
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         enforce_ssl=True,
         removal_policy=RemovalPolicy.RETAIN,
-        lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
+        lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90)), *rules],
     )
 
 
@@ -83,7 +83,14 @@ class CustomClassifierStack(Stack):
             allowed_headers=["*"],
             max_age=3000,
         )
-        artifacts = _bucket(self, "ArtifactsBucket")
+        # Texts extracted from PDFs and Word files, by content hash: a retrain within the
+        # month reads them back; a deleted dataset's texts are gone within it.
+        extracted = s3.LifecycleRule(
+            prefix="extracted/",
+            expiration=Duration.days(30),
+            noncurrent_version_expiration=Duration.days(1),
+        )
+        artifacts = _bucket(self, "ArtifactsBucket", extracted)
 
         # S3 -> SQS -> the trigger Lambda (template.yaml); five failures park a manifest.
         dead_letters = sqs.Queue(

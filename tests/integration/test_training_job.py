@@ -159,6 +159,33 @@ def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
     assert not (sm_root / "output" / "failure").exists()
 
 
+@pytest.mark.usefixtures("mlflow_uri")
+def test_a_retrain_reads_extracted_texts_from_the_cache(
+    s3: Any, sm_root: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: keyword documents with a PDF and a Word file a label
+    tree = keyword_tree(TOPICS, 8)
+    tree["sports"]["match.pdf"] = pdf_bytes("the striker scored a goal in the league match")
+    tree["weather"]["forecast.docx"] = docx_bytes("rain and a storm in the forecast")
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
+    cache = f"s3://{ARTIFACTS_BUCKET}/extracted/{experiment_name}"
+    reports = []
+    # when: the same dataset is trained twice
+    for attempt in ("first", "again"):
+        experiment = f"{experiment_name}-{attempt}"
+        args = _job_args(dataset_prefix, list(TOPICS), experiment, mode="tfidf",
+                         extraction_cache_uri=cache)  # fmt: skip
+        assert main(args) == 0
+        reports.append(_artifact_json(_only_run(experiment).info.run_id,
+                                      "dataset/data_report.json"))  # fmt: skip
+    # then: the first run extracted both and kept them; the second read them back
+    assert reports[0]["extraction_cache"] == {"hits": 0, "misses": 2, "errors": 0}
+    assert reports[1]["extraction_cache"] == {"hits": 2, "misses": 0, "errors": 0}
+    assert len(list_keys(s3, ARTIFACTS_BUCKET, f"extracted/{experiment_name}/")) == 2
+    assert reports[0]["extracted"] == reports[1]["extracted"]
+    assert reports[0]["dataset_sha256"] == reports[1]["dataset_sha256"]
+
+
 def _assert_failed(experiment: str, sm_root: Path, reason_part: str) -> None:
     run = _only_run(experiment)
     assert run.info.status == "FAILED"

@@ -125,6 +125,13 @@ def test_cdk_buckets_are_encrypted_versioned_private_and_tls_only(
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
         assert bucket["DeletionPolicy"] == "Retain"
+    # extracted document texts (the training cache) expire; nothing else does
+    rules = {name: [r for r in b["Properties"]["LifecycleConfiguration"]["Rules"]
+                    if "ExpirationInDays" in r] for name, b in buckets.items()}  # fmt: skip
+    expiring = {name: r for name, r in rules.items() if r}
+    assert len(expiring) == 1 and next(iter(expiring)).startswith("ArtifactsBucket")
+    [rule] = next(iter(expiring.values()))
+    assert (rule["Prefix"], rule["ExpirationInDays"]) == ("extracted/", 30)
     denies = [
         s
         for policy in _of_type(synthesized, "AWS::S3::BucketPolicy").values()
