@@ -120,7 +120,11 @@ class _Perturbed(TextClassifier):
     def logits(self, texts: list[str]) -> np.ndarray:
         logits = self.model.logits(texts)
         return np.array(
-            [row[::-1] if t in self.wrong else row for t, row in zip(texts, logits, strict=True)]
+            # rolled, not reversed: a reversed row keeps a middle label's argmax
+            [
+                np.roll(row, 1) if t in self.wrong else row
+                for t, row in zip(texts, logits, strict=True)
+            ]
         )
 
     def size_bytes(self) -> int:
