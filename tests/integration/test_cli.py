@@ -14,6 +14,7 @@ from tests.conftest import LiveApi
 from tests.support import (
     DATA_BUCKET,
     TOPICS,
+    docx_bytes,
     encrypted_pdf_bytes,
     keyword_tree,
     list_keys,
@@ -40,12 +41,15 @@ def test_upload_train_status_predict_batch_promote_delete(
         for name, body in docs.items():
             (folder / label / name).write_bytes(body)
     (folder / "sports" / ".DS_Store").write_bytes(b"junk")
+    # and documents as customers have them: a Word file and a PDF, trained on as they are
+    (folder / "sports" / "report.docx").write_bytes(docx_bytes("the striker scored a goal"))
+    (folder / "weather" / "forecast.pdf").write_bytes(pdf_bytes("rain and storm, cloud"))
     # when / then: upload, then again (nothing new to send)
     uploaded = _json(_cli(live_api, "upload", str(folder), dataset_prefix))
-    assert (uploaded["uploaded"], uploaded["skipped"]) == (16, 0)
+    assert (uploaded["uploaded"], uploaded["skipped"]) == (18, 0)
     assert [r["path"] for r in uploaded["rejected"]] == ["sports/.DS_Store"]
     again = _json(_cli(live_api, "upload", str(folder), dataset_prefix))
-    assert (again["uploaded"], again["skipped"]) == (0, 16)
+    assert (again["uploaded"], again["skipped"]) == (0, 18)
     # train on every label folder and wait for the registered model
     train = (
         "train",
@@ -78,19 +82,17 @@ def test_upload_train_status_predict_batch_promote_delete(
     assert watched.exit_code == 0, watched.output
     assert re.search(r"\t2 predictions\tdrift AUC [01]\.\d\d\t\d+% out of scope\t", watched.stdout)
     assert "too few to judge" in watched.stdout
-    # what it got wrong when evaluated (out of fold over all 16 documents at 8 a label)
+    # what it got wrong when evaluated (out of fold over all 18 documents at 9 a label)
     evaluated = _json(_cli(live_api, "mistakes", run["run_id"], "--all"))
-    assert evaluated["documents"] == len(evaluated["rows"]) == 16
+    assert evaluated["documents"] == len(evaluated["rows"]) == 18
     assert {r["key"].split("/")[1] for r in evaluated["rows"]} == {"sports", "weather"}
     listed = CliRunner().invoke(main, ["--url", live_api.url, "mistakes", run["run_id"]])
     assert listed.exit_code == 0, listed.output
-    assert f"{evaluated['wrong']} of 16 wrong (" in listed.stdout
-    assert "cross-validation, out of fold, over all 16 documents" in listed.stdout
+    assert f"{evaluated['wrong']} of 18 wrong (" in listed.stdout
+    assert "cross-validation, out of fold, over all 18 documents" in listed.stdout
     # a batch over the dataset and a document it cannot use: treated / not treated, and why
     s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/empty.txt", Body=b"")
-    # and documents as customers have them: a PDF it reads, a locked one it cannot
-    s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/weather/forecast.pdf",
-                  Body=pdf_bytes("rain storm forecast"))  # fmt: skip
+    # and a locked PDF it cannot read
     s3.put_object(Bucket=DATA_BUCKET, Key=f"{dataset_prefix}/sports/locked.pdf",
                   Body=encrypted_pdf_bytes("goal striker"))  # fmt: skip
     batch = CliRunner().invoke(main, ["--url", live_api.url, "batch-predict", run["run_id"],
@@ -98,7 +100,7 @@ def test_upload_train_status_predict_batch_promote_delete(
                                       "0.5"], catch_exceptions=False)  # fmt: skip
     assert batch.exit_code == 0, batch.output
     line = (
-        f"COMPLETED: 17 treated, 2 not treated (of 19) -> s3://{DATA_BUCKET}/{dataset_prefix}-out"
+        f"COMPLETED: 18 treated, 2 not treated (of 20) -> s3://{DATA_BUCKET}/{dataset_prefix}-out"
     )
     assert batch.stdout.startswith("batch-") and batch.stdout.rstrip().endswith(f" {line}")
     assert f"not treated {dataset_prefix}/sports/empty.txt: empty" in batch.stderr
@@ -139,7 +141,7 @@ def test_upload_train_status_predict_batch_promote_delete(
                               input="n\n")  # fmt: skip
     assert kept.exit_code == 1 and list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/")
     removed = _json(_cli(live_api, "delete", "dataset", dataset_prefix, "--yes"))
-    assert removed["data"]["objects_removed"] == 19 + 5  # and the suggest job's output
+    assert removed["data"]["objects_removed"] == 20 + 5  # and the suggest job's output
     assert list_keys(s3, DATA_BUCKET, f"{dataset_prefix}/") == []
 
 
