@@ -146,6 +146,12 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     expect(page.locator("#drift-summary")).to_contain_text("too few to judge")
     expect(page.locator("#drift-plot circle.oos")).to_have_count(1)
     expect(page.locator("#drift-chart")).to_be_visible()
+    # a file, sent whole: read as what it is
+    (tmp_path / "forecast.pdf").write_bytes(pdf_bytes("sunny then cloud, rain in the forecast"))
+    page.set_input_files("#predict-file", str(tmp_path / "forecast.pdf"))
+    page.click("#predict")
+    expect(page.locator("#prediction")).to_contain_text("forecast.pdf read as PDF")
+    expect(page.locator("#prediction")).to_contain_text(re.compile(r"^weather \(score"))
     _shot(page, "04-run-and-prediction")
     # delete the run, confirming the dialog
     page.once("dialog", lambda dialog: dialog.accept())

@@ -8,7 +8,9 @@ async function call(method, path, body) {
   const init = { method, headers: {} };
   const key = localStorage.getItem("cc-api-key");
   if (key) init.headers["x-api-key"] = key;
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body;  // the browser sets multipart/form-data and its boundary
+  } else if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -629,10 +631,19 @@ document.addEventListener("keydown", (event) => {
   event.preventDefault();
 });
 
+// A chosen file is sent whole (the API reads PDFs, Word files, pages and e-mails); it is
+// cleared once answered, so the next click classifies the text box again.
 async function predict() {
-  const text = $("text").value;
+  const file = $("predict-file").files[0];
   try {
-    const { data } = await call("POST", `${API}/predict`, { runid: state.runId, text });
+    let request = { runid: state.runId, text: $("text").value };
+    if (file) {
+      request = new FormData();
+      request.append("runid", state.runId);
+      request.append("file", file);
+    }
+    const { data } = await call("POST", `${API}/predict${file ? "/file" : ""}`, request);
+    $("predict-file").value = "";
     const answer = data.labels
       ? (data.labels.map((label) => `${label} (${data.scores[label].toFixed(3)})`).join(", ") ||
         `no label passes its threshold (best: ${data.label}, ${data.score.toFixed(3)})`)
@@ -640,7 +651,8 @@ async function predict() {
     const scope = data.ood_score === undefined ? ""
       : data.out_of_scope ? ` · out of scope (ood ${data.ood_score.toFixed(2)}): unlike the documents it was trained on`
         : ` · in scope (ood ${data.ood_score.toFixed(2)})`;
-    say("prediction", answer + (data.abstained ? " · abstained: route to a person" : "") + scope,
+    const read = data.format ? ` · ${file.name} read as ${FORMAT_NAMES[data.format] || data.format}` : "";
+    say("prediction", answer + (data.abstained ? " · abstained: route to a person" : "") + scope + read,
       data.out_of_scope ? "warn" : data.abstained ? "" : "ok");
     loadDrift();
   } catch (error) {
