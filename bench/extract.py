@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -188,34 +187,22 @@ def reading_share(result: dict[str, Any]) -> tuple[float, float]:
 
 
 def mixed_training(base: Path, pairs: list[Pair], total: int, job_args: list[str]) -> None:
-    from bench.scale import _free_port, train
+    from bench.scale import local_s3, train
 
     root = base / "s3"
     channel = root / "data" / "mixed"
     counts = write_mixed(pairs, total, channel)
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    rclone = Path(sys.executable).parent / "rclone"
-    server = subprocess.Popen(
-        [str(rclone), "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}", "--config", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    os.environ.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}",
-                      AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
-                      AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
     args = [*job_args, "--extraction_cache_uri", "s3://artifacts/extracted"]
     rows = []
-    try:
-        time.sleep(1.0)
+    with local_s3(root) as endpoint:
+        os.environ.update(AWS_ENDPOINT_URL_S3=endpoint, AWS_DEFAULT_REGION="us-east-1")
         for attempt in ("cold cache", "warm cache"):
             work = base / f"job-{attempt.split()[0]}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
             result = train(channel, work, args)
             rows.append((attempt, result))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait()
     mix = ", ".join(f"{n} {kind}" for kind, n in counts.items())
     print(f"\n## Training on {total:,} BBC documents ({mix}), extraction cache on S3")
     print("| run | kept | whole job s | reading s | reading share | target |")

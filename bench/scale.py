@@ -40,6 +40,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,25 +190,43 @@ class ListedStore:
         return iter(self.listed[prefix])
 
 
+@contextmanager
+def local_s3(root: Path) -> Iterator[str]:
+    """`rclone serve s3` over `root` (a bucket a folder), as `make up` runs it: its endpoint,
+    once it answers; stopped on leaving."""
+    import httpx
+
+    port = _free_port()
+    rclone = Path(sys.executable).parent / "rclone"
+    server = subprocess.Popen(
+        [str(rclone), "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}", "--config", ""],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(endpoint, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+
+
 def validation_seconds(s3_root: Path, sizes: list[int]) -> dict[int, tuple[float, float]]:
     """`/process` validation (the control plane's survey of the dataset), per size, the
     median of 3: against a real S3 endpoint serving the files, and with the same listing
     from memory (the control plane's own share)."""
-    import httpx
-
     from functions.adapters.s3_store import S3ObjectStore, s3_client
     from functions.core.config import Settings
     from functions.core.models import TrainingRequest
     from functions.core.tenancy import NO_TENANT
     from functions.core.validation import resolve_location, validate_training_request
-
-    port = _free_port()
-    rclone = Path(sys.executable).parent / "rclone"
-    server = subprocess.Popen(
-        [str(rclone), "serve", "s3", str(s3_root), "--addr", f"127.0.0.1:{port}", "--config", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
 
     def median(store: Any, request: TrainingRequest, size: int) -> float:
         runs = []
@@ -218,15 +237,7 @@ def validation_seconds(s3_root: Path, sizes: list[int]) -> dict[int, tuple[float
         assert summary.number_treated == size, summary.documents_per_label
         return sorted(runs)[1]
 
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(endpoint, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    with local_s3(s3_root) as endpoint:
         settings = Settings(data_bucket=BUCKET, s3_endpoint_url=endpoint)
         store = S3ObjectStore(s3_client(settings))
         timed: dict[int, tuple[float, float]] = {}
@@ -241,9 +252,6 @@ def validation_seconds(s3_root: Path, sizes: list[int]) -> dict[int, tuple[float
             }  # fmt: skip
             timed[size] = (median(store, request, size), median(ListedStore(listed), request, size))
         return timed
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait()
 
 
 def _mib(n: float) -> str:

@@ -57,9 +57,9 @@ class BatchParameters:
     read_workers: int = 16
     max_document_bytes: int = 10_485_760
     # Reading PDF, DOCX, HTML and e-mail (documents/extract.py Limits; the service's settings).
-    max_pdf_pages: int = 500
-    max_unpacked_bytes: int = 50 * 1024**2
-    max_extracted_chars: int = 1_000_000
+    max_pdf_pages: int = Limits.max_pdf_pages
+    max_unpacked_bytes: int = Limits.max_unpacked_bytes
+    max_extracted_chars: int = Limits.max_extracted_chars
     # > 0: also rank the documents to label next and write the best this many.
     suggest: int = 0
     # Shards the input is split into (machines or processes classifying at once), and where
@@ -141,6 +141,7 @@ class BatchJob:
         self.classifier = classifier
         self.in_bucket, self.in_prefix = split_uri(params.input_uri)
         self.out_bucket, self.out_prefix = split_uri(params.output_uri)
+        self.limits = Limits.of(params)
 
     def _out_key(self, name: str) -> str:
         return f"{self.out_prefix}/{name}" if self.out_prefix else name
@@ -175,7 +176,7 @@ class BatchJob:
             raw = self.s3.get_object(Bucket=self.in_bucket, Key=info.key)["Body"].read()
         except Exception as exc:  # one unreadable object must not stop millions of others
             return info.key, None, f"unreadable: {exc}"
-        found = extract(raw, Limits.of(self.params))
+        found = extract(raw, self.limits)
         if not isinstance(found, Extracted):
             return info.key, None, found
         return info.key, found.text, None

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from documents.extract import Limits
+
 SM_PREFIX = "/opt/ml"
 
 
@@ -84,9 +86,9 @@ class Hyperparameters:
     max_document_bytes: int = 10_485_760
     read_workers: int = 16
     # Reading PDF, DOCX, HTML and e-mail (documents/extract.py Limits; the service's settings).
-    max_pdf_pages: int = 500
-    max_unpacked_bytes: int = 50 * 1024**2
-    max_extracted_chars: int = 1_000_000
+    max_pdf_pages: int = Limits.max_pdf_pages
+    max_unpacked_bytes: int = Limits.max_unpacked_bytes
+    max_extracted_chars: int = Limits.max_extracted_chars
     # s3://bucket/prefix keeping extracted texts by content hash ("" = extract every time).
     extraction_cache_uri: str = ""
     # The evaluation bar for registration.

@@ -49,6 +49,10 @@ class Document:
     def label_set(self) -> tuple[str, ...]:
         return self.labels or (self.label,)
 
+    def how_read(self) -> dict[str, Any]:
+        """A document that was not plain text: its format, extractor and text length."""
+        return {"format": self.format, "extractor": self.extractor, "chars": len(self.text)}
+
 
 @dataclass(frozen=True)
 class RejectedDocument:
@@ -85,11 +89,7 @@ class Dataset:
                     "sha256": d.sha256,
                     **({"labels": list(d.labels)} if d.labels else {}),
                     # text as before (its fingerprint unchanged); other formats say how read
-                    **(
-                        {"format": d.format, "extractor": d.extractor, "chars": len(d.text)}
-                        if d.format != TEXT
-                        else {}
-                    ),
+                    **(d.how_read() if d.format != TEXT else {}),
                 },
                 sort_keys=True,
             )
@@ -114,7 +114,7 @@ class Dataset:
             "formats_per_label": self.formats(),
             # every document not plain text: how its text was found, and how much
             "extracted": [
-                {"key": d.key, "format": d.format, "extractor": d.extractor, "chars": len(d.text)}
+                {"key": d.key, **d.how_read()}
                 for d in sorted(self.documents, key=lambda doc: doc.key)
                 if d.format != TEXT
             ],
@@ -211,12 +211,13 @@ def _load(source: DocumentSource, info: ObjectInfo, label: str, limits: Limits,
     except OSError as exc:  # a transient read failure is reported, not fatal
         return RejectedDocument(info.key, label, f"unreadable: {exc}")
     digest = hashlib.sha256(raw).hexdigest()
-    cached = cache is not None and detect(raw) != TEXT  # decoding text is cheaper than a GET
-    found = cache.get(digest) if cache is not None and cached else None
+    # Plain text is not cached: decoding it is cheaper than a GET.
+    kept = cache if cache is not None and detect(raw) != TEXT else None
+    found = kept.get(digest) if kept is not None else None
     if found is None:
         found = extract(raw, limits)
-        if cache is not None and cached:
-            cache.put(digest, found)
+        if kept is not None:
+            kept.put(digest, found)
     if not isinstance(found, Extracted):
         return RejectedDocument(info.key, label, found)
     return Document(info.key, label, found.text, len(raw), digest, found.encoding,

@@ -51,9 +51,9 @@ class Settings(BaseSettings):
     min_docs_per_label: int = 8
     max_document_bytes: int = 10_485_760
     # Reading PDF, DOCX, HTML and e-mail (documents/extract.py) in the job, batch and predict.
-    max_pdf_pages: int = 500
-    max_unpacked_bytes: int = 50 * 1024**2
-    max_extracted_chars: int = 1_000_000
+    max_pdf_pages: int = Limits.max_pdf_pages
+    max_unpacked_bytes: int = Limits.max_unpacked_bytes
+    max_extracted_chars: int = Limits.max_extracted_chars
     # The dataset survey opens (2 KiB of) at most this many documents not named as text.
     survey_open_max: int = 1000
     # A Comprehend-format CSV dataset is read whole by the API to validate it.
