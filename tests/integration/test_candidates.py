@@ -291,3 +291,27 @@ def test_auto_skips_contrastive_tuning_when_one_pass_does_not_fit_the_budget(
     # then: the cheapest kind still ran, the contrastive kind says why it did not
     assert selection.candidates[0].kind == "tfidf"
     assert "does not fit" in selection.skipped["contrastive"]
+
+
+def test_finetuning_scored_by_folds_picks_no_epoch_on_the_documents_it_is_judged_on(
+    tiny_base_model: str,
+) -> None:
+    # given: 8 documents a label, so validation is small and fine-tuning is scored by folds
+    split = _keyword_split(8)
+    hp = Hyperparameters(labels=list(TOPICS), mode="finetune", base_model=tiny_base_model,
+                         options={"epochs": 3, "min_train_steps": 1})  # fmt: skip
+    epochs: list[tuple[int, dict[str, float]]] = []
+    # when
+    selection = select_model(hp, list(TOPICS), split, lambda e, m: epochs.append((e, m)),
+                             time.monotonic())  # fmt: skip
+    # then: out-of-fold, calibrated on every document
+    winner = selection.winner
+    documents = len(split.train) + len(split.validation)
+    assert winner.details["folds"] == 3
+    assert winner.details["calibration_documents"] == documents
+    assert winner.held_out is not None and len(winner.held_out.rows) == documents
+    # and: the model served trained its planned epochs on every document, none of them
+    # kept or stopped on a handful of validation documents
+    assert [epoch for epoch, _ in epochs] == [1, 2, 3]
+    assert all(set(metrics) == {"train_loss"} for _, metrics in epochs)
+    assert {p.label for p in winner.classifier.predict(["rain", "goal"])} <= set(TOPICS)

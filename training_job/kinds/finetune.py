@@ -1,5 +1,7 @@
 """`finetune`: the whole base encoder fine-tuned for sequence classification, with early
-stopping on validation macro-F1.
+stopping on validation macro-F1. With a small validation set it is scored by k-fold, each
+fold trained for its planned epochs (none picked on its held-out documents), and the model
+served is trained the same way on every document.
 
 The strongest kind with enough data a label, and the costliest: `auto` trains it only
 where it can pay off and be compared fairly within the time budget. Imbalance: the loss is
@@ -379,9 +381,14 @@ def _prepared(
 
 
 def fine_tune(
-    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback
-) -> TrainingOutcome:
-    """Train on split.train, keep the epoch with the best validation macro-F1."""
+    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback,
+    pick_epoch: bool = True,
+) -> TrainingOutcome:  # fmt: skip
+    """Train on split.train and keep the epoch with the best validation macro-F1 (stopping
+    early), or, without `pick_epoch`, train the planned epochs and score split.validation
+    (if any) once at the end: a fold's held-out documents must not choose its epoch. At 32
+    BBC documents a label, epochs picked on them scored fine-tuning out of fold over head
+    and tf-idf, and the model served scored 3.8 points under head on the test set."""
     import torch
 
     options = read_options(FinetuneOptions, hp)
@@ -421,10 +428,14 @@ def fine_tune(
             optimizer.zero_grad(set_to_none=True)
             total_loss += loss.item() * len(batch)
         model.eval()
-        logits, truth, val_f1 = validation_logits(classifier, split.validation, labels)
-        metrics = {"train_loss": total_loss / len(seqs), "val_macro_f1": val_f1}
+        metrics = {"train_loss": total_loss / len(seqs)}
+        if pick_epoch:
+            logits, truth, val_f1 = validation_logits(classifier, split.validation, labels)
+            metrics["val_macro_f1"] = val_f1
         log.info("epoch %d: %s", epoch, metrics)
         on_epoch(epoch, metrics)
+        if not pick_epoch:
+            continue
         if val_f1 > best_f1:
             best_f1, best_epoch, best_logits = val_f1, epoch, logits
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -433,7 +444,12 @@ def fine_tune(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()  # exported, scoped and served on the CPU
-    # The best epoch's validation logits calibrate the scores (no extra pass).
+    if not pick_epoch:
+        if not split.validation:  # calibrated by the caller (out-of-fold scores)
+            return TrainingOutcome(classifier, float("nan"), np.zeros((0, len(labels))))
+        best_logits, truth, best_f1 = validation_logits(classifier, split.validation, labels)
+        best_epoch = epoch
+    # The kept epoch's validation logits calibrate the scores (no extra pass).
     classifier.config = calibrate(classifier.config, best_logits, truth)
     log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
     return TrainingOutcome(classifier=classifier, val_f1=best_f1, val_logits=best_logits)
@@ -488,15 +504,21 @@ class _Trainer(KindTrainer):
         self.data = data
 
     def fit(self, hp: Hyperparameters) -> Fitted:
+        from training_job.split import Split
+
         data = self.data
-        outcome = fine_tune(hp, data.labels, data.split, data.on_epoch)
         scored = self._by_folds(hp) if data.cross_validated else None
         if scored is None:  # calibrated on validation by fine_tune
+            outcome = fine_tune(hp, data.labels, data.split, data.on_epoch)
             details = {"calibration_documents": float(len(data.split.validation))}
             held = HeldOut(data.val_rows, outcome.val_logits)
             return Fitted(outcome.classifier, outcome.val_f1, details, held)
         f1, out_of_fold, folds = scored
-        # A handful of validation documents must not set the temperature: the folds' do.
+        # Served: trained as each fold was (its planned epochs), on every document; a
+        # handful of validation documents must neither pick its epoch nor set its
+        # temperature: the folds' scores do.
+        everything = Split(data.split.train + data.split.validation, [], [])
+        outcome = fine_tune(hp, data.labels, everything, data.on_epoch, pick_epoch=False)
         classifier = outcome.classifier
         classifier.config = calibrate(classifier.config, out_of_fold, data.truth)
         details = {"folds": folds, "calibration_documents": len(data.docs)}
@@ -526,7 +548,7 @@ class _Trainer(KindTrainer):
         out_of_fold = np.zeros((len(docs), len(self.data.labels)))
         for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), strata):
             fold = Split([docs[i] for i in fit_rows], [docs[i] for i in held_rows], [])
-            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None)
+            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None, pick_epoch=False)
             scores.append(outcome.val_f1)
             out_of_fold[held_rows] = outcome.val_logits
         return float(np.mean(scores)), out_of_fold, folds
