@@ -381,14 +381,13 @@ def _prepared(
 
 
 def fine_tune(
-    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback,
-    pick_epoch: bool = True,
-) -> TrainingOutcome:  # fmt: skip
+    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback
+) -> TrainingOutcome:
     """Train on split.train and keep the epoch with the best validation macro-F1 (stopping
-    early), or, without `pick_epoch`, train the planned epochs and score split.validation
-    (if any) once at the end: a fold's held-out documents must not choose its epoch. At 32
-    BBC documents a label, epochs picked on them scored fine-tuning out of fold over head
-    and tf-idf, and the model served scored 3.8 points under head on the test set."""
+    early); with no validation documents, train the planned epochs, uncalibrated (a fold's
+    held-out documents must not choose its epoch: at 32 BBC documents a label, epochs
+    picked on them scored fine-tuning out of fold over head and tf-idf, and the model served
+    scored 3.8 points under head on the test set)."""
     import torch
 
     options = read_options(FinetuneOptions, hp)
@@ -429,12 +428,12 @@ def fine_tune(
             total_loss += loss.item() * len(batch)
         model.eval()
         metrics = {"train_loss": total_loss / len(seqs)}
-        if pick_epoch:
+        if split.validation:
             logits, truth, val_f1 = validation_logits(classifier, split.validation, labels)
             metrics["val_macro_f1"] = val_f1
         log.info("epoch %d: %s", epoch, metrics)
         on_epoch(epoch, metrics)
-        if not pick_epoch:
+        if not split.validation:
             continue
         if val_f1 > best_f1:
             best_f1, best_epoch, best_logits = val_f1, epoch, logits
@@ -444,11 +443,8 @@ def fine_tune(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()  # exported, scoped and served on the CPU
-    if not pick_epoch:
-        if not split.validation:  # calibrated by the caller (out-of-fold scores)
-            return TrainingOutcome(classifier, float("nan"), np.zeros((0, len(labels))))
-        best_logits, truth, best_f1 = validation_logits(classifier, split.validation, labels)
-        best_epoch = epoch
+    if not split.validation:  # calibrated by the caller (out-of-fold scores)
+        return TrainingOutcome(classifier, float("nan"), np.zeros((0, len(labels))))
     # The kept epoch's validation logits calibrate the scores (no extra pass).
     classifier.config = calibrate(classifier.config, best_logits, truth)
     log.info("kept epoch %d of %d (val macro-F1 %.4f)", best_epoch, epoch, best_f1)
@@ -518,7 +514,7 @@ class _Trainer(KindTrainer):
         # handful of validation documents must neither pick its epoch nor set its
         # temperature: the folds' scores do.
         everything = Split(data.split.train + data.split.validation, [], [])
-        outcome = fine_tune(hp, data.labels, everything, data.on_epoch, pick_epoch=False)
+        outcome = fine_tune(hp, data.labels, everything, data.on_epoch)
         classifier = outcome.classifier
         classifier.config = calibrate(classifier.config, out_of_fold, data.truth)
         details = {"folds": folds, "calibration_documents": len(data.docs)}
@@ -547,10 +543,12 @@ class _Trainer(KindTrainer):
         scores = []
         out_of_fold = np.zeros((len(docs), len(self.data.labels)))
         for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), strata):
-            fold = Split([docs[i] for i in fit_rows], [docs[i] for i in held_rows], [])
-            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None, pick_epoch=False)
-            scores.append(outcome.val_f1)
-            out_of_fold[held_rows] = outcome.val_logits
+            fold = Split([docs[i] for i in fit_rows], [], [])
+            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None)
+            held = [docs[i] for i in held_rows]
+            logits, _, f1 = validation_logits(outcome.classifier, held, self.data.labels)
+            scores.append(f1)
+            out_of_fold[held_rows] = logits
         return float(np.mean(scores)), out_of_fold, folds
 
 
