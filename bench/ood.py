@@ -15,7 +15,7 @@ and documents (one minus the top calibrated probability):
 
     python bench/ood.py [--corpora bbc,trec,20ng] [--kinds tfidf,head,contrastive,finetune]
                         [--per-label 64] [--seeds 1] [--test-cap 600]
-                        [--contrastive-pairs 1600]
+                        [--contrastive-steps 100]
 
 Rows are appended to bench/results/ood.jsonl with the commit they were measured at.
 """
@@ -91,7 +91,7 @@ def test_documents(pairs: list[Pair], held: list[str], cap: int, seed: int
 
 
 def measure(corpus_name: str, kind_names: list[str], per_label: int, seed: int, cap: int,
-            max_pairs: int) -> list[Row]:  # fmt: skip
+            max_steps: int) -> list[Row]:  # fmt: skip
     from sklearn.metrics import roc_auc_score
 
     corpus = load(corpus_name)
@@ -104,7 +104,7 @@ def measure(corpus_name: str, kind_names: list[str], per_label: int, seed: int, 
     split = split_for(stratified_sample(trained, per_label, 0, seed),
                       documents(in_scope, "test"), seed)  # fmt: skip
     # Contrastive tuning bounded as `auto` bounds it on 2 cores (minutes, not half an hour).
-    hp = Hyperparameters(labels=labels, seed=seed).with_options(contrastive_max_pairs=max_pairs)
+    hp = Hyperparameters(labels=labels, seed=seed).with_options(contrastive_max_steps=max_steps)
     data = SelectionData(hp, labels, split, lambda e, m: None)
     trainer = CandidateTrainer(data)
     rows = []
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--test-cap", type=int, default=600)
-    parser.add_argument("--contrastive-pairs", type=int, default=1600)
+    parser.add_argument("--contrastive-steps", type=int, default=100)
     parser.add_argument("--results", type=Path, default=ROOT / "bench/results/ood.jsonl")
     args = parser.parse_args()
     import torch
@@ -171,7 +171,7 @@ def main() -> None:
     for corpus in args.corpora.split(","):
         for seed in range(args.seeds):
             found = measure(corpus, args.kinds.split(","), args.per_label, seed, args.test_cap,
-                            args.contrastive_pairs)  # fmt: skip
+                            args.contrastive_steps)  # fmt: skip
             with args.results.open("a") as sink:
                 sink.writelines(json.dumps(asdict(r)) + "\n" for r in found)
             rows.extend(found)

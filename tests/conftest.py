@@ -41,7 +41,7 @@ TINY_TRAINING = {
     "min_train_steps": "60",
     "max_epochs": "60",
     "early_stopping_patience": "100",
-    "contrastive_max_pairs": "96",
+    "contrastive_max_steps": "6",
 }
 
 

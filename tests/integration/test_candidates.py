@@ -261,23 +261,53 @@ def _keyword_split(per_label: int) -> Split:
     return stratified_split(docs, 0.15, 0.0, seed=1)
 
 
-def test_contrastive_tuning_logs_its_pairs_and_steps_and_is_scored_by_folds(
+def test_contrastive_tuning_logs_its_steps_and_pairs_and_is_scored_by_folds(
     tiny_base_model: str,
 ) -> None:
     # given: 8 documents a label, so validation is small
     split = _keyword_split(8)
     hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
-                         options={"contrastive_max_pairs": 64})  # fmt: skip
+                         options={"contrastive_max_steps": 4})  # fmt: skip
     # when
     selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic())
-    # then: the pairs follow the cap, the score is out-of-fold, the model predicts labels
+    # then: the steps follow the cap, the score is out-of-fold, the model predicts labels
     winner = selection.winner
     assert winner.kind == "contrastive"
-    assert winner.details["pairs"] == 64
-    assert winner.details["steps"] == 4  # 64 pairs in batches of 16
+    assert winner.details["steps"] == 4
+    assert winner.details["pairs"] == 4 * 16 * 15 // 2  # every pair of each batch of 16
     assert winner.details["folds"] == 3
     assert 0.0 <= winner.selection_f1 <= 1.0
     assert {p.label for p in winner.classifier.predict(["rain", "goal"])} <= set(TOPICS)
+
+
+def test_contrastive_tuning_trains_on_documents_with_several_labels(
+    tiny_base_model: str,
+) -> None:
+    # given: 8 sports, 8 weather and 8 documents filed under both (their keywords mixed)
+    tree = keyword_tree(TOPICS, 8)
+    docs = [
+        Document(f"{label}/{name}", label, body.decode(), len(body), "0", "utf-8", (label,))
+        for label, files in tree.items()
+        for name, body in files.items()
+    ]
+    docs += [
+        Document(f"both/{i}", "sports", f"{a.text} {b.text}", 0, "0", "utf-8", tuple(TOPICS))
+        for i, (a, b) in enumerate(zip(docs[:8], docs[8:], strict=True))
+    ]
+    split = stratified_split(docs, 0.15, 0.0, seed=1)
+    hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", multi_label=True,
+                         base_model=tiny_base_model,
+                         options={"contrastive_max_steps": 4})  # fmt: skip
+    # when
+    selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic())
+    # then: tuned on the 0/1 label rows, scored by folds, answering label sets
+    winner = selection.winner
+    assert winner.kind == "contrastive"
+    assert winner.details["steps"] == 4
+    assert winner.details["folds"] == 3
+    assert winner.held_out is not None and winner.held_out.logits.shape == (len(docs), 2)
+    answered = winner.classifier.predict(["rain goal storm match"])[0]
+    assert answered.labels is not None and set(answered.labels) <= set(TOPICS)
 
 
 def test_auto_skips_contrastive_tuning_when_one_pass_does_not_fit_the_budget(
