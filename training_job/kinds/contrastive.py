@@ -143,10 +143,15 @@ class _Trainer(KindTrainer):
             return 0
         return min(options.contrastive_folds, min(Counter(self.strata.tolist()).values()))
 
+    @staticmethod
+    def _one_pass(options: ContrastiveOptions, documents: int) -> int:
+        """Steps of one epoch over this many documents."""
+        return -(-documents // options.contrastive_batch_size)
+
     def _planned_steps(self, options: ContrastiveOptions, documents: int) -> int:
         """Steps of one tuning on this many documents."""
-        one_pass = -(-documents // options.contrastive_batch_size)
-        steps = max(1, min(options.contrastive_epochs * one_pass, options.contrastive_max_steps))
+        epochs = options.contrastive_epochs * self._one_pass(options, documents)
+        steps = max(1, min(epochs, options.contrastive_max_steps))
         return steps if self.max_steps is None else min(steps, self.max_steps)
 
     @cached_property
@@ -186,7 +191,7 @@ class _Trainer(KindTrainer):
             return None  # nothing bounds the tuning but its epochs
         allowed = min(limits)
         step = self.step_seconds
-        one_pass = -(-len(self.texts) // options.contrastive_batch_size)
+        one_pass = self._one_pass(options, len(self.texts))
         affordable = int(allowed / (fits * step))
         if affordable < one_pass:
             return (
@@ -209,7 +214,7 @@ class _Trainer(KindTrainer):
 
         options = read_options(ContrastiveOptions, hp)
         if self.max_steps is None and self.too_slow(None) is not None:
-            self.max_steps = -(-len(self.texts) // options.contrastive_batch_size)  # one pass
+            self.max_steps = self._one_pass(options, len(self.texts))
         steps = self._planned_steps(options, len(rows))
         batch = min(options.contrastive_batch_size, len(rows))
         encoder = SentenceTransformer(self.base, device=self.device)
