@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from types import FrameType
 
@@ -19,15 +20,7 @@ from training_job.job import run_job
 from training_job.logs import bind_run, configure_job_logging
 from training_job.tracking import RunTracker
 
-
-class JobTerminated(BaseException):
-    """SIGTERM arrived (SageMaker stop, spot interruption, container shutdown). A
-    BaseException, like KeyboardInterrupt: no `except Exception` on the way (ours, MLflow's
-    retries, a library's) may swallow it and train on."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise JobTerminated(f"terminated by signal {signum}")
+log = logging.getLogger("training_job")
 
 
 def write_failure(paths: JobPaths, reason: str) -> None:
@@ -47,8 +40,27 @@ def main(argv: list[str] | None = None) -> int:
         return batch_main(argv[1:])
     configure_job_logging("train")
     paths = JobPaths.from_env()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     tracker: RunTracker | None = None
+    # The job's temporary files in one folder, removed however the job ends.
+    scratch = tempfile.mkdtemp(prefix="training-job-")
+    previous_tempdir, tempfile.tempdir = tempfile.tempdir, scratch
+
+    def fail(reason: str, where: str) -> None:
+        log.error("job failed: %s\n%s", reason, where)
+        write_failure(paths, reason)
+        if tracker is not None:
+            tracker.fail(reason)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        # SageMaker stop, spot interruption, a local cancel. Recorded and gone from here: an
+        # exception raised into Python code that native code called (torch's import does)
+        # aborts the process (SIGABRT) before any handler of it could record the outcome.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        fail(f"terminated by signal {signum}", "".join(traceback.format_stack(frame)))
+        shutil.rmtree(scratch, ignore_errors=True)
+        _leave(1)
+
+    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         hp = load_hyperparameters(paths, parse_args(argv))
         tracker = RunTracker(hp)
@@ -57,24 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         tracker.finish()
         print(json.dumps({"run_id": result.run_id, "passed_gate": result.passed_gate}))
         return 0
-    except (Exception, JobTerminated) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        logging.getLogger("training_job").error(
-            "job failed: %s\n%s", reason, traceback.format_exc()
-        )
-        write_failure(paths, reason)
-        if tracker is not None:
-            tracker.fail(reason)
+    except Exception as exc:
+        fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_handler)
+        tempfile.tempdir = previous_tempdir
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    # The outcome is recorded (failure file, MLflow, logs flushed below); interpreter teardown
-    # with native thread pools stopped mid-step by SIGTERM could still abort (exit -6).
+def _leave(code: int) -> None:
+    # The outcome is recorded (failure file, MLflow); interpreter teardown with native thread
+    # pools stopped mid-step could still abort (exit -6), so the process leaves at once.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+if __name__ == "__main__":
+    _leave(main(sys.argv[1:]))

@@ -272,7 +272,9 @@ def test_job_killed_mid_training_ends_failed_with_reason(
 ) -> None:
     # given: a job running as its own process, with far more epochs than it will get
     upload_tree(s3, DATA_BUCKET, dataset_prefix, keyword_tree(SPORTS, 8))
-    env = {**os.environ, "SM_ROOT": str(tmp_path / "opt-ml")}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "SM_ROOT": str(tmp_path / "opt-ml"), "TMPDIR": str(scratch)}
     args = _job_args(
         dataset_prefix,
         list(SPORTS),
@@ -297,11 +299,13 @@ def test_job_killed_mid_training_ends_failed_with_reason(
         return bool(runs) and runs[0].data.tags.get(TAG_PHASE) == "training"
 
     wait_until(training_started, timeout=120, what="training phase")
-    # when: SageMaker stops the job (SIGTERM)
+    # when: SageMaker stops the job (SIGTERM), wherever it is (even inside torch's import,
+    # where an exception raised into native code once aborted the process)
     process.terminate()
-    # then
+    # then: it leaves as a failure, says why, and takes its temporary files with it
     assert process.wait(timeout=60) == 1
     _assert_failed(experiment_name, tmp_path / "opt-ml", "terminated by signal 15")
+    assert list(scratch.iterdir()) == []
 
 
 def test_small_dataset_is_judged_on_a_cross_validated_estimate_and_registers(
