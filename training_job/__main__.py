@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         # exception raised into Python code that native code called (torch's import does)
         # aborts the process (SIGABRT) before any handler of it could record the outcome.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        fail(f"terminated by signal {signum}", "".join(traceback.format_stack(frame)))
-        shutil.rmtree(scratch, ignore_errors=True)
-        _leave(1)
+        try:
+            fail(f"terminated by signal {signum}", "".join(traceback.format_stack(frame)))
+        finally:  # gone even where the failure could not be written
+            shutil.rmtree(scratch, ignore_errors=True)
+            _leave(1)
 
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     try:
