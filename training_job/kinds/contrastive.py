@@ -150,8 +150,8 @@ class _Trainer(KindTrainer):
 
     def _planned_steps(self, options: ContrastiveOptions, documents: int) -> int:
         """Steps of one tuning on this many documents."""
-        epochs = options.contrastive_epochs * self._one_pass(options, documents)
-        steps = max(1, min(epochs, options.contrastive_max_steps))
+        every_epoch = options.contrastive_epochs * self._one_pass(options, documents)
+        steps = max(1, min(every_epoch, options.contrastive_max_steps))
         return steps if self.max_steps is None else min(steps, self.max_steps)
 
     @cached_property
