@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def training_device(asked: str) -> str:
@@ -22,6 +23,22 @@ def training_device(asked: str) -> str:
     if asked == "cuda" and not available:
         raise ValueError("device cuda was asked for, but this machine has no CUDA device")
     return "cuda" if asked != "cpu" and available else "cpu"
+
+
+def uses_bf16(precision: str, device: str) -> bool:
+    """Whether torch trains in bfloat16 mixed precision on `device` ("cpu" or "cuda") for a
+    job's `precision` hyperparameter ("auto": where the device computes bfloat16 natively,
+    a GPU that supports it or a CPU with AVX512-BF16; elsewhere it is emulated, slower)."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private: absent -> fp32
+    return bool(native is not None and native())
 
 
 def synchronize(device: Any) -> None:

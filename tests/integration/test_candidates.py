@@ -280,6 +280,22 @@ def test_contrastive_tuning_logs_its_steps_and_pairs_and_is_scored_by_folds(
     assert {p.label for p in winner.classifier.predict(["rain", "goal"])} <= set(TOPICS)
 
 
+@pytest.mark.parametrize(("per_label", "steps", "rate"), [(8, 2, 1e-4), (12, 8, 5e-5)])
+def test_contrastive_tuning_takes_half_the_epochs_at_twice_the_rate_where_a_batch_holds_all(
+    tiny_base_model: str, per_label: int, steps: int, rate: float
+) -> None:
+    # given: 2 labels, 16 documents (one batch of 16 holds them all) or 24 (two batches)
+    split = _keyword_split(per_label)
+    options = {"contrastive_epochs": 4, "contrastive_learning_rate": 5e-5}
+    hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
+                         options=options)  # fmt: skip
+    # when
+    winner = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic()).winner
+    # then: whole-set steps: 2 epochs of one step at 1e-4; else 4 epochs of 2 steps at 5e-5
+    assert winner.details["steps"] == steps
+    assert winner.details["learning_rate"] == pytest.approx(rate)
+
+
 def test_contrastive_tuning_trains_on_documents_with_several_labels(
     tiny_base_model: str,
 ) -> None:

@@ -94,3 +94,16 @@ def test_training_runs_on_the_cpu_unless_the_machine_has_a_gpu() -> None:
         with pytest.raises(ValueError, match="no CUDA device"):
             training_device("cuda")
     assert Hyperparameters().device == "auto"
+
+
+def test_mixed_precision_follows_what_the_device_computes_natively() -> None:
+    import torch
+
+    from training_job.device import uses_bf16
+
+    native = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    assert uses_bf16("auto", "cpu") is native
+    assert uses_bf16("bf16", "cpu") is True
+    assert uses_bf16("fp32", "cpu") is False
+    with pytest.raises(ValueError, match="one of auto, bf16, fp32"):
+        uses_bf16("fp16", "cpu")
