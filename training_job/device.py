@@ -27,8 +27,8 @@ def training_device(asked: str) -> str:
 
 def uses_bf16(precision: str, device: str) -> bool:
     """Whether torch trains in bfloat16 mixed precision on `device` ("cpu" or "cuda") for a
-    job's `precision` hyperparameter ("auto": where the device computes bfloat16 natively,
-    a GPU that supports it or a CPU with AVX512-BF16; elsewhere it is emulated, slower)."""
+    precision setting ("auto": where the device computes bfloat16 natively, a GPU that
+    supports it or a CPU with AVX512-BF16; elsewhere it is emulated, slower)."""
     import torch
 
     if precision not in PRECISIONS:
