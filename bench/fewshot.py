@@ -264,7 +264,8 @@ def main() -> None:
     kept = read_results(args.results)
     if args.remeasure:  # the file keeps every row but the grid's own (SetFit's stay)
         kept = [r for r in kept if (r.corpus, r.size, r.seed) not in grid or r.method == "setfit"]
-        args.results.write_text("".join(json.dumps(asdict(r)) + "\n" for r in kept))
+        args.results.unlink(missing_ok=True)
+        append_results(args.results, kept)
     results = [r for r in kept if (r.corpus, r.size, r.seed) in grid]
     done = {(r.corpus, r.size, r.seed) for r in results if r.method == "auto"}
     anchored = {(r.corpus, r.size, r.seed) for r in results if r.method == "setfit"}
