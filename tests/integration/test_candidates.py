@@ -296,23 +296,22 @@ def test_contrastive_tuning_takes_half_the_epochs_at_twice_the_rate_where_a_batc
     assert winner.details["learning_rate"] == pytest.approx(rate)
 
 
-@pytest.mark.parametrize(("window_tokens", "served"), [(None, 256), (0, 128), (1000, 512)])
-def test_contrastive_model_reads_windows_of_its_own_length_up_to_what_the_encoder_reads(
-    tiny_base_model: str, window_tokens: int | None, served: int
+@pytest.mark.parametrize("windows", [None, 1])
+def test_contrastive_model_embeds_its_own_number_of_windows_a_document(
+    tiny_base_model: str, windows: int | None
 ) -> None:
-    # given: the job's 128-token windows; the kind's own length by default (256), the job's
-    # (0), or more than the tiny encoder reads (512 positions)
-    options = {"contrastive_max_steps": 1}
-    if window_tokens is not None:
-        options["contrastive_window_tokens"] = window_tokens
+    # given: the job's windows (at most 32 a document); the kind's own 4 by default, or 1
+    options: dict[str, int] = {"contrastive_max_steps": 1}
+    if windows is not None:
+        options["contrastive_max_windows"] = windows
     hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
                          options=options)  # fmt: skip
     # when
     winner = select_model(hp, list(TOPICS), _keyword_split(8), lambda e, m: None,
                           time.monotonic()).winner  # fmt: skip
-    # then: the served model reads windows of that many tokens, and predicts
-    assert winner.classifier.config.max_length == served
-    assert {p.label for p in winner.classifier.predict(["rain " * 300])} <= set(TOPICS)
+    # then: the served model reads that many windows of a long text, and predicts
+    assert winner.classifier.config.max_windows == (windows or 4)
+    assert {p.label for p in winner.classifier.predict(["rain " * 600])} <= set(TOPICS)
 
 
 def test_contrastive_tuning_trains_on_documents_with_several_labels(

@@ -276,12 +276,10 @@ class SelectionData:
     def cross_validated(self) -> bool:
         return scored_by_folds(self.split)
 
-    def config(self, kind: str, max_windows: int | None = None, max_length: int | None = None
-               ) -> ClassifierConfig:  # fmt: skip
-        """How `kind` reads texts: the job's windows, unless the kind reads its own."""
+    def config(self, kind: str, max_windows: int | None = None) -> ClassifierConfig:
         return ClassifierConfig(
             id2label=dict(enumerate(self.labels)),
-            max_length=self.hp.max_length if max_length is None else max_length,
+            max_length=self.hp.max_length,
             window_overlap=self.hp.window_overlap,
             max_windows=self.hp.max_windows if max_windows is None else max_windows,
             kind=kind,
