@@ -72,8 +72,8 @@ unit: $(STAMP)
 bench-train: $(STAMP)
 	$(PY) bench/train_bbc.py
 
-bench-quality: $(STAMP)
-	$(PY) bench/quality.py
+bench-quality: $(STAMP)  ## BBC at 8, 32, all a label (ARGS=--samples 3 --set name=value)
+	$(PY) bench/quality.py $(ARGS)
 
 bench-fewshot: $(STAMP)  ## few-shot corpora: every kind, auto and SetFit (ARGS=--sizes 8,16 ...)
 	$(PY) bench/fewshot.py $(ARGS)
