@@ -342,6 +342,29 @@ def test_scored_by_folds_an_underrated_kind_is_kept_unless_clearly_beaten(
     assert selection.reason.startswith("the best selection macro-F1")
 
 
+def test_scored_by_folds_an_underrated_kind_is_held_to_the_budget_not_the_rate(
+    registry: dict[str, Script],
+) -> None:
+    # given: the cheapest kind right on all 20 documents, two kinds estimated at an hour
+    registry.update(cheap=Script(0.0, set()), middle=Script(3600.0, set()),
+                    costly=Script(3600.0, set(), underrated=True))  # fmt: skip
+    # when: at the default rate, one point a minute
+    selection = _select(SMALL)
+    # then: the fold scores bound the room, not what the underrated kind adds: it is fitted
+    assert FakeKind.fitted == ["cheap", "costly"]
+    assert "min_gain_per_minute" in selection.skipped["middle"]
+    # and: a time budget still bounds it
+    FakeKind.fitted = []
+    selection = _select(SMALL, time_budget_seconds=600)
+    assert FakeKind.fitted == ["cheap"]
+    assert "time budget" in selection.skipped["costly"]
+    # and: judged on a validation split (the models served), the rate applies to it too
+    FakeKind.fitted = []
+    selection = _select()
+    assert FakeKind.fitted == ["cheap"]
+    assert "min_gain_per_minute" in selection.skipped["costly"]
+
+
 def test_an_underrated_kind_is_not_kept_where_only_its_estimate_would_refuse_the_run(
     registry: dict[str, Script],
 ) -> None:
