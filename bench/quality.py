@@ -7,9 +7,9 @@ split, selection protocol, calibration) and scored on the test set. `auto` is th
 `auto` mode run as the job runs it (its candidates are trained again, so its time is its
 own). `--samples N` draws N training sets a size (sample k with seed 42 + k; sample 0 is
 the one earlier notes report) and prints each method's mean. Even so, 334 test documents
-resolve about a point, not half of one: the head on 4 windows (from 2) lost 0.6 and 0.8
-points here over 3 paired samples at 8 and 32 a label, and gained 0.3 to 0.8 on each
-sample scored on the 2,087 BBC documents outside it.
+resolve about a point, not half of one: contrastive's head on 4 windows (from 2, the same
+tuned encoder) lost 0.6 and 0.8 points here over 3 paired samples at 8 and 32 a label,
+and gained 0.3 to 1.0 on each sample scored on the ~2,000 BBC documents outside it.
 `--set name=value` passes a job hyperparameter or kind option to every fit (an A/B run).
 
 `--sizes` also takes `imbalanced` (200/100/40/16/8 documents for the five labels), and

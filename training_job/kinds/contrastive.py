@@ -149,6 +149,11 @@ class _Timings:
     step: float  # one training step
     embed_all: float  # every document's windows, for a head
 
+    @property
+    def around_steps(self) -> float:
+        """A tuning's seconds besides its steps."""
+        return self.load + self.embed_all
+
 
 class _Trainer(KindTrainer):
     def __init__(self, data: SelectionData) -> None:
@@ -248,7 +253,7 @@ class _Trainer(KindTrainer):
         if folds >= 2:  # each fold tunes on the other folds' documents
             steps += folds * self._planned_steps(options, documents * (folds - 1) // folds)
         timings, fits = self.timings, self._fits(options)
-        return steps * timings.step + fits * (timings.load + timings.embed_all)
+        return steps * timings.step + fits * timings.around_steps
 
     def too_slow(self, seconds_left: float | None) -> str | None:
         options = read_options(ContrastiveOptions, self.data.hp)
@@ -259,7 +264,7 @@ class _Trainer(KindTrainer):
         if not limits:
             return None  # nothing bounds the tuning but its epochs
         timings, allowed = self.timings, min(limits)
-        tuning = allowed - fits * (timings.load + timings.embed_all)  # what steps may take
+        tuning = allowed - fits * timings.around_steps  # what steps may take
         one_pass = self._one_pass(options, len(self.texts))
         affordable = int(max(tuning, 0) / (fits * timings.step))
         if affordable < one_pass:
