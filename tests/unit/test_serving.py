@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from training_job.kinds.base import selection_score, tune_thresholds
+from training_job.kinds.base import (
+    linear_head,
+    linear_logits,
+    selection_score,
+    sigmoid,
+    tune_thresholds,
+)
 from training_job.kinds.finetune import WindowedClassifier
 from training_job.serving import (
     ClassifierConfig,
@@ -108,6 +114,29 @@ def test_a_labels_threshold_is_its_own_best_shrunk_toward_the_shared_one_by_its_
     assert thresholds.tolist() == pytest.approx([0.5, (2 * 0.1 + 20 * 0.5) / 22, 0.5])
     # and selection scores the kind at those thresholds: label 1's two positives missed
     assert selection_score(truth, np.log(probs / (1 - probs))) == pytest.approx(200 / 202)
+
+
+def test_a_label_no_fitted_document_had_is_never_answered() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # given: a one-vs-rest head fitted on documents where the third label has no positive
+    # (a fold without a rare label's few documents)
+    features = np.random.default_rng(0).normal(size=(20, 4))
+    truth = np.zeros((20, 3), dtype=int)
+    truth[:10, 0], truth[10:, 1] = 1, 1
+    alone = linear_head(LogisticRegression(), multi_label=True)
+    piped = make_pipeline(StandardScaler(), linear_head(LogisticRegression(), multi_label=True))
+    for model in (alone.fit(features, truth), piped.fit(features, truth)):
+        # when: its log-odds are read
+        logits = linear_logits(model, features, multi_label=True)
+        # then: that label is certain not to apply (one-vs-rest's decision_function says p 0.5)
+        assert sigmoid(logits[:, 2]).max() < 1e-6
+        assert tune_thresholds(sigmoid(logits), truth)[2] > 1e-6
+        # and the fitted labels keep the regression's own probabilities
+        expected = model.predict_proba(features)[:, :2]
+        assert sigmoid(logits[:, :2]) == pytest.approx(expected)
 
 
 def test_the_api_answers_a_multi_label_model_as_the_model_does(

@@ -219,13 +219,26 @@ def linear_bytes(model: Any) -> int:
     return sum(int(getattr(m, "coef_", np.zeros(0)).nbytes) for m in fitted)
 
 
+# Log-odds of a label that every or none of the documents fitted had (p about 2e-9 or 1 - it).
+CERTAIN_LOG_ODDS = 20.0
+
+
 def linear_logits(model: Any, inputs: Any, multi_label: bool) -> np.ndarray:
     """A fitted regression's log-probabilities, or (multi-label) each label's log-odds."""
-    if multi_label:
-        scores = np.asarray(model.decision_function(inputs), dtype=np.float64)
-        return scores.reshape(scores.shape[0], -1)
-    result: np.ndarray = model.predict_log_proba(inputs)
-    return result
+    if not multi_label:
+        result: np.ndarray = model.predict_log_proba(inputs)
+        return result
+    if hasattr(model, "steps"):  # a scikit-learn Pipeline: its features, then the regression
+        inputs, model = model[:-1].transform(inputs), model[-1]
+
+    def log_odds(estimator: Any) -> np.ndarray:
+        if hasattr(estimator, "coef_"):
+            return np.asarray(estimator.decision_function(inputs), dtype=np.float64).ravel()
+        # One-vs-rest's constant answer for a label no document fitted had (a fold without
+        # its few positives): its decision_function says 0, p 0.5, over every threshold.
+        return CERTAIN_LOG_ODDS * (2 * estimator.predict_proba(inputs)[:, 1] - 1)
+
+    return np.column_stack([log_odds(estimator) for estimator in model.estimators_])
 
 
 def scored_by_folds(split: Split) -> bool:
