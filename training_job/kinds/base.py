@@ -236,7 +236,8 @@ def linear_logits(model: Any, inputs: Any, multi_label: bool) -> np.ndarray:
             return np.asarray(estimator.decision_function(inputs), dtype=np.float64).ravel()
         # One-vs-rest's constant answer for a label no document fitted had (a fold without
         # its few positives): its decision_function says 0, p 0.5, over every threshold.
-        return CERTAIN_LOG_ODDS * (2 * estimator.predict_proba(inputs)[:, 1] - 1)
+        answered = np.asarray(estimator.predict_proba(inputs)[:, 1], dtype=np.float64)
+        return CERTAIN_LOG_ODDS * (2 * answered - 1)
 
     return np.column_stack([log_odds(estimator) for estimator in model.estimators_])
 
