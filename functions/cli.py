@@ -181,7 +181,8 @@ def _run_line(run: dict[str, Any]) -> str:
     f1 = run.get("metrics.test_macro_f1")
     score = f"macro-F1 {f1:.3f}" if f1 is not None else ""
     registered = "registered" if run.get("registered") else ""
-    reason = run.get("failure_reason") or run.get("cancelled") or ""
+    below = f"not registered: {run['gate_reason']}" if run.get("gate") == "failed" else ""
+    reason = run.get("failure_reason") or run.get("cancelled") or below
     queued = f"#{run['queue_position']} in the queue" if run.get("queue_position") else ""
     progress = ""
     if run["status"] == "RUNNING" and run.get("phase"):
@@ -262,7 +263,10 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
     run = _wait_run(client, experiment, run_id, poll)
     client.show(run, _run_line(run))
     if run["status"] != "FINISHED" or not run.get("registered"):
-        raise ApiError(f"run {run_id} did not produce a registered model")
+        hint = ""
+        if run.get("gate") == "failed":  # a user's own bar may suit a hard task: say how
+            hint = "; the bar is yours to set: train again with --min-macro-f1"
+        raise ApiError(f"run {run_id} did not produce a registered model{hint}")
 
 
 @main.command()

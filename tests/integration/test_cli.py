@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,30 @@ def test_failures_exit_non_zero_with_the_reason(live_api: LiveApi, tmp_path: Pat
     no_labels = _cli(live_api, "train", "no-such-dataset", "-e", "x")
     assert no_labels.exit_code == 1
     assert "at least two distinct labels" in no_labels.output
+
+
+def test_a_run_below_the_bar_says_which_bar_it_missed_and_how_to_set_another(
+    live_api: LiveApi, tmp_path: Path, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: two labels whose documents are words drawn from the same bag (nothing to learn)
+    words = [*TOPICS["sports"], *TOPICS["weather"]]
+    draw = random.Random(0)
+    for label in ("sports", "weather"):
+        (tmp_path / label).mkdir()
+        for i in range(8):
+            (tmp_path / label / f"{i}.txt").write_text(" ".join(draw.sample(words, 5)))
+    assert _cli(live_api, "upload", str(tmp_path), dataset_prefix).exit_code == 0
+    # when: trained and waited on, as a user would, at a bar of 0.9
+    trained = CliRunner().invoke(main, ["--url", live_api.url, "train", dataset_prefix, "-e",
+                                        experiment_name, "--mode", "tfidf", "--min-macro-f1",
+                                        "0.9", "--wait", "--poll", "0.5"])  # fmt: skip
+    # then: exit 1, the run's line saying which bar it missed, and how to set another
+    assert trained.exit_code == 1, trained.output
+    assert re.search(r" FINISHED .*not registered: macro-F1 0\.\d{4} \(95% interval",
+                     trained.stdout)  # fmt: skip
+    assert "below the bar 0.9000 by" in trained.stdout or "majority-class" in trained.stdout
+    assert "did not produce a registered model" in trained.output
+    assert "train again with --min-macro-f1" in trained.output
 
 
 def test_api_logs_are_json_lines_with_request_ids(live_api: LiveApi) -> None:
