@@ -141,6 +141,13 @@ def in_batch_loss(encoder: Any) -> Any:
     return InBatchCosineSimilarityLoss(encoder)
 
 
+def _on_cpu(encoder: Any, config: ClassifierConfig) -> TextEncoder:
+    """A sentence-transformers encoder as the kind embeds, exports and serves it: its
+    Hugging Face model (under the pooling modules) on the CPU."""
+    transformer: Any = encoder[0]
+    return TextEncoder(transformer.auto_model.to("cpu").eval(), transformer.tokenizer, config)
+
+
 @dataclass(frozen=True)
 class _Timings:
     """Measured seconds of the kind's units of work."""
@@ -194,6 +201,14 @@ class _Trainer(KindTrainer):
         steps = max(1, min(every_epoch, options.contrastive_max_steps))
         return steps if self.max_steps is None else min(steps, self.max_steps)
 
+    def _load(self, max_length: int) -> Any:
+        """The base encoder on the training device, reading each document's opening window."""
+        from sentence_transformers import SentenceTransformer
+
+        encoder = SentenceTransformer(self.base, device=self.device)
+        encoder.max_seq_length = max_length
+        return encoder
+
     @cached_property
     def timings(self) -> _Timings:
         """The kind's unit costs, measured on the base encoder: loading it, one training step
@@ -202,14 +217,12 @@ class _Trainer(KindTrainer):
         step before, and with the embeddings left out the kind took 1.4-1.8x its estimate
         (BBC at 32 a label: 538 s for 306), so a time budget was overrun as much."""
         import torch
-        from sentence_transformers import SentenceTransformer
         from sentence_transformers.util import batch_to_device
 
         options = read_options(ContrastiveOptions, self.data.hp)
         began = time.monotonic()
-        encoder = SentenceTransformer(self.base, device=self.device)
+        encoder = self._load(self.data.hp.max_length)
         load = time.monotonic() - began
-        encoder.max_seq_length = self.data.hp.max_length
         rows = [i % len(self.texts) for i in range(options.contrastive_batch_size)]
         features = batch_to_device(encoder.preprocess([self.texts[i] for i in rows]),
                                    torch.device(self.device))  # fmt: skip
@@ -233,11 +246,8 @@ class _Trainer(KindTrainer):
 
         step()  # warm-up: a cold pass is 2-5x slower
         step_seconds = min(timed(), timed())  # one step read up to a quarter high
-        transformer: Any = encoder[0]
         config = self.data.config(Contrastive.name, options.contrastive_max_windows)
-        embedder = TextEncoder(transformer.auto_model.to("cpu").eval(), transformer.tokenizer,
-                               config)  # fmt: skip
-        return _Timings(load, step_seconds, embedder.embedding_seconds(self.texts))
+        return _Timings(load, step_seconds, _on_cpu(encoder, config).embedding_seconds(self.texts))
 
     def _fits(self, options: ContrastiveOptions) -> int:
         folds = self._folds(options)
@@ -282,7 +292,6 @@ class _Trainer(KindTrainer):
         """The base encoder tuned on these rows; what the tuning did, as metrics."""
         from datasets import Dataset
         from sentence_transformers import (
-            SentenceTransformer,
             SentenceTransformerTrainer,
             SentenceTransformerTrainingArguments,
         )
@@ -292,8 +301,7 @@ class _Trainer(KindTrainer):
             self.max_steps = self._one_pass(options, len(self.texts))
         steps, rate = self._planned_steps(options, len(rows)), self._schedule(options)[1]
         batch = min(options.contrastive_batch_size, len(rows))
-        encoder = SentenceTransformer(self.base, device=self.device)
-        encoder.max_seq_length = hp.max_length  # the opening window of each document
+        encoder = self._load(hp.max_length)
         truth = self.truth[rows]
         dataset = Dataset.from_dict({
             "sentence": [self.texts[i] for i in rows],
@@ -312,9 +320,7 @@ class _Trainer(KindTrainer):
                 model=encoder, args=args, train_dataset=dataset,
                 loss=in_batch_loss(encoder),
             ).train()  # fmt: skip
-        transformer: Any = encoder[0]  # the Hugging Face model under the pooling modules
-        # embedded, exported and served on the CPU
-        tuned = TextEncoder(transformer.auto_model.to("cpu").eval(), transformer.tokenizer, config)
+        tuned = _on_cpu(encoder, config)
         seconds = time.monotonic() - began
         pairs = steps * batch * (batch - 1) // 2  # compared, over every step's batch
         log.info("contrastive: %d steps (%d pairs) in %.1f s%s", steps, pairs, seconds,
