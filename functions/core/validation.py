@@ -183,12 +183,19 @@ def _refuse_shared(copies: dict[str, list[tuple[str, ObjectInfo]]], location: Da
 
 
 def require_enough_documents(summary: DatasetSummary, minimum: int) -> None:
+    """Refuses a label with too few documents, saying what would do: more documents, or
+    the labels that have enough (a user's imbalanced set often has one rare label)."""
     short = {label: n for label, n in summary.documents_per_label.items() if n < minimum}
     if short:
         detail = ", ".join(f"{label!r} has {n}" for label, n in short.items())
+        enough = [label for label in summary.documents_per_label if label not in short]
+        them = "them" if len(short) > 1 else "it"
+        remedy = f"add documents to {them}"
+        if len(enough) >= 2:
+            remedy += f", or train on the others (labels: {', '.join(map(repr, enough))})"
         raise InvalidDataset(
             f"each label needs at least {minimum} usable documents in "
-            f"{summary.location.uri}: {detail}",
+            f"{summary.location.uri}: {detail}; {remedy}",
             summary=summary,
         )
 

@@ -14,7 +14,13 @@ import pytest
 from functions.core.batch import batch_status, start_batch
 from functions.core.config import Settings
 from functions.core.deletion import restore_experiment, restore_run, soft_delete_experiment
-from functions.core.errors import Conflict, InvalidRequest, ModelNotReady, RunNotFound
+from functions.core.errors import (
+    Conflict,
+    InvalidDataset,
+    InvalidRequest,
+    ModelNotReady,
+    RunNotFound,
+)
 from functions.core.idempotency import start_training_once
 from functions.core.models import Experiment, TrainingRequest
 from functions.core.runs import (
@@ -63,6 +69,20 @@ def test_one_key_one_run_another_body_conflicts_and_tenants_do_not_share_keys(
     assert other.run.run_id != first.run.run_id
     with pytest.raises(InvalidRequest, match="printable ASCII"):
         start_training_once(_request(), "é", store, tracking, launcher, SETTINGS, NO_TENANT)
+
+
+def test_a_label_with_too_few_documents_is_refused_with_what_would_do_and_no_run(
+    store: FakeStore,
+) -> None:
+    store.put_text("data", "news/traffic/0.txt", "a jam on the ring road")
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    request = TrainingRequest(["sports", "weather", "traffic"], "news", "news", "auto")
+    with pytest.raises(InvalidDataset) as refused:
+        start_training_once(request, "k", store, tracking, launcher, SETTINGS, NO_TENANT)
+    said = str(refused.value)
+    assert "at least 2 usable documents" in said and "'traffic' has 1" in said
+    assert "add documents to it, or train on the others (labels: 'sports', 'weather')" in said
+    assert not tracking.runs and not launcher.jobs
 
 
 def test_a_lost_record_still_finds_the_run_its_job_belongs_to(store: FakeStore) -> None:
