@@ -38,8 +38,10 @@ def test_no_secret_reaches_mlflow_job_files_logs_or_answers(
     answers = []
     with TestClient(create_app(secured)) as api:
         headers = {"x-api-key": key}
+        # tfidf: the settings, environment and logs a job sees are the same for every kind
         started = api.post(f"{API}/process", headers=headers, json={
-            "labels": sorted(TOPICS), "path": "news", "experiment_name": experiment})  # fmt: skip
+            "labels": sorted(TOPICS), "path": "news", "experiment_name": experiment,
+            "mode": "tfidf"})  # fmt: skip
         assert started.status_code == 200, started.text
         run_id = started.json()["data"]["info"]["run_id"]
 
