@@ -265,7 +265,10 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
     if run["status"] != "FINISHED" or not run.get("registered"):
         hint = ""
         if run.get("gate") == "failed":  # a user's own bar may suit a hard task: say how
-            hint = "; the bar is yours to set: train again with --min-macro-f1"
+            hint = (
+                f"; the bar is yours to set: `custom-classifier promote {run_id} "
+                "--min-macro-f1 <bar>` registers it where its estimate passes that bar"
+            )
         raise ApiError(f"run {run_id} did not produce a registered model{hint}")
 
 
@@ -458,10 +461,19 @@ def restore(client: Client, what: str, name: str) -> None:
 
 @main.command()
 @click.argument("run_id")
+@click.option(
+    "--min-macro-f1",
+    type=float,
+    default=None,
+    help="register a run the bar refused, where its estimate passes this bar",
+)
 @pass_client
-def promote(client: Client, run_id: str) -> None:
+def promote(client: Client, run_id: str, min_macro_f1: float | None) -> None:
     """Make RUN_ID's registered model the `champion` (what models:/<name>@champion serves)."""
-    answer = client.call("POST", f"{API}/promote", json={"run_id": run_id})["data"]
+    body: dict[str, Any] = {"run_id": run_id}
+    if min_macro_f1 is not None:
+        body["min_macro_f1"] = min_macro_f1
+    answer = client.call("POST", f"{API}/promote", json=body)["data"]
     client.show(answer, f"{answer['registered_model']} version {answer['version']} is now "
                 f"@{answer['alias']}")  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,21 @@ def keyword_tree(labels: dict[str, list[str]], per_label: int) -> dict[str, dict
             )
             docs[f"{i:03d}.txt"] = body.encode()
         tree[label] = docs
+    return tree
+
+
+def mislabelled_tree(labels: dict[str, list[str]], per_label: int, wrong: int
+                     ) -> dict[str, dict[str, bytes]]:  # fmt: skip
+    """Documents of a label's words, the first `wrong` of each label drawn from the next
+    label's words: learnable, never perfectly (a run a high bar refuses)."""
+    draw = random.Random(0)
+    names = list(labels)
+    tree: dict[str, dict[str, bytes]] = {}
+    for at, label in enumerate(names):
+        other = names[(at + 1) % len(names)]
+        words = [labels[other if i < wrong else label] for i in range(per_label)]
+        tree[label] = {f"{i:03d}.txt": " ".join(draw.choices(w, k=6)).encode()
+                       for i, w in enumerate(words)}  # fmt: skip
     return tree
 
 

@@ -51,12 +51,14 @@ from training_job.scope import Scope, scope_for
 from training_job.serving import TextClassifier
 from training_job.split import MIN_DOCS_PER_LABEL, Split, stratified_split
 from training_job.tracking import (
+    METRIC_PASSES_BAR_UP_TO,
     TAG_CHOICE,
     TAG_ESTIMATE,
     TAG_GATE,
     TAG_GATE_REASON,
     TAG_HPO,
     TAG_MODEL_KIND,
+    TAG_MODEL_URI,
     TAG_PROMOTION,
     TAG_RUNTIME,
     TAG_RUNTIME_REASON,
@@ -219,6 +221,21 @@ class Estimate:
                    cross_validated=True)  # fmt: skip
 
 
+def judged_score(metrics: dict[str, float], estimate: Estimate) -> float:
+    """What `gate` holds against a bar: a cross-validated estimate's interval top (see
+    `gate`), else the test macro-F1."""
+    return metrics["test_macro_f1_high" if estimate.cross_validated else "test_macro_f1"]
+
+
+def highest_passing_bar(metrics: dict[str, float], estimate: Estimate) -> float | None:
+    """The highest `min_macro_f1` this run's estimate passes (`gate`'s rule), or None where
+    it does not clearly beat the majority-class baseline (no bar lets it register). Logged,
+    so a user may register the run later at a bar of their own without training again."""
+    if metrics["test_macro_f1_low"] <= metrics["majority_macro_f1"]:
+        return None
+    return judged_score(metrics, estimate)
+
+
 def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> tuple[bool, str]:
     """Passed when the estimate meets `min_macro_f1` and its 95% interval lies above the
     majority-class baseline; the reason says which bar and by how much.
@@ -231,8 +248,7 @@ def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> 
     high = metrics["test_macro_f1_high"]
     said = f"macro-F1 {score:.4f} (95% interval {low:.4f}-{high:.4f}, {estimate.method})"
     bar = hp.min_macro_f1
-    judged = high if estimate.cross_validated else score
-    if judged < bar:
+    if judged_score(metrics, estimate) < bar:
         top = f"; its interval tops out at {high:.4f}" if estimate.cross_validated else ""
         return False, f"{said} is below the bar {bar:.4f} by {bar - score:.4f}{top}"
     if low <= baseline:
@@ -409,7 +425,11 @@ def run_job(hp: Hyperparameters, paths: JobPaths, tracker: RunTracker) -> JobRes
     tracker.phase("logging_model")
     model_uri = tracker.log_model(classifier_dir, classifier.requirements())
     passed, reason = gate(metrics, hp, estimate)
-    tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason})
+    reachable = highest_passing_bar(metrics, estimate)
+    if reachable is not None:
+        tracker.log_metrics({METRIC_PASSES_BAR_UP_TO: reachable})
+    tracker.set_tags({TAG_GATE: "passed" if passed else "failed", TAG_GATE_REASON: reason,
+                      TAG_MODEL_URI: model_uri})  # fmt: skip
     cancelled = tracker.cancelled()  # a cancelled run never becomes a model to serve
     registering = passed and not cancelled
     version = None

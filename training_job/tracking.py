@@ -29,6 +29,10 @@ TAG_FAILURE = "custom_classifier.failure_reason"
 TAG_GATE = "custom_classifier.gate"
 TAG_GATE_REASON = "custom_classifier.gate_reason"
 TAG_REGISTERED = "custom_classifier.registered_model"
+# The run's logged model (what registering it later reads), and the highest registration
+# bar its estimate passes (absent: it does not clearly beat the majority class).
+TAG_MODEL_URI = "custom_classifier.model_uri"
+METRIC_PASSES_BAR_UP_TO = "passes_bar_up_to"
 # `promote: if_better`: whether the new version took @champion, and the comparison.
 TAG_PROMOTION = "custom_classifier.promotion"
 TAG_MODEL_KIND = "custom_classifier.model_kind"

@@ -27,7 +27,7 @@ from functions.core.errors import (
     run_not_found,
 )
 from functions.core.models import Experiment, PurgeReport, RunSummary
-from functions.core.tags import TAG_FAILURE, TAG_MODEL_OWNER
+from functions.core.tags import TAG_FAILURE, TAG_MODEL_OWNER, TAG_REGISTERED
 
 T = TypeVar("T")
 # Registry searches take at most this many run ids in one IN (...) filter.
@@ -410,12 +410,22 @@ class MlflowTracking:
 
         return self._do(fetch)
 
+    def register(self, run_id: str, model_uri: str, name: str) -> str:
+        # as the job registers: the logged model's id with its source run
+        logged = model_uri.startswith("models:/m-")
+        model_id = model_uri.removeprefix("models:/") if logged else None
+        version = self._do(self.client.create_model_version, name, model_uri, run_id=run_id,
+                           tags={"run_id": run_id}, model_id=model_id)  # fmt: skip
+        self._do(self.client.set_tag, run_id, TAG_REGISTERED, f"{name}/{version.version}")
+        return str(version.version)
+
     def promote(self, run_id: str, alias: str) -> tuple[str, str]:
         versions = self._do(self.client.search_model_versions, f"run_id='{run_id}'")
         if not versions:
             raise ModelNotReady(
                 f"run {run_id} has no registered model version (it did not pass the bar "
-                "or is not finished); only registered models can be promoted"
+                "or is not finished); only registered models can be promoted: a finished run "
+                "the bar refused registers with min_macro_f1, a bar its estimate passes"
             )
         latest = max(versions, key=lambda v: int(v.version))
         # One call: the alias moves atomically, callers never see it unset.

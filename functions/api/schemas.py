@@ -460,6 +460,12 @@ class CancelRequest(RequestBody):
 
 class PromoteRequest(RequestBody):
     run_id: str = Field(max_length=MAX_TEXT_FIELD)
+    min_macro_f1: float | None = Field(
+        default=None,
+        description="a finished run the bar refused is registered first where its estimate "
+        "passes this bar, 0-1 (the gate's rule: never one that does not clearly beat the "
+        "majority class)",
+    )
 
 
 class PromotedOut(BaseModel):

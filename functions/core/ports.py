@@ -131,6 +131,11 @@ class Tracking(Protocol):
         """One artifact file of a run, or None when the run has no such file."""
         ...
 
+    def register(self, run_id: str, model_uri: str, name: str) -> str:
+        """Register the run's logged model as a new version of `name` (whose owner the run's
+        experiment is) and tag the run with it; returns the version."""
+        ...
+
     def promote(self, run_id: str, alias: str) -> tuple[str, str]:
         """Point the alias of the run's registered model at the run's version (atomic);
         returns (model name, version). ModelNotReady when the run has no version."""

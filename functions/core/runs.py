@@ -19,7 +19,16 @@ from functions.core.errors import (
 )
 from functions.core.models import Experiment, RunSummary
 from functions.core.ports import JobLauncher, ObjectStore, Tracking
-from functions.core.tags import TAG_CANCELLED, TAG_JOB_ID, TAG_REGISTERED
+from functions.core.tags import (
+    METRIC_PASSES_BAR_UP_TO,
+    TAG_CANCELLED,
+    TAG_GATE,
+    TAG_GATE_REASON,
+    TAG_JOB_ID,
+    TAG_MODEL_NAME,
+    TAG_MODEL_URI,
+    TAG_REGISTERED,
+)
 
 EXPERIMENT_RUNS = 3
 LATEST_RUNS = 10
@@ -254,11 +263,45 @@ def _csv_row(store: ObjectStore, bucket: str, csv_key: str, key: str) -> tuple[s
     return text[:DOCUMENT_VIEW_CHARS], len(text) > DOCUMENT_VIEW_CHARS
 
 
-def promote(tracking: Tracking, run_id: str) -> tuple[str, str]:
+def promote(tracking: Tracking, run_id: str, min_macro_f1: float | None = None
+            ) -> tuple[str, str]:  # fmt: skip
     """Make this run's registered model version the `champion` (what alias references
-    serve); returns (model name, version)."""
-    tracking.get_run(run_id)
+    serve); returns (model name, version). A finished run the bar refused is registered
+    first where `min_macro_f1` is given and its estimate passes that bar: the user sets the
+    bar after seeing the run, without training again."""
+    run = tracking.get_run(run_id)
+    if min_macro_f1 is not None and not run.tags.get(TAG_REGISTERED):
+        register_at_bar(tracking, run, min_macro_f1)
     return tracking.promote(run_id, CHAMPION_ALIAS)
+
+
+def register_at_bar(tracking: Tracking, run: RunSummary, bar: float) -> str:
+    """Register a refused run's logged model where its estimate passes `bar` by the gate's
+    rule (the job logs the highest bar it passes: none where the estimate does not clearly
+    beat the majority class); the run's gate tags then say so. Returns the version."""
+    if not 0.0 <= bar <= 1.0:
+        raise InvalidRequest("min_macro_f1 must be between 0 and 1")
+    said = f"run {run.run_id}"
+    if run.status != "FINISHED" or TAG_CANCELLED in run.tags:
+        raise Conflict(f"{said} is {run.status}: only a finished run can be registered")
+    uri, name = run.tags.get(TAG_MODEL_URI), run.tags.get(TAG_MODEL_NAME)
+    if not uri or not name:
+        raise Conflict(f"{said} was trained before a run could be registered later: train "
+                       "again with min_macro_f1")  # fmt: skip
+    reachable = run.metrics.get(METRIC_PASSES_BAR_UP_TO)
+    reason = run.tags.get(TAG_GATE_REASON, "")
+    if reachable is None:
+        raise Conflict(f"{said} cannot be registered at any bar: {reason}")
+    if bar > reachable:
+        raise Conflict(f"{said}'s estimate passes bars up to {reachable:.4f}, not "
+                       f"{bar:.4f}: {reason}")  # fmt: skip
+    version = tracking.register(run.run_id, uri, name)
+    tracking.set_tags(run.run_id, {
+        TAG_GATE: "passed",
+        TAG_GATE_REASON: f"registered by request at the bar {bar:.4f} (its estimate passes "
+                         f"bars up to {reachable:.4f}); at training: {reason}",
+    })  # fmt: skip
+    return version
 
 
 def cancel_run(

@@ -205,6 +205,10 @@ class TenantTracking:
         self._check_run(run_id)
         return self.inner.download_artifact(run_id, path)
 
+    def register(self, run_id: str, model_uri: str, name: str) -> str:
+        self._check_run(run_id)
+        return self.inner.register(run_id, model_uri, name)
+
     def promote(self, run_id: str, alias: str) -> tuple[str, str]:
         self._check_run(run_id)
         return self.inner.promote(run_id, alias)

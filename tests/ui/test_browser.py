@@ -22,6 +22,7 @@ from tests.support import (
     TOPICS,
     keyword_tree,
     list_keys,
+    mislabelled_tree,
     multi_label_tree,
     pdf_bytes,
     upload_tree,
@@ -196,6 +197,35 @@ def test_a_multi_label_run_lists_what_it_missed_per_label_and_answers_labels(
     page.click("#predict")
     expect(page.locator("#prediction")).to_contain_text("billing (", timeout=90_000)
     expect(page.locator("#prediction")).to_contain_text("bug (")
+
+
+def test_a_run_the_bar_refused_is_registered_at_the_users_bar_from_its_page(
+    live_api: LiveApi, page: Page, s3: Any, dataset_prefix: str, experiment_name: str
+) -> None:
+    # given: a run trained at a bar of 0.99 on documents a quarter of which are mislabelled
+    upload_tree(s3, DATA_BUCKET, dataset_prefix, mislabelled_tree(TOPICS, 12, 3))
+    page.goto(f"{live_api.url}/")
+    page.fill("#dataset", dataset_prefix)
+    page.dispatch_event("#dataset", "change")
+    expect(page.locator('#labels input[name="label"]')).to_have_count(2)
+    page.fill("#experiment", experiment_name)
+    page.select_option("#mode", "tfidf")
+    page.fill("#min-macro-f1", "0.99")
+    page.click("#train")
+    row = page.locator("#runs tbody tr").first
+    expect(row).to_contain_text("FINISHED", timeout=120_000)
+    row.click()
+    # then: its page says which bar it missed and offers the highest bar its estimate passes
+    expect(page.locator("#run-summary")).to_contain_text("below the bar 0.9900")
+    expect(page.locator("#promote-bar-box")).to_be_visible()
+    offered = float(page.input_value("#promote-bar"))
+    assert 0.5 < offered < 0.99
+    # when: made champion at that bar
+    page.click("#promote")
+    # then: registered and @champion, without training again
+    expect(page.locator("#run-summary")).to_contain_text("version 1 is now @champion")
+    expect(row).to_contain_text("yes")
+    expect(page.locator("#promote-bar-box")).to_be_hidden()
 
 
 def test_the_page_works_under_an_api_gateway_stage_path(

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from functions.core.errors import run_not_found
+from functions.core.errors import ModelNotReady, run_not_found
 from functions.core.models import Experiment, JobSpec, Launch, ObjectInfo, RunSummary
+from functions.core.tags import TAG_REGISTERED
 
 
 def _raw(value: str | bytes) -> bytes:
@@ -66,6 +67,8 @@ class FakeTracking:
         self.runs: dict[str, RunSummary] = {}
         self.models: dict[str, str] = {}  # registered model name -> owner experiment id
         self.artifacts: dict[tuple[str, str], bytes] = {}  # (run id, path) -> content
+        self.versions: dict[str, str] = {}  # "<name>/<version>" -> run id
+        self.aliases: dict[str, str] = {}  # "<name>@<alias>" -> version
         self._ids = itertools.count(1)
 
     def get_experiment(self, name: str) -> Experiment | None:
@@ -145,6 +148,20 @@ class FakeTracking:
 
     def claim_model_name(self, name: str, experiment_id: str) -> None:
         self.models.setdefault(name, experiment_id)
+
+    def register(self, run_id: str, model_uri: str, name: str) -> str:
+        version = str(1 + sum(v.startswith(f"{name}/") for v in self.versions))
+        self.versions[f"{name}/{version}"] = run_id
+        self.set_tags(run_id, {TAG_REGISTERED: f"{name}/{version}"})
+        return version
+
+    def promote(self, run_id: str, alias: str) -> tuple[str, str]:
+        registered = self.get_run(run_id).tags.get(TAG_REGISTERED)
+        if registered is None:
+            raise ModelNotReady(f"run {run_id} has no registered model version")
+        name, version = registered.rsplit("/", 1)
+        self.aliases[f"{name}@{alias}"] = version
+        return name, version
 
 
 class FakeLauncher:

@@ -116,13 +116,15 @@ def test_tag_names_agree_between_the_api_and_the_training_job() -> None:
     from functions.core import tags
     from training_job import tracking
 
-    shared = {name for name in dir(tags) if name.startswith("TAG_")} & set(dir(tracking))
+    shared = {n for n in dir(tags) if n.startswith(("TAG_", "METRIC_"))} & set(dir(tracking))
     assert {
         "TAG_FAILURE",
         "TAG_GATE",
         "TAG_GATE_REASON",
         "TAG_REGISTERED",
         "TAG_MODEL_KIND",
+        "TAG_MODEL_URI",
+        "METRIC_PASSES_BAR_UP_TO",
     } <= shared
     for name in shared:
         assert getattr(tags, name) == getattr(tracking, name), name

@@ -28,8 +28,15 @@ from functions.core.runs import (
     cancel_run,
     evaluated_documents,
     experiment_runs,
+    promote,
 )
-from functions.core.tags import TAG_GATE
+from functions.core.tags import (
+    METRIC_PASSES_BAR_UP_TO,
+    TAG_GATE,
+    TAG_GATE_REASON,
+    TAG_MODEL_URI,
+    TAG_REGISTERED,
+)
 from functions.core.tenancy import NO_TENANT, Tenant
 from functions.core.validation import resolve_location, survey_dataset
 from tests.unit.fakes import FakeLauncher, FakeStore, FakeTracking
@@ -83,6 +90,38 @@ def test_a_label_with_too_few_documents_is_refused_with_what_would_do_and_no_run
     assert "at least 2 usable documents" in said and "'traffic' has 1" in said
     assert "add documents to it, or train on the others (labels: 'sports', 'weather')" in said
     assert not tracking.runs and not launcher.jobs
+
+
+def test_a_refused_run_is_registered_at_a_bar_its_estimate_passes_and_at_no_other(
+    store: FakeStore,
+) -> None:
+    tracking, launcher = FakeTracking(), FakeLauncher()
+    run = start_training_once(_request(), "k", store, tracking, launcher, SETTINGS,
+                              NO_TENANT).run  # fmt: skip
+    missed = "macro-F1 0.7812 (95% interval 0.61-0.83, 3-fold) is below the bar 0.9000"
+    tracking._update(run.run_id, status="FINISHED", metrics={METRIC_PASSES_BAR_UP_TO: 0.83})
+    tracking.set_tags(run.run_id, {TAG_GATE: "failed", TAG_GATE_REASON: missed,
+                                   TAG_MODEL_URI: "models:/m-1"})  # fmt: skip
+    with pytest.raises(ModelNotReady):  # no bar given: promote as before
+        promote(tracking, run.run_id)
+    with pytest.raises(Conflict, match=r"passes bars up to 0\.8300, not 0\.9000"):
+        promote(tracking, run.run_id, 0.9)
+    with pytest.raises(InvalidRequest, match="between 0 and 1"):
+        promote(tracking, run.run_id, 1.5)
+    assert not tracking.versions
+    assert promote(tracking, run.run_id, 0.8) == ("news-classifier", "1")
+    tags = tracking.get_run(run.run_id).tags
+    assert tags[TAG_GATE] == "passed" and tags[TAG_REGISTERED] == "news-classifier/1"
+    assert tags[TAG_GATE_REASON].startswith("registered by request at the bar 0.8000")
+    assert tracking.aliases == {"news-classifier@champion": "1"}
+    assert promote(tracking, run.run_id, 0.8) == ("news-classifier", "1")  # not twice
+    # and: an estimate that does not clearly beat the majority class registers at no bar
+    other = start_training_once(_request(), "k2", store, tracking, launcher, SETTINGS,
+                                NO_TENANT).run  # fmt: skip
+    tracking._update(other.run_id, status="FINISHED")
+    tracking.set_tags(other.run_id, {TAG_MODEL_URI: "models:/m-2", TAG_GATE_REASON: "chance"})
+    with pytest.raises(Conflict, match="cannot be registered at any bar: chance"):
+        promote(tracking, other.run_id, 0.0)
 
 
 def test_a_lost_record_still_finds_the_run_its_job_belongs_to(store: FakeStore) -> None:

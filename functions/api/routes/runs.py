@@ -154,8 +154,9 @@ def artifact(run_id: str, path: str, tracking: TrackingDep) -> Response:
 
 @router.post("/promote", response_model=Envelope[PromotedOut])
 def promote_run(body: PromoteRequest, tracking: TrackingDep) -> Envelope[PromotedOut]:
-    """Move the `champion` alias to this run's registered version (atomic)."""
-    name, version = promote(tracking, body.run_id.strip())
+    """Move the `champion` alias to this run's registered version (atomic); with
+    `min_macro_f1`, a run the bar refused is registered first if its estimate passes it."""
+    name, version = promote(tracking, body.run_id.strip(), body.min_macro_f1)
     return Envelope(
         status=SUCCESS,
         data=PromotedOut(registered_model=name, version=version, alias=CHAMPION_ALIAS),

@@ -382,6 +382,10 @@ async function openRun(runId, scroll = true, remember = true) {
     say("run-summary", [status, data.model_kind || (live ? "training…" : ""), queued, gate, data.failure_reason,
       data.cancelled].filter(Boolean).join(" · "), data.status === "FAILED" ? "error" : refused ? "warn" : "");
     $("cancel-run").disabled = !["RUNNING", "SCHEDULED"].includes(data.status);
+    // a finished run the bar refused registers at a bar its estimate passes (offered: the highest)
+    const reachable = data.metrics.passes_bar_up_to;
+    $("promote-bar-box").hidden = !(data.status === "FINISHED" && data.gate === "failed" && reachable !== undefined);
+    if (reachable !== undefined) $("promote-bar").value = (Math.floor(reachable * 100) / 100).toFixed(2);
     const metrics = $("metrics").tBodies[0];
     const headline = ["test_macro_f1", "test_micro_f1", "test_accuracy", "test_subset_accuracy",
       "test_hamming_loss", "test_macro_precision", "test_macro_recall", "test_roc_auc", "test_pr_auc", "test_ece",
@@ -409,7 +413,7 @@ async function openRun(runId, scroll = true, remember = true) {
     const curves = (path) => path.endsWith("pr_roc_curves.png");
     $("images").replaceChildren(...data.artifacts.filter((p) => !curves(p)).map(image));
     $("curves").replaceChildren(...data.artifacts.filter(curves).map(image));
-    $("promote").disabled = data.gate !== "passed";
+    $("promote").disabled = data.gate !== "passed" && $("promote-bar-box").hidden;
     showConfusion(data.status === "FINISHED" ? data.report : null);
     loadDrift();
   } catch (error) {
@@ -710,8 +714,12 @@ function drawDrift(plot, hours) {
 }
 
 async function promote() {
+  const request = { run_id: state.runId };
+  if (!$("promote-bar-box").hidden) request.min_macro_f1 = Number($("promote-bar").value);
   try {
-    const { data } = await call("POST", `${API}/promote`, { run_id: state.runId });
+    const { data } = await call("POST", `${API}/promote`, request);
+    await openRun(state.runId, false, false);
+    refreshRuns();
     say("run-summary", `${data.registered_model} version ${data.version} is now @${data.alias}`, "ok");
   } catch (error) {
     say("run-summary", error.message, "error");
