@@ -58,6 +58,18 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _training_form(page: Page, api: LiveApi, dataset: str, labels: int, experiment: str
+                   ) -> None:  # fmt: skip
+    """The page with the training form filled: the dataset (its label folders shown), the
+    experiment and the cheap kind."""
+    page.goto(f"{api.url}/")
+    page.fill("#dataset", dataset)
+    page.dispatch_event("#dataset", "change")
+    expect(page.locator('#labels input[name="label"]')).to_have_count(labels)
+    page.fill("#experiment", experiment)
+    page.select_option("#mode", "tfidf")
+
+
 def test_upload_train_inspect_predict_and_delete_in_the_browser(
     live_api: LiveApi, page: Page, tmp_path: Path, dataset_prefix: str, experiment_name: str,
     s3: Any,
@@ -167,13 +179,8 @@ def test_a_multi_label_run_lists_what_it_missed_per_label_and_answers_labels(
     tree = multi_label_tree(TICKETS, 36)
     tree["praise"]["odd-one.txt"] = b"refund the invoice, the app crash gave an error"
     upload_tree(s3, DATA_BUCKET, dataset_prefix, tree)
-    page.goto(f"{live_api.url}/")
-    page.fill("#dataset", dataset_prefix)
-    page.dispatch_event("#dataset", "change")
-    expect(page.locator('#labels input[name="label"]')).to_have_count(3)
+    _training_form(page, live_api, dataset_prefix, 3, experiment_name)
     # when: trained with "Several labels a document"
-    page.fill("#experiment", experiment_name)
-    page.select_option("#mode", "tfidf")
     page.check("#multi-label")
     page.click("#train")
     expect(page.locator("#train-status")).to_contain_text("Training started")
@@ -204,12 +211,7 @@ def test_a_run_the_bar_refused_is_registered_at_the_users_bar_from_its_page(
 ) -> None:
     # given: a run trained at a bar of 0.99 on documents a quarter of which are mislabelled
     upload_tree(s3, DATA_BUCKET, dataset_prefix, mislabelled_tree(TOPICS, 12, 3))
-    page.goto(f"{live_api.url}/")
-    page.fill("#dataset", dataset_prefix)
-    page.dispatch_event("#dataset", "change")
-    expect(page.locator('#labels input[name="label"]')).to_have_count(2)
-    page.fill("#experiment", experiment_name)
-    page.select_option("#mode", "tfidf")
+    _training_form(page, live_api, dataset_prefix, 2, experiment_name)
     page.fill("#min-macro-f1", "0.99")
     page.click("#train")
     row = page.locator("#runs tbody tr").first
