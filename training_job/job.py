@@ -251,7 +251,7 @@ def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> 
     if judged_score(metrics, estimate) < bar:
         top = f"; its interval tops out at {high:.4f}" if estimate.cross_validated else ""
         return False, f"{said} is below the bar {bar:.4f} by {bar - score:.4f}{top}"
-    if low <= baseline:
+    if highest_passing_bar(metrics, estimate) is None:
         return False, (
             f"{said} does not clearly beat the majority-class baseline {baseline:.4f}: "
             f"its interval starts {baseline - low:.4f} under it"

@@ -29,6 +29,7 @@ from functions.core.tags import (
     TAG_MODEL_URI,
     TAG_REGISTERED,
 )
+from functions.core.validation import check_bar
 
 EXPERIMENT_RUNS = 3
 LATEST_RUNS = 10
@@ -279,8 +280,7 @@ def register_at_bar(tracking: Tracking, run: RunSummary, bar: float) -> str:
     """Register a refused run's logged model where its estimate passes `bar` by the gate's
     rule (the job logs the highest bar it passes: none where the estimate does not clearly
     beat the majority class); the run's gate tags then say so. Returns the version."""
-    if not 0.0 <= bar <= 1.0:
-        raise InvalidRequest("min_macro_f1 must be between 0 and 1")
+    check_bar(bar)
     said = f"run {run.run_id}"
     if run.status != "FINISHED" or TAG_CANCELLED in run.tags:
         raise Conflict(f"{said} is {run.status}: only a finished run can be registered")

@@ -228,8 +228,14 @@ def check_training_options(request: TrainingRequest, max_hpo_trials: int) -> Non
     if len(request.label_delimiter) != 1 or request.label_delimiter in ',"\r\n ':
         raise InvalidRequest("label_delimiter must be one character other than a comma, a "
                              "quote, a space or a line break")  # fmt: skip
-    bar = request.min_macro_f1
-    if bar is not None and not 0.0 <= bar <= 1.0:  # the majority-class rule holds at any bar
+    if request.min_macro_f1 is not None:
+        check_bar(request.min_macro_f1)
+
+
+def check_bar(bar: float) -> None:
+    """A registration bar (`min_macro_f1`) is a macro-F1: 0-1 (the majority-class rule holds
+    at any bar)."""
+    if not 0.0 <= bar <= 1.0:
         raise InvalidRequest("min_macro_f1 must be between 0 and 1")
 
 
