@@ -24,6 +24,7 @@ import httpx
 API = "/custom_classifier"
 UPLOAD_BATCH = 500
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+PROGRESS_EVERY = 30.0  # seconds between lines of an unchanged phase while waiting
 # How many of a batch job's not-treated documents batch-predict prints.
 SKIPPED_SHOWN = 10
 # Answers worth the same request again (with its Idempotency-Key, nothing is started twice).
@@ -193,10 +194,19 @@ def _run_line(run: dict[str, Any]) -> str:
 
 
 def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dict[str, Any]:
+    """The run once it ends; on stderr meanwhile, its line whenever its phase moves on (or
+    every PROGRESS_EVERY seconds), so a long training is not a silent wait."""
+    shown, shown_at = None, 0.0
     while True:
         for run in _runs(client, experiment, limit=20):
-            if run["run_id"] == run_id and run["status"] in TERMINAL:
+            if run["run_id"] != run_id:
+                continue
+            if run["status"] in TERMINAL:
                 return run
+            stage = (run["status"], run.get("phase"), run.get("phase_detail"))
+            if stage != shown or time.monotonic() - shown_at >= PROGRESS_EVERY:
+                click.echo(_run_line(run), err=True)
+                shown, shown_at = stage, time.monotonic()
         time.sleep(every)
 
 

@@ -182,6 +182,8 @@ def test_a_run_below_the_bar_says_which_bar_it_missed_and_is_registered_at_the_u
     assert "below the bar 0.9900 by" in trained.stdout
     run_id = re.search(r"run (\w+) did not produce a registered model", trained.output)[1]  # type: ignore[index]
     assert f"custom-classifier promote {run_id} --min-macro-f1" in trained.output
+    # and while it waited, the run's line as it went (not a silent wait)
+    assert re.search(rf"^{run_id}  RUNNING\b", trained.stderr, re.MULTILINE), trained.stderr
     # and: the bar it missed registers nothing; one its estimate passes registers the run
     refused = _cli(live_api, "promote", run_id, "--min-macro-f1", "0.99")
     assert refused.exit_code == 1 and "passes bars up to 0." in refused.output, refused.output

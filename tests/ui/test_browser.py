@@ -130,6 +130,8 @@ def test_upload_train_inspect_predict_and_delete_in_the_browser(
     for index in range(2):
         expect(images.nth(index)).to_have_js_property("complete", True)
         assert images.nth(index).evaluate("img => img.naturalWidth") > 100
+        # each opens at full size (the page scales a many-label matrix down)
+        assert images.nth(index).evaluate("img => img.closest('a').href === img.src")
     # what it got wrong: the mislabelled document, from its confusion-matrix cell
     expect(page.locator("#mistakes-summary")).to_contain_text("documents wrong")
     sports_as_weather = page.locator("#confusion tbody tr", has_text="sports").locator("button")

@@ -403,11 +403,16 @@ async function openRun(runId, scroll = true, remember = true) {
       [label, pct(m.precision), pct(m.recall), pct(m.f1), String(m.support)].forEach((t) => cell(row, t));
       return row;
     }));
+    // each image a link to itself at full size: with many labels the page shows it scaled down
     const image = (path) => {
+      const link = document.createElement("a");
       const img = document.createElement("img");
-      img.src = `${API}/runs/${runId}/artifacts/${path}`;
+      link.href = img.src = `${API}/runs/${runId}/artifacts/${path}`;
+      link.target = "_blank";
+      link.title = "open at full size";
       img.alt = path.split("/").pop().replace(".png", "").replaceAll("_", " ");
-      return img;
+      link.appendChild(img);
+      return link;
     };
     // the matrix beside the metrics; the curves below at their drawn size, to be read
     const curves = (path) => path.endsWith("pr_roc_curves.png");
