@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import sys
 import time
 import uuid
@@ -24,7 +25,7 @@ import httpx
 API = "/custom_classifier"
 UPLOAD_BATCH = 500
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
-PROGRESS_EVERY = 30.0  # seconds between lines of an unchanged phase while waiting
+PROGRESS_EVERY = 30.0  # seconds between lines of one phase and candidate while waiting
 # How many of a batch job's not-treated documents batch-predict prints.
 SKIPPED_SHOWN = 10
 # Answers worth the same request again (with its Idempotency-Key, nothing is started twice).
@@ -187,15 +188,16 @@ def _run_line(run: dict[str, Any]) -> str:
     queued = f"#{run['queue_position']} in the queue" if run.get("queue_position") else ""
     progress = ""
     if run["status"] == "RUNNING" and run.get("phase"):
-        progress = " ".join(filter(None, [f"{run['phase']}:", run.get("phase_detail"),
-                                          _percent_and_eta(run)]))  # fmt: skip
+        said = " ".join(filter(None, [run.get("phase_detail"), _percent_and_eta(run)]))
+        progress = f"{run['phase']}: {said}" if said else run["phase"]
     fields = (run["run_id"], run["status"], queued, progress, score, registered, reason)
     return "  ".join(x for x in fields if x)
 
 
 def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dict[str, Any]:
-    """The run once it ends; on stderr meanwhile, its line whenever its phase moves on (or
-    every PROGRESS_EVERY seconds), so a long training is not a silent wait."""
+    """The run once it ends; on stderr meanwhile, its line whenever its phase or candidate
+    moves on (its steps: every PROGRESS_EVERY seconds), so a long training is not a silent
+    wait."""
     shown, shown_at = None, 0.0
     while True:
         for run in _runs(client, experiment, limit=20):
@@ -203,7 +205,8 @@ def _wait_run(client: Client, experiment: str, run_id: str, every: float) -> dic
                 continue
             if run["status"] in TERMINAL:
                 return run
-            stage = (run["status"], run.get("phase"), run.get("phase_detail"))
+            within = (run.get("phase_detail") or "").split(" · ")[0]  # not the step
+            stage = (run["status"], run.get("phase"), within)
             if stage != shown or time.monotonic() - shown_at >= PROGRESS_EVERY:
                 click.echo(_run_line(run), err=True)
                 shown, shown_at = stage, time.monotonic()
@@ -273,12 +276,15 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
     run = _wait_run(client, experiment, run_id, poll)
     client.show(run, _run_line(run))
     if run["status"] != "FINISHED" or not run.get("registered"):
-        hint = ""
-        if run.get("gate") == "failed":  # a user's own bar may suit a hard task: say how
+        hint, highest = "", run.get("passes_bar_up_to")
+        if run.get("gate") == "failed" and highest is not None:  # a hard task's bar: say how
             hint = (
-                f"; the bar is yours to set: `custom-classifier promote {run_id} "
-                "--min-macro-f1 <bar>` registers it where its estimate passes that bar"
+                f"; the bar is yours to set: `custom-classifier promote {run_id} --min-macro-f1 "
+                f"{math.floor(highest * 100) / 100:.2f}` registers it (its estimate passes "
+                f"bars up to {highest:.4f})"
             )
+        elif run.get("gate") == "failed" and "passes_bar_up_to" in run:  # an older API: unsaid
+            hint = "; no bar registers it: more documents a label would narrow its estimate"
         raise ApiError(f"run {run_id} did not produce a registered model{hint}")
 
 

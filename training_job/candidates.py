@@ -171,7 +171,7 @@ def select_model(
     if asked; `progress` hears of each fit."""
     progress = progress or Progress(lambda tags, metrics: None)
     planned, skipped = plan(hp, split)
-    data = SelectionData(hp, labels, split, on_epoch)
+    data = SelectionData(hp, labels, split, on_epoch, on_step=progress.step)
     trainer = CandidateTrainer(data)
     auto = hp.mode == "auto"
     if auto:

@@ -254,7 +254,8 @@ def gate(metrics: dict[str, float], hp: Hyperparameters, estimate: Estimate) -> 
     if highest_passing_bar(metrics, estimate) is None:
         return False, (
             f"{said} does not clearly beat the majority-class baseline {baseline:.4f}: "
-            f"its interval starts {baseline - low:.4f} under it"
+            f"its interval starts at {low:.4f}, not above it (no bar registers it; more "
+            "documents a label would narrow the interval)"
         )
     meets = "reaches the bar within its interval" if score < bar else "meets the bar"
     return True, (

@@ -285,6 +285,12 @@ class RunStatusItem(BaseModel):
     gate_reason: str | None = Field(
         default=None, description="the estimate, and which bar it met or missed by how much"
     )
+    passes_bar_up_to: float | None = Field(
+        default=None,
+        description="the highest `min_macro_f1` the run's estimate passes: `POST /promote` "
+        "registers a run the bar refused at a bar up to it; absent where no bar would (its "
+        "estimate does not clearly beat the majority-class baseline)",
+    )
 
 
 class ExperimentItem(BaseModel):

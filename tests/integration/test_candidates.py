@@ -21,6 +21,7 @@ from training_job import kinds
 from training_job.candidates import Candidate, choose, plan, select_model
 from training_job.config import Hyperparameters
 from training_job.data import Document
+from training_job.progress import TAG_PHASE_DETAIL, Progress
 from training_job.split import Split, stratified_split
 from training_job.tracking import (
     TAG_CHOICE,
@@ -268,12 +269,23 @@ def test_contrastive_tuning_logs_its_steps_and_pairs_and_is_scored_by_folds(
     split = _keyword_split(8)
     hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
                          options={"contrastive_max_steps": 4})  # fmt: skip
+    # and: the run's progress as the job writes it (a clock that moves 10 s a reading)
+    details: list[str] = []
+    ticks = iter(range(0, 10_000, 10))
+    progress = Progress(lambda tags, metrics: details.append(tags[TAG_PHASE_DETAIL]),
+                        clock=lambda: float(next(ticks)))  # fmt: skip
     # when
-    selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic())
+    selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic(),
+                             progress)  # fmt: skip
     # then: the steps follow the cap, the score is out-of-fold, the model predicts labels
     winner = selection.winner
     assert winner.kind == "contrastive"
     assert winner.details["steps"] == 4
+    # and: each tuning's steps were told as they went, not only the candidate's start
+    told = [d for d in details if " · " in d]
+    assert told[0] == "candidate 1 of 1: contrastive · fold 1 of 3: step 1 of 4"
+    last_steps = {f"fold {k} of 3: step 4 of 4" for k in (1, 2, 3)} | {"all documents: step 4 of 4"}
+    assert last_steps <= {d.split(" · ")[1] for d in told}
     assert winner.details["pairs"] == 4 * 16 * 15 // 2  # every pair of each batch of 16
     assert winner.details["folds"] == 3
     assert 0.0 <= winner.selection_f1 <= 1.0

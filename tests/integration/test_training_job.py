@@ -361,6 +361,7 @@ def test_a_model_no_better_than_the_majority_class_is_refused_saying_by_how_much
     body = {"experiment_name": experiment_name}
     [item] = api.post("/custom_classifier/job_status", json=body).json()
     assert (item["gate"], item["gate_reason"]) == ("failed", reason)
+    assert item["passes_bar_up_to"] is None  # no bar would register it
 
 
 def test_promote_if_better_moves_champion_only_for_a_clearly_better_model(

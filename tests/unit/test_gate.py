@@ -44,3 +44,4 @@ def test_any_estimate_must_clearly_beat_the_majority_class() -> None:
     passed, reason = gate(_metrics(0.8, 0.3, 0.9, baseline=0.33), HP, _estimate(True))
     assert not passed
     assert "does not clearly beat the majority-class baseline 0.3300" in reason
+    assert "its interval starts at 0.3000, not above it (no bar registers it" in reason

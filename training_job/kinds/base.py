@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from training_job.split import Split
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+# Where a fit is within itself (`fold 2 of 3: step 40 of 120`), for the run's progress.
+StepCallback = Callable[[str], None]
 IMBALANCE_STRATEGY = "balanced class weights (fine-tune loss, regressions)"
 # Below this many validation documents one document decides too much: kinds are scored
 # by repeated stratified k-fold on train+validation instead.
@@ -268,6 +270,7 @@ class SelectionData:
     on_epoch: EpochCallback
     # The kinds fitted so far in this selection, by name (what `ensemble` combines).
     members: dict[str, Fitted] = dataclasses.field(default_factory=dict)
+    on_step: StepCallback = lambda detail: None
 
     @property
     def docs(self) -> list[Document]:

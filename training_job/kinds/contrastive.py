@@ -35,6 +35,7 @@ from training_job.kinds.base import (
     ModelKind,
     Search,
     SelectionData,
+    StepCallback,
     calibrate,
     linear_logits,
     read_options,
@@ -142,6 +143,17 @@ def in_batch_loss(encoder: Any) -> Any:
             return pair_loss(embedded @ embedded.T, similarity_targets(labels))
 
     return InBatchCosineSimilarityLoss(encoder)
+
+
+def _reporting(on_step: StepCallback, stage: str, steps: int) -> Any:
+    """A trainer callback telling `on_step` each step taken."""
+    from transformers import TrainerCallback
+
+    class Reporting(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            on_step(f"{stage}: step {state.global_step} of {steps}")
+
+    return Reporting()
 
 
 def _on_cpu(encoder: Any, config: ClassifierConfig) -> TextEncoder:
@@ -290,9 +302,10 @@ class _Trainer(KindTrainer):
         self.max_steps = affordable
         return None
 
-    def tune(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig
-             ) -> tuple[TextEncoder, dict[str, float]]:  # fmt: skip
-        """The base encoder tuned on these rows; what the tuning did, as metrics."""
+    def tune(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig,
+             stage: str = "all documents") -> tuple[TextEncoder, dict[str, float]]:  # fmt: skip
+        """The base encoder tuned on these rows; what the tuning did, as metrics. Each step is
+        reported (`<stage>: step 40 of 120`): a tuning is minutes of one candidate."""
         from datasets import Dataset
         from sentence_transformers import (
             SentenceTransformerTrainer,
@@ -322,6 +335,7 @@ class _Trainer(KindTrainer):
             SentenceTransformerTrainer(
                 model=encoder, args=args, train_dataset=dataset,
                 loss=in_batch_loss(encoder),
+                callbacks=[_reporting(self.data.on_step, stage, steps)],
             ).train()  # fmt: skip
         tuned = _on_cpu(encoder, config)
         seconds = time.monotonic() - began
@@ -335,9 +349,10 @@ class _Trainer(KindTrainer):
         c = read_options(ContrastiveOptions, hp).contrastive_c
         return head_model(c, self.data.multi_label).fit(embeddings, self.truth[rows])
 
-    def _tuned_head(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig
+    def _tuned_head(self, hp: Hyperparameters, rows: list[int], config: ClassifierConfig,
+                    stage: str = "all documents"
                     ) -> tuple[TextEncoder, Any, dict[str, float]]:  # fmt: skip
-        encoder, details = self.tune(hp, rows, config)
+        encoder, details = self.tune(hp, rows, config, stage)
         head = self._fit_head(hp, encoder.embed([self.texts[i] for i in rows]), rows)
         return encoder, head, details
 
@@ -366,9 +381,10 @@ class _Trainer(KindTrainer):
 
         out_of_fold = np.zeros((len(rows), len(self.data.labels)))
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
-        for fit_at, held_at in splitter.split(np.zeros(len(rows)), self.strata[rows]):
+        split = splitter.split(np.zeros(len(rows)), self.strata[rows])
+        for fold, (fit_at, held_at) in enumerate(split, start=1):
             fit_rows, held_rows = [rows[i] for i in fit_at], [rows[i] for i in held_at]
-            encoder, head, _ = self._tuned_head(hp, fit_rows, config)
+            encoder, head, _ = self._tuned_head(hp, fit_rows, config, f"fold {fold} of {folds}")
             embedded = encoder.embed([self.texts[i] for i in held_rows])
             out_of_fold[held_at] = linear_logits(head, embedded, self.data.multi_label)
         return out_of_fold

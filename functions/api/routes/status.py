@@ -16,6 +16,7 @@ from functions.core.models import RunSummary
 from functions.core.runs import experiment_runs, latest_runs
 from functions.core.tags import (
     METRIC_ETA,
+    METRIC_PASSES_BAR_UP_TO,
     METRIC_PERCENT,
     TAG_CANCELLED,
     TAG_FAILURE,
@@ -57,6 +58,7 @@ def status_item(run: RunSummary) -> RunStatusItem:
         promotion=run.tags.get(TAG_PROMOTION),
         gate=run.tags.get(TAG_GATE),
         gate_reason=run.tags.get(TAG_GATE_REASON),
+        passes_bar_up_to=run.metrics.get(METRIC_PASSES_BAR_UP_TO),
     )
 
 
