@@ -21,6 +21,8 @@ from training_job import kinds
 from training_job.candidates import Candidate, choose, plan, select_model
 from training_job.config import Hyperparameters
 from training_job.data import Document
+from training_job.kinds import contrastive
+from training_job.kinds.base import SelectionData
 from training_job.progress import TAG_PHASE_DETAIL, Progress
 from training_job.split import Split, stratified_split
 from training_job.tracking import (
@@ -306,6 +308,23 @@ def test_contrastive_tuning_takes_half_the_epochs_at_twice_the_rate_where_a_batc
     # then: whole-set steps: 2 epochs of one step at 1e-4; else 4 epochs of 2 steps at 5e-5
     assert winner.details["steps"] == steps
     assert winner.details["learning_rate"] == pytest.approx(rate)
+
+
+def test_contrastive_estimate_counts_each_steps_documents_and_update(
+    tiny_base_model: str,
+) -> None:
+    # given: 12 documents a label, 24 in all: the final tuning takes 2 full batches of 16
+    # and each fold's 16 one (3 folds); 4 epochs; measured units, injected: a full batch's
+    # passes 0.5 s, an update 0.1 s, loading and embedding 1 s a tuning
+    hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
+                         options={"contrastive_epochs": 4})  # fmt: skip
+    data = SelectionData(hp, list(TOPICS), _keyword_split(12), lambda e, m: None)
+    trainer = kinds.get("contrastive").trainer(data)
+    trainer.__dict__["timings"] = contrastive._Timings(load=0.5, batch=0.5, update=0.1,
+                                                       embed_all=0.5)  # fmt: skip
+    # when / then: 8 steps of 24 documents (3/4 full) and 3 x 4 steps of 16 (all full)
+    final, folds = 8 * (0.5 * 24 / 32 + 0.1), 3 * 4 * (0.5 + 0.1)
+    assert trainer.cost() == pytest.approx(final + folds + 4 * 1.0)
 
 
 @pytest.mark.parametrize("windows", [None, 1])

@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -168,13 +169,19 @@ class _Timings:
     """Measured seconds of the kind's units of work."""
 
     load: float  # the base encoder, once a tuning
-    step: float  # one training step
+    batch: float  # the loss's forward and backward pass over a full batch
+    update: float  # the optimiser's step (the same for any batch)
     embed_all: float  # every document's windows, for a head
 
     @property
     def around_steps(self) -> float:
         """A tuning's seconds besides its steps."""
         return self.load + self.embed_all
+
+    def step(self, fill: float) -> float:
+        """One step whose batches are on average this full: the passes go with the
+        documents (a 5-document batch took 0.3x a 16-document one), the update does not."""
+        return self.batch * fill + self.update
 
 
 class _Trainer(KindTrainer):
@@ -210,6 +217,12 @@ class _Trainer(KindTrainer):
             return max(1, round(epochs / speedup)), rate * speedup
         return epochs, rate
 
+    @staticmethod
+    def _fill(options: ContrastiveOptions, documents: int) -> float:
+        """How full an epoch's batches are on average (the last one may be short)."""
+        batches = _Trainer._one_pass(options, documents)
+        return documents / (batches * options.contrastive_batch_size)
+
     def _planned_steps(self, options: ContrastiveOptions, documents: int) -> int:
         """Steps of one tuning on this many documents."""
         every_epoch = self._schedule(options)[0] * self._one_pass(options, documents)
@@ -227,10 +240,12 @@ class _Trainer(KindTrainer):
     @cached_property
     def timings(self) -> _Timings:
         """The kind's unit costs, measured on the base encoder: loading it, one training step
-        (the loss's forward and backward pass over a batch, in the tuning's precision) and
-        embedding every document's windows for the head. Three forward passes stood in for a
-        step before, and with the embeddings left out the kind took 1.4-1.8x its estimate
-        (BBC at 32 a label: 538 s for 306), so a time budget was overrun as much."""
+        (the loss's forward and backward pass over a full batch, in the tuning's precision,
+        and the optimiser's update) and embedding every document's windows for the head.
+        Three forward passes stood in for a step before, and with the embeddings left out the
+        kind took 1.4-1.8x its estimate (BBC at 32 a label: 538 s for 306), so a time budget
+        was overrun as much; with every step a full batch and no update, 32 movie snippets
+        took 0.7x theirs (78 s for 113)."""
         import torch
         from sentence_transformers.util import batch_to_device
 
@@ -243,26 +258,30 @@ class _Trainer(KindTrainer):
                                    torch.device(self.device))  # fmt: skip
         labels = torch.as_tensor(self.truth[rows], device=self.device)
         loss = in_batch_loss(encoder)
+        optimiser = torch.optim.AdamW(encoder.parameters())
         encoder.train()
 
-        def step() -> None:
+        def passes() -> None:
+            encoder.zero_grad(set_to_none=True)  # as the trainer does every step
             with torch.autocast(torch.device(self.device).type, torch.bfloat16,
                                 enabled=self.bf16):  # fmt: skip
                 value = loss([features], labels)
             value.backward()
-            encoder.zero_grad(set_to_none=True)
 
-        def timed() -> float:
+        def timed(work: Callable[[], None]) -> float:
             began = time.monotonic()
-            step()
+            work()
             if torch.device(self.device).type == "cuda":
                 torch.cuda.synchronize()  # a GPU answers before it is done
             return time.monotonic() - began
 
-        step()  # warm-up: a cold pass is 2-5x slower
-        step_seconds = min(timed(), timed())  # one step read up to a quarter high
+        passes()  # warm-up: a cold pass is 2-5x slower
+        optimiser.step()  # and the first update allocates its state
+        batch = min(timed(passes), timed(passes))  # one pass read up to a quarter high
+        update = min(timed(optimiser.step), timed(optimiser.step))
         config = self.data.config(Contrastive.name, options.contrastive_max_windows)
-        return _Timings(load, step_seconds, _on_cpu(encoder, config).embedding_seconds(self.texts))
+        embed_all = _on_cpu(encoder, config).embedding_seconds(self.texts)
+        return _Timings(load, batch, update, embed_all)
 
     def _fits(self, options: ContrastiveOptions) -> int:
         folds = self._folds(options)
@@ -274,11 +293,11 @@ class _Trainer(KindTrainer):
         documents), at the measured unit costs."""
         options = read_options(ContrastiveOptions, self.data.hp)
         folds, documents = self._folds(options), len(self.texts)
-        steps = self._planned_steps(options, documents)
-        if folds >= 2:  # each fold tunes on the other folds' documents
-            steps += folds * self._planned_steps(options, documents * (folds - 1) // folds)
-        timings, fits = self.timings, self._fits(options)
-        return steps * timings.step + fits * timings.around_steps
+        tunings = [documents] + [documents * (folds - 1) // folds] * (folds if folds >= 2 else 0)
+        timings = self.timings
+        stepping = sum(self._planned_steps(options, n) * timings.step(self._fill(options, n))
+                       for n in tunings)  # fmt: skip
+        return stepping + len(tunings) * timings.around_steps
 
     def too_slow(self, seconds_left: float | None) -> str | None:
         options = read_options(ContrastiveOptions, self.data.hp)
@@ -291,11 +310,12 @@ class _Trainer(KindTrainer):
         timings, allowed = self.timings, min(limits)
         tuning = allowed - fits * timings.around_steps  # what steps may take
         one_pass = self._one_pass(options, len(self.texts))
-        affordable = int(max(tuning, 0) / (fits * timings.step))
+        step = timings.step(self._fill(options, len(self.texts)))  # the final's: the fullest
+        affordable = int(max(tuning, 0) / (fits * step))
         if affordable < one_pass:
             return (
                 f"one pass over the {len(self.texts)} documents ({one_pass} steps of about "
-                f"{timings.step:.1f} s, {fits} tunings, each loading the encoder and embedding "
+                f"{step:.1f} s, {fits} tunings, each loading the encoder and embedding "
                 f"the documents) does not fit in {allowed:.0f} s (the time budget left, or "
                 "contrastive_max_seconds)"
             )
