@@ -264,6 +264,16 @@ def _keyword_split(per_label: int) -> Split:
     return stratified_split(docs, 0.15, 0.0, seed=1)
 
 
+def _recorded_progress() -> tuple[list[str], Progress]:
+    """The run's progress as the job writes it, every detail kept (its clock moves 10 s a
+    reading, so no step is held back)."""
+    details: list[str] = []
+    ticks = iter(range(0, 100_000, 10))
+    progress = Progress(lambda tags, metrics: details.append(tags[TAG_PHASE_DETAIL]),
+                        clock=lambda: float(next(ticks)))  # fmt: skip
+    return details, progress
+
+
 def test_contrastive_tuning_logs_its_steps_and_pairs_and_is_scored_by_folds(
     tiny_base_model: str,
 ) -> None:
@@ -271,11 +281,7 @@ def test_contrastive_tuning_logs_its_steps_and_pairs_and_is_scored_by_folds(
     split = _keyword_split(8)
     hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
                          options={"contrastive_max_steps": 4})  # fmt: skip
-    # and: the run's progress as the job writes it (a clock that moves 10 s a reading)
-    details: list[str] = []
-    ticks = iter(range(0, 10_000, 10))
-    progress = Progress(lambda tags, metrics: details.append(tags[TAG_PHASE_DETAIL]),
-                        clock=lambda: float(next(ticks)))  # fmt: skip
+    details, progress = _recorded_progress()
     # when
     selection = select_model(hp, list(TOPICS), split, lambda e, m: None, time.monotonic(),
                              progress)  # fmt: skip
@@ -396,9 +402,10 @@ def test_finetuning_scored_by_folds_picks_no_epoch_on_the_documents_it_is_judged
     hp = Hyperparameters(labels=list(TOPICS), mode="finetune", base_model=tiny_base_model,
                          options={"epochs": 3, "min_train_steps": 1})  # fmt: skip
     epochs: list[tuple[int, dict[str, float]]] = []
+    details, progress = _recorded_progress()
     # when
     selection = select_model(hp, list(TOPICS), split, lambda e, m: epochs.append((e, m)),
-                             time.monotonic())  # fmt: skip
+                             time.monotonic(), progress)  # fmt: skip
     # then: out-of-fold, calibrated on every document
     winner = selection.winner
     documents = len(split.train) + len(split.validation)
@@ -409,4 +416,8 @@ def test_finetuning_scored_by_folds_picks_no_epoch_on_the_documents_it_is_judged
     # kept or stopped on a handful of validation documents
     assert [epoch for epoch, _ in epochs] == [1, 2, 3]
     assert all(set(metrics) == {"train_loss"} for _, metrics in epochs)
+    # and: each fold's and the final training's steps were told as they went
+    told = {d.split(" · ")[1] for d in details if " · " in d}
+    assert {"fold 1 of 3: epoch 1: step 1 of 1", "fold 3 of 3: epoch 3: step 1 of 1",
+            "all documents: epoch 3: step 1 of 1"} <= told, told  # fmt: skip
     assert {p.label for p in winner.classifier.predict(["rain", "goal"])} <= set(TOPICS)

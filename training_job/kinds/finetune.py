@@ -34,6 +34,7 @@ from training_job.kinds.base import (
     ModelKind,
     Search,
     SelectionData,
+    StepCallback,
     calibrate,
     label_truth,
     read_options,
@@ -381,8 +382,9 @@ def _prepared(
 
 
 def fine_tune(
-    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback
-) -> TrainingOutcome:
+    hp: Hyperparameters, labels: list[str], split: Split, on_epoch: EpochCallback,
+    on_step: StepCallback = lambda detail: None, stage: str = "",
+) -> TrainingOutcome:  # fmt: skip
     """Train on split.train and keep the epoch with the best validation macro-F1 (stopping
     early); with no validation documents, train the planned epochs, uncalibrated (a fold's
     held-out documents must not choose its epoch: at 32 BBC documents a label, epochs
@@ -416,7 +418,8 @@ def fine_tune(
         order = list(range(len(seqs)))
         rng.shuffle(order)
         total_loss = 0.0
-        for start in range(0, len(order), batch_size):
+        for step, start in enumerate(range(0, len(order), batch_size), start=1):
+            on_step(f"{stage}epoch {epoch}: step {step} of {steps_per_epoch}")
             batch = order[start : start + batch_size]
             ids, mask = (t.to(device) for t in _batch([seqs[i] for i in batch], pad_id))
             loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits, targets[batch])
@@ -505,7 +508,7 @@ class _Trainer(KindTrainer):
         data = self.data
         scored = self._by_folds(hp) if data.cross_validated else None
         if scored is None:  # calibrated on validation by fine_tune
-            outcome = fine_tune(hp, data.labels, data.split, data.on_epoch)
+            outcome = fine_tune(hp, data.labels, data.split, data.on_epoch, data.on_step)
             details = {"calibration_documents": float(len(data.split.validation))}
             held = HeldOut(data.val_rows, outcome.val_logits)
             return Fitted(outcome.classifier, outcome.val_f1, details, held)
@@ -514,7 +517,8 @@ class _Trainer(KindTrainer):
         # handful of validation documents must neither pick its epoch nor set its
         # temperature: the folds' scores do.
         everything = Split(data.split.train + data.split.validation, [], [])
-        outcome = fine_tune(hp, data.labels, everything, data.on_epoch)
+        outcome = fine_tune(hp, data.labels, everything, data.on_epoch, data.on_step,
+                            "all documents: ")  # fmt: skip
         classifier = outcome.classifier
         classifier.config = calibrate(classifier.config, out_of_fold, data.truth)
         details = {"folds": folds, "calibration_documents": len(data.docs)}
@@ -542,9 +546,11 @@ class _Trainer(KindTrainer):
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=hp.seed)
         scores = []
         out_of_fold = np.zeros((len(docs), len(self.data.labels)))
-        for fit_rows, held_rows in splitter.split(np.zeros(len(docs)), strata):
+        split = splitter.split(np.zeros(len(docs)), strata)
+        for index, (fit_rows, held_rows) in enumerate(split, start=1):
             fold = Split([docs[i] for i in fit_rows], [], [])
-            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None)
+            outcome = fine_tune(hp, self.data.labels, fold, lambda e, m: None,
+                                self.data.on_step, f"fold {index} of {folds}: ")  # fmt: skip
             held = [docs[i] for i in held_rows]
             logits, _, f1 = validation_logits(outcome.classifier, held, self.data.labels)
             scores.append(f1)
