@@ -17,7 +17,13 @@ from functions.core.errors import ModelNotReady, RunNotFound, model_not_found, r
 from functions.core.models import Prediction, RunSummary
 from functions.core.ports import LoadedModel, ModelLoader, Tracking
 from functions.core.runs import ACTIVE_STATUSES
-from functions.core.tags import TAG_FAILURE, TAG_GATE, TAG_GATE_REASON, TAG_TENANT
+from functions.core.tags import (
+    METRIC_PASSES_BAR_UP_TO,
+    TAG_FAILURE,
+    TAG_GATE,
+    TAG_GATE_REASON,
+    TAG_TENANT,
+)
 from functions.core.tenancy import NO_TENANT, Tenant
 
 MODEL_REFERENCE_PREFIX = "models:/"
@@ -33,8 +39,15 @@ def check_servable(run: RunSummary) -> None:
     gate = run.tags.get(TAG_GATE)
     if gate == "failed":
         reason = run.tags.get(TAG_GATE_REASON, "")
+        highest = run.metrics.get(METRIC_PASSES_BAR_UP_TO)
+        how = ""  # the next step, said where the caller reads this
+        if highest is not None:
+            how = (
+                f"; POST /promote with its run_id and a min_macro_f1 up to {highest:.4f} "
+                "registers it at that bar, and it serves"
+            )
         raise ModelNotReady(
-            f"run {run.run_id} did not pass the evaluation bar ({reason}); it is not served"
+            f"run {run.run_id} did not pass the evaluation bar ({reason}); it is not served{how}"
         )
     if gate != "passed":
         raise ModelNotReady(f"run {run.run_id} has no evaluated model to serve")

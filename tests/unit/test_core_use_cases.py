@@ -30,6 +30,7 @@ from functions.core.runs import (
     experiment_runs,
     promote,
 )
+from functions.core.serving import check_servable
 from functions.core.tags import (
     METRIC_PASSES_BAR_UP_TO,
     TAG_GATE,
@@ -104,6 +105,10 @@ def test_a_refused_run_is_registered_at_a_bar_its_estimate_passes_and_at_no_othe
                                    TAG_MODEL_URI: "models:/m-1"})  # fmt: skip
     with pytest.raises(ModelNotReady):  # no bar given: promote as before
         promote(tracking, run.run_id)
+    # and: asked to predict, the refused run says how to register it
+    with pytest.raises(ModelNotReady, match=r"it is not served; POST /promote with its run_id "
+                       r"and a min_macro_f1 up to 0\.8300 registers it"):  # fmt: skip
+        check_servable(tracking.get_run(run.run_id))
     with pytest.raises(Conflict, match=r"passes bars up to 0\.8300, not 0\.9000"):
         promote(tracking, run.run_id, 0.9)
     with pytest.raises(InvalidRequest, match="between 0 and 1"):
