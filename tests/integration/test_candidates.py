@@ -324,13 +324,22 @@ def test_contrastive_estimate_counts_each_steps_documents_and_update(
     # passes 0.5 s, an update 0.1 s, loading and embedding 1 s a tuning
     hp = Hyperparameters(labels=list(TOPICS), mode="contrastive", base_model=tiny_base_model,
                          options={"contrastive_epochs": 4})  # fmt: skip
-    data = SelectionData(hp, list(TOPICS), _keyword_split(12), lambda e, m: None)
-    trainer = kinds.get("contrastive").trainer(data)
-    trainer.__dict__["timings"] = contrastive._Timings(load=0.5, batch=0.5, update=0.1,
-                                                       embed_all=0.5)  # fmt: skip
+    units = contrastive._Timings(load=0.5, batch=0.5, update=0.1, embed_all=0.5)
+
+    def estimate(split: Split) -> float:
+        trainer = kinds.get("contrastive").trainer(SelectionData(hp, list(TOPICS), split,
+                                                                 lambda e, m: None))  # fmt: skip
+        trainer.__dict__["timings"] = units
+        return trainer.cost()
+
     # when / then: 8 steps of 24 documents (3/4 full) and 3 x 4 steps of 16 (all full)
     final, folds = 8 * (0.5 * 24 / 32 + 0.1), 3 * 4 * (0.5 + 0.1)
-    assert trainer.cost() == pytest.approx(final + folds + 4 * 1.0)
+    assert estimate(_keyword_split(12)) == pytest.approx(final + folds + 4 * 1.0)
+    # and: scored on a validation split of 36 (a test split too): one tuning of the 200
+    # documents, no folds: 4 epochs of 13 steps, 200 documents in 13 batches of 16
+    large = _keyword_split(120)
+    scored = Split(large.train[40:], large.validation, large.train[:40])
+    assert estimate(scored) == pytest.approx(4 * 13 * (0.5 * 200 / 208 + 0.1) + 1.0)
 
 
 @pytest.mark.parametrize("windows", [None, 1])

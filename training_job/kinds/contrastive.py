@@ -293,7 +293,9 @@ class _Trainer(KindTrainer):
         documents), at the measured unit costs."""
         options = read_options(ContrastiveOptions, self.data.hp)
         folds, documents = self._folds(options), len(self.texts)
-        tunings = [documents] + [documents * (folds - 1) // folds] * (folds if folds >= 2 else 0)
+        tunings = [documents]  # each fold's: on the other folds' documents
+        if folds >= 2:
+            tunings += [documents * (folds - 1) // folds] * folds
         timings = self.timings
         stepping = sum(self._planned_steps(options, n) * timings.step(self._fill(options, n))
                        for n in tunings)  # fmt: skip
