@@ -125,7 +125,11 @@ class Settings(BaseSettings):
     # At most this many local jobs run at once (0: half the cores, at least 1); the others
     # wait in order as SCHEDULED runs.
     local_max_jobs: int = Field(default=0, ge=0)
-    min_macro_f1: float = 0.7
+    # The registration bar of every run that names none: this macro-F1, or where it is unset,
+    # the share min_gain_over_chance of the way from chance to 1 (0.7 for two labels, 0.52
+    # for five, 0.43 for twenty).
+    min_macro_f1: float | None = Field(default=None, ge=0, le=1)
+    min_gain_over_chance: float = Field(default=0.4, ge=0, le=1)
     # Base encoder for training jobs ("" = the packaged all-MiniLM-L6-v2).
     base_model: str = ""
     # Extra job hyperparameters for every run, e.g. {"epochs": "2"}.

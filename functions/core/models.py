@@ -59,7 +59,8 @@ class TrainingRequest:
     time_budget_seconds: float = 0.0
     # Optuna trials over the chosen candidate's main hyperparameters (0 = none).
     hpo_trials: int = 0
-    # The registration bar (macro-F1); None: the service's (Settings.min_macro_f1).
+    # The registration bar (macro-F1); None: the service's (Settings.min_macro_f1, else
+    # relative to chance: Settings.min_gain_over_chance).
     min_macro_f1: float | None = None
     # A document may carry several labels: one filed under several label folders.
     multi_label: bool = False

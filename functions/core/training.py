@@ -120,7 +120,8 @@ def start_training(
             "tracking_uri": settings.mlflow_tracking_uri,
             "min_macro_f1": str(
                 settings.min_macro_f1 if request.min_macro_f1 is None else request.min_macro_f1
-            ),
+            ),  # "None": the bar relative to chance, below
+            "min_gain_over_chance": str(settings.min_gain_over_chance),
             "mode": request.mode,
             "multi_label": str(request.multi_label).lower(),
             "label_delimiter": request.label_delimiter,
