@@ -122,6 +122,10 @@ def test_job_on_bbc_slice_registers_champion_and_lists_unusable_documents(
     assert run.data.params["id2label"] == str(dict(enumerate(BBC_LABELS)))
     assert len(run.data.params["dataset_sha256"]) == 64
     assert run.data.tags[TAG_GATE] == "passed"
+    # and: no bar named, five labels: 0.4 of the way from chance (1/5) to 1
+    assert metrics["registration_bar"] == pytest.approx(0.52)
+    assert "the bar 0.5200 (the default: 0.40 of the way from chance, 0.2000, to 1)" in \
+        run.data.tags["custom_classifier.gate_reason"]  # fmt: skip
     # and: the confusion matrix and the report are objects on S3
     keys = list_keys(s3, ARTIFACTS_BUCKET)
     run_keys = [k for k in keys if f"/{run.info.run_id}/artifacts/" in k]
