@@ -283,7 +283,7 @@ def train(client: Client, dataset: str, experiment: str, labels: str, mode: str,
                 f"{math.floor(highest * 100) / 100:.2f}` registers it (its estimate passes "
                 f"bars up to {highest:.4f})"
             )
-        elif run.get("gate") == "failed" and "passes_bar_up_to" in run:  # an older API: unsaid
+        elif run.get("gate") == "failed" and "passes_bar_up_to" in run:  # (absent: older API)
             hint = "; no bar registers it: more documents a label would narrow its estimate"
         raise ApiError(f"run {run_id} did not produce a registered model{hint}")
 
