@@ -414,12 +414,18 @@ class MlflowTracking:
         # as the job registers: the logged model's id with its source run
         logged = model_uri.startswith("models:/m-")
         model_id = model_uri.removeprefix("models:/") if logged else None
-        version = self._do(self.client.create_model_version, name, model_uri, run_id=run_id,
+        created = self._do(self.client.create_model_version, name, model_uri, run_id=run_id,
                            tags={"run_id": run_id}, model_id=model_id)  # fmt: skip
-        self._do(self.client.set_tag, run_id, TAG_REGISTERED, f"{name}/{version.version}")
-        return str(version.version)
+        # Requests racing to register one run (two promotes at a bar) each create a version;
+        # each keeps the run's first and deletes its own: one version, whatever the order.
+        first = self._first_version(run_id)
+        if first.version != created.version:
+            self._do(self.client.delete_model_version, name, created.version)
+        self._do(self.client.set_tag, run_id, TAG_REGISTERED, f"{first.name}/{first.version}")
+        return str(first.version)
 
-    def promote(self, run_id: str, alias: str) -> tuple[str, str]:
+    def _first_version(self, run_id: str) -> Any:
+        """The run's earliest registered model version; ModelNotReady where it has none."""
         versions = self._do(self.client.search_model_versions, f"run_id='{run_id}'")
         if not versions:
             raise ModelNotReady(
@@ -427,10 +433,13 @@ class MlflowTracking:
                 "or is not finished); only registered models can be promoted: a finished run "
                 "the bar refused registers with min_macro_f1, a bar its estimate passes"
             )
-        latest = max(versions, key=lambda v: int(v.version))
+        return min(versions, key=lambda v: int(v.version))
+
+    def promote(self, run_id: str, alias: str) -> tuple[str, str]:
+        version = self._first_version(run_id)
         # One call: the alias moves atomically, callers never see it unset.
-        self._do(self.client.set_registered_model_alias, latest.name, alias, latest.version)
-        return str(latest.name), str(latest.version)
+        self._do(self.client.set_registered_model_alias, version.name, alias, version.version)
+        return str(version.name), str(version.version)
 
     def ping(self) -> None:
         def check() -> None:

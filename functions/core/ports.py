@@ -133,7 +133,8 @@ class Tracking(Protocol):
 
     def register(self, run_id: str, model_uri: str, name: str) -> str:
         """Register the run's logged model as a new version of `name` (whose owner the run's
-        experiment is) and tag the run with it; returns the version."""
+        experiment is) and tag the run with it; returns the version. A run has one version:
+        registrations racing on a run all answer its first."""
         ...
 
     def promote(self, run_id: str, alias: str) -> tuple[str, str]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import requests
 from click.testing import CliRunner, Result
+from mlflow import MlflowClient
 
 from functions.cli import main
 from tests.conftest import LiveApi
@@ -189,6 +192,22 @@ def test_a_run_below_the_bar_says_which_bar_it_missed_and_is_registered_at_the_u
     # and: the bar it missed registers nothing; one its estimate passes registers the run
     refused = _cli(live_api, "promote", run_id, "--min-macro-f1", "0.99")
     assert refused.exit_code == 1 and "passes bars up to 0." in refused.output, refused.output
+    # (several asking at once register it once: each answers the run's one version)
+    ask = {"run_id": run_id, "min_macro_f1": 0.5}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: requests.post(
+                    f"{live_api.url}/custom_classifier/promote", json=ask, timeout=60
+                ),
+                range(4),
+            )
+        )
+    assert [a.json()["data"]["version"] for a in answers] == ["1"] * 4, [a.text for a in answers]
+    versions = MlflowClient(live_api.settings.mlflow_tracking_uri).search_model_versions(
+        f"name='{experiment_name}-classifier'"
+    )
+    assert [v.version for v in versions] == ["1"]
     promoted = _cli(live_api, "promote", run_id, "--min-macro-f1", "0.5")
     assert promoted.exit_code == 0, promoted.output
     assert json.loads(promoted.output) == {"registered_model": f"{experiment_name}-classifier",
