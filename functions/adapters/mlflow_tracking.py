@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import requests
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus, ViewType
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 
 from functions.adapters import mlflow_gc
@@ -424,7 +425,7 @@ class MlflowTracking:
         self._do(self.client.set_tag, run_id, TAG_REGISTERED, f"{first.name}/{first.version}")
         return str(first.version)
 
-    def _first_version(self, run_id: str) -> Any:
+    def _first_version(self, run_id: str) -> ModelVersion:
         """The run's earliest registered model version; ModelNotReady where it has none."""
         versions = self._do(self.client.search_model_versions, f"run_id='{run_id}'")
         if not versions:
